@@ -1,0 +1,65 @@
+/** The one error type of irsa: a closed set of codes, each with one HTTP status. */
+
+/** Every error code the program can raise; the HTTP status of each is fixed by {@link statusFor}. */
+export type ErrorCode =
+  | "bad_request"
+  | "invalid_subject"
+  | "invalid_arn"
+  | "invalid_policy"
+  | "invalid_config_file"
+  | "unauthorized"
+  | "forbidden"
+  | "not_found"
+  | "unknown_organization"
+  | "payload_too_large"
+  | "policy_quota_exceeded"
+  | "conflict"
+  | "iam_access_denied"
+  | "iam_role_not_found"
+  | "upstream_error"
+  | "unavailable"
+  | "internal";
+
+/** An expected failure: its message is safe to show to the caller, its details go to the log. */
+export class AppError extends Error {
+  override readonly name = "AppError";
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details: Readonly<Record<string, unknown>> = {},
+  ) {
+    super(message);
+  }
+}
+
+/** The HTTP status that answers an error code. */
+export function statusFor(code: ErrorCode): number {
+  switch (code) {
+    case "bad_request":
+    case "invalid_subject":
+    case "invalid_arn":
+    case "invalid_policy":
+    case "invalid_config_file":
+    case "unknown_organization":
+      return 400;
+    case "unauthorized":
+      return 401;
+    case "forbidden":
+      return 403;
+    case "not_found":
+      return 404;
+    case "conflict":
+    case "policy_quota_exceeded":
+      return 409;
+    case "payload_too_large":
+      return 413;
+    case "iam_access_denied":
+    case "iam_role_not_found":
+    case "upstream_error":
+      return 502;
+    case "unavailable":
+      return 503;
+    case "internal":
+      return 500;
+  }
+}
