@@ -44,12 +44,8 @@ export function mergeConfig(existing: string, profiles: readonly Profile[]): str
     if (section !== undefined) skippingSection = ours.has(section);
     if (!skippingSection) kept.push(line);
   }
-  const block = [
-    BEGIN_MARKER,
-    ...renderProfiles(profiles).replace(/\n$/, "").split("\n"),
-    END_MARKER,
-  ]
-    .filter((l, i, all) => !(l === "" && all.length === 3));
+  const body = profiles.length === 0 ? [] : renderProfiles(profiles).replace(/\n$/, "").split("\n");
+  const block = [BEGIN_MARKER, ...body, END_MARKER];
   if (blockAt < 0) {
     while (kept.length > 0 && kept[kept.length - 1].trim() === "") kept.pop();
     blockAt = kept.length;
