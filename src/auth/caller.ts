@@ -1,0 +1,45 @@
+/** Who is calling: the identity a verified user token yields, and the verifier interfaces. */
+
+import type { ServiceAccount } from "../core/subject.ts";
+
+/** The authenticated user behind a request. */
+export interface Caller {
+  readonly username: string;
+  /** The platform's canonical user id, when the verifier knows it (the `domino` verifier does). */
+  readonly userId?: string;
+  /** The user's platform organizations, which select their role mappings. */
+  readonly organizations: readonly string[];
+  readonly isAdmin: boolean;
+}
+
+/** Turns a bearer token into a {@link Caller}, or throws AppError `unauthorized` with the reason. */
+export interface UserVerifier {
+  verify(token: string): Promise<Caller>;
+  /** True once the verifier can verify (signing keys fetched); for `/readyz`. */
+  ready(): Promise<boolean>;
+}
+
+/** What a verified projected service-account token proves: the pod's service account. */
+export interface Workload {
+  readonly serviceAccount: ServiceAccount;
+  readonly podName?: string;
+}
+
+/** Verifies a pod's projected service-account token, or throws AppError `unauthorized`. */
+export interface WorkloadVerifier {
+  verify(token: string): Promise<Workload>;
+}
+
+/** The labels of a run's pod that prove whose run it is (DESIGN.md, "Run pods"). */
+export interface RunPod {
+  readonly name: string;
+  readonly serviceAccountName?: string;
+  readonly startingUserId?: string;
+  readonly startingUsername?: string;
+  readonly phase?: string;
+}
+
+/** Looks up the pods of a run in the compute namespace by label `dominodatalab.com/execution-id`. */
+export interface RunLookup {
+  findRunPods(runId: string): Promise<readonly RunPod[]>;
+}
