@@ -177,3 +177,378 @@ export function helpText(
   );
   return [...head, ...sections].join("\n") + "\n";
 }
+
+/** Settings of `irsa server`. Variable names of the current service are kept where it has them. */
+export const serverSettings: readonly Setting[] = [
+  {
+    flag: "host",
+    env: ["IRSA_HOST"],
+    default: "0.0.0.0",
+    help: "Address to listen on.",
+    schema: read.string,
+  },
+  {
+    flag: "port",
+    env: ["IRSA_PORT"],
+    default: "6000",
+    help: "HTTPS port (the Service maps 443 to it).",
+    schema: read.port,
+  },
+  {
+    flag: "tls-cert",
+    env: ["IRSA_TLS_CERT"],
+    default: "/ssl/tls.crt",
+    help: "Server certificate (PEM).",
+    schema: read.string,
+  },
+  {
+    flag: "tls-key",
+    env: ["IRSA_TLS_KEY"],
+    default: "/ssl/tls.key",
+    help: "Server private key (PEM).",
+    schema: read.string,
+  },
+  {
+    flag: "insecure-http",
+    env: ["IRSA_INSECURE_HTTP"],
+    default: "false",
+    help: "Serve plain HTTP instead of HTTPS; for local use only.",
+    schema: read.boolean,
+    boolean: true,
+  },
+  {
+    flag: "metrics-port",
+    env: ["PROMETHEUS_METRICS_PORT"],
+    default: "0",
+    help: "Also serve GET /metrics over plain HTTP on this port (0: only on the main port).",
+    schema: read.port,
+  },
+  {
+    flag: "oidc-provider",
+    env: ["OIDC_PROVIDER"],
+    help: "The cluster's IAM OIDC provider, host form: oidc.eks.<region>.amazonaws.com/id/<ID>.",
+    schema: v.pipe(
+      read.string,
+      v.regex(
+        /^[^\s/:]+(\/[^\s]+)?$/,
+        "expected a host and path without scheme, e.g. oidc.eks.us-west-2.amazonaws.com/id/EXAMPLE",
+      ),
+    ),
+  },
+  {
+    flag: "oidc-provider-audience",
+    env: ["OIDC_PROVIDER_AUDIENCE"],
+    default: "sts.amazonaws.com",
+    help: "Audience of projected service-account tokens.",
+    schema: read.string,
+  },
+  {
+    flag: "cluster-issuer",
+    env: ["IRSA_CLUSTER_ISSUER"],
+    default: "",
+    help: "Issuer of projected service-account tokens (default: https://<oidc-provider>).",
+    schema: read.optionalUrl,
+  },
+  {
+    flag: "cluster-jwks-url",
+    env: ["IRSA_CLUSTER_JWKS_URL"],
+    default: "",
+    help: "JWKS of that issuer (default: discovered from its /.well-known/openid-configuration).",
+    schema: read.optionalUrl,
+  },
+  {
+    flag: "aws-region",
+    env: ["AWS_REGION", "AWS_DEFAULT_REGION"],
+    default: "us-east-1",
+    help: "AWS region of the SDK clients.",
+    schema: read.string,
+  },
+  {
+    flag: "iam-endpoint",
+    env: ["AWS_ENDPOINT_URL_IAM"],
+    default: "",
+    help: "IAM endpoint override (tests point it at moto).",
+    schema: read.optionalUrl,
+  },
+  {
+    flag: "iam-timeout-ms",
+    env: ["IRSA_IAM_TIMEOUT_MS"],
+    default: "5000",
+    help: "Timeout of one IAM call.",
+    schema: read.positiveInt,
+  },
+  {
+    flag: "subject-format",
+    env: ["IRSA_SUBJECT_FORMAT"],
+    default: "wildcard",
+    help:
+      'How trust policies name service accounts: "wildcard" (*:<ns>:<sa> in StringLike) or "exact" (system:serviceaccount:<ns>:<sa> in StringEquals).',
+    schema: read.oneOf(["wildcard", "exact"]),
+  },
+  {
+    flag: "trust-policy-quota",
+    env: ["IRSA_TRUST_POLICY_QUOTA"],
+    default: "2048",
+    help: "Trust-policy length quota of the proxy roles (AWS quota L-C07B4B0D).",
+    schema: read.positiveInt,
+  },
+  {
+    flag: "compute-namespace",
+    env: ["DEFAULT_COMPUTE_NS"],
+    default: "domino-compute",
+    help: "Namespace of run pods.",
+    schema: read.string,
+  },
+  {
+    flag: "field-namespace",
+    env: ["DEFAULT_FIELD_NS"],
+    default: "domino-field",
+    help: "Namespace of irsa and its ConfigMap.",
+    schema: read.string,
+  },
+  {
+    flag: "run-id-pattern",
+    env: ["IRSA_RUN_ID_PATTERN"],
+    default: "^[0-9a-f]{24}$",
+    help: "Pattern a run_id must match.",
+    schema: read.regex,
+  },
+  {
+    flag: "user-based-service-accounts",
+    env: ["IRSA_USER_BASED_SERVICE_ACCOUNTS"],
+    default: "false",
+    help:
+      "Pods run as per-user service accounts (<compute ns>:<username>) instead of run-<run id>.",
+    schema: read.boolean,
+    boolean: true,
+  },
+  {
+    flag: "verifier",
+    env: ["IRSA_VERIFIER"],
+    default: "jwt",
+    help:
+      '"jwt": verify user tokens against the identity provider\'s JWKS; "domino": ask the platform API.',
+    schema: read.oneOf(["jwt", "domino"]),
+  },
+  {
+    flag: "jwt-issuer",
+    env: ["IRSA_JWT_ISSUER"],
+    default: "",
+    help: "Issuer of user tokens (jwt verifier; required with it).",
+    schema: read.optionalUrl,
+  },
+  {
+    flag: "jwt-jwks-url",
+    env: ["IRSA_JWT_JWKS_URL"],
+    default: "",
+    help: "JWKS of user tokens (default: <issuer>/protocol/openid-connect/certs, Keycloak's).",
+    schema: read.optionalUrl,
+  },
+  {
+    flag: "jwt-audience",
+    env: ["IRSA_JWT_AUDIENCE"],
+    default: "",
+    help: "Audience user tokens must carry (empty: not checked).",
+    schema: read.optionalString,
+  },
+  {
+    flag: "jwt-username-claim",
+    env: ["IRSA_JWT_USERNAME_CLAIM"],
+    default: "preferred_username",
+    help: "Claim with the user name.",
+    schema: read.string,
+  },
+  {
+    flag: "jwt-groups-claim",
+    env: ["IRSA_JWT_GROUPS_CLAIM"],
+    default: "user_groups",
+    help: "Claim with the user's organizations.",
+    schema: read.string,
+  },
+  {
+    flag: "jwt-admin-claim",
+    env: ["IRSA_JWT_ADMIN_CLAIM"],
+    default: "realm_access.roles",
+    help: "Dotted path of the claim that marks admins.",
+    schema: read.string,
+  },
+  {
+    flag: "jwt-admin-value",
+    env: ["IRSA_JWT_ADMIN_VALUE"],
+    default: "DominoAdmin",
+    help: "Value of that claim that makes an admin.",
+    schema: read.string,
+  },
+  {
+    flag: "domino-user-host",
+    env: ["DOMINO_USER_HOST"],
+    default: "http://nucleus-frontend.domino-platform:80",
+    help: "The platform API (domino verifier: /v4/auth/principal, /v4/organizations/self).",
+    schema: read.url,
+  },
+  {
+    flag: "principal-cache-seconds",
+    env: ["IRSA_PRINCIPAL_CACHE_SECONDS"],
+    default: "30",
+    help: "How long the domino verifier caches an answer, keyed by a hash of the token.",
+    schema: read.positiveInt,
+  },
+  {
+    flag: "ca-file",
+    env: ["IRSA_CA_FILE"],
+    default: "",
+    help: "Extra CA (PEM) trusted for the identity provider and cluster issuer.",
+    schema: read.optionalString,
+  },
+  {
+    flag: "mapping-store",
+    env: ["IRSA_MAPPING_STORE"],
+    default: "file",
+    help:
+      '"file" (a JSON file) or "configmap" (ConfigMap domino-org-iamrole-mapping in the field namespace).',
+    schema: read.oneOf(["file", "configmap"]),
+  },
+  {
+    flag: "mapping-file",
+    env: ["IRSA_MAPPING_FILE"],
+    default: "irsa-mappings.json",
+    help: "The file store's file.",
+    schema: read.string,
+  },
+  {
+    flag: "mapping-configmap",
+    env: ["IRSA_MAPPING_CONFIGMAP"],
+    default: "domino-org-iamrole-mapping",
+    help: "The ConfigMap store's ConfigMap.",
+    schema: read.string,
+  },
+  {
+    flag: "kubernetes-api",
+    env: ["IRSA_KUBERNETES_API"],
+    default: "",
+    help:
+      "Kubernetes API URL (default in a cluster: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT; empty outside one: no run lookup).",
+    schema: read.optionalUrl,
+  },
+  {
+    flag: "kubernetes-token-file",
+    env: ["IRSA_KUBERNETES_TOKEN_FILE"],
+    default: "/var/run/secrets/kubernetes.io/serviceaccount/token",
+    help: "Token for the Kubernetes API, re-read at every call.",
+    schema: read.string,
+  },
+  {
+    flag: "kubernetes-ca-file",
+    env: ["IRSA_KUBERNETES_CA_FILE"],
+    default: "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+    help: "CA of the Kubernetes API.",
+    schema: read.string,
+  },
+  {
+    flag: "log-level",
+    env: ["IRSA_LOG_LEVEL"],
+    default: "info",
+    help: "debug, info, warn or error.",
+    schema: read.oneOf(["debug", "info", "warn", "error"]),
+  },
+];
+
+/** Settings of `irsa sidecar`; the variables are those the platform's mutation injects today. */
+export const sidecarSettings: readonly Setting[] = [
+  {
+    flag: "host",
+    env: ["IRSA_SIDECAR_HOST"],
+    default: "127.0.0.1",
+    help: "Address to listen on.",
+    schema: read.string,
+  },
+  {
+    flag: "port",
+    env: ["IRSA_SIDECAR_PORT"],
+    default: "6003",
+    help: "Port to listen on.",
+    schema: read.port,
+  },
+  {
+    flag: "log-level",
+    env: ["IRSA_LOG_LEVEL"],
+    default: "info",
+    help: "debug, info, warn or error.",
+    schema: read.oneOf(["debug", "info", "warn", "error"]),
+  },
+];
+
+/** The server's configuration, frozen. */
+export type ServerConfig = ReturnType<typeof serverConfig>;
+
+/** Builds the server's configuration from its settings, or throws {@link ConfigError}. */
+export function serverConfig(args: readonly string[], env: (name: string) => string | undefined) {
+  const s = readSettings(serverSettings, args, env);
+  const problems: ConfigProblem[] = [];
+  const str = (k: string) => s[k] as string;
+  if (s.verifier === "jwt" && str("jwt-issuer") === "") {
+    problems.push({
+      setting: "--jwt-issuer / IRSA_JWT_ISSUER",
+      message: "required with --verifier jwt",
+    });
+  }
+  if (!s["insecure-http"] && (str("tls-cert") === "" || str("tls-key") === "")) {
+    problems.push({
+      setting: "--tls-cert / --tls-key",
+      message: "required unless --insecure-http",
+    });
+  }
+  const inCluster = env("KUBERNETES_SERVICE_HOST");
+  const kubernetesApi = str("kubernetes-api") ||
+    (inCluster ? `https://${inCluster}:${env("KUBERNETES_SERVICE_PORT") ?? "443"}` : "");
+  if (s["mapping-store"] === "configmap" && kubernetesApi === "") {
+    problems.push({
+      setting: "--kubernetes-api / IRSA_KUBERNETES_API",
+      message: "required with --mapping-store configmap outside a cluster",
+    });
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  const provider = str("oidc-provider");
+  const issuer = str("jwt-issuer").replace(/\/$/, "");
+  return Object.freeze({
+    host: str("host"),
+    port: s.port as number,
+    tls: s["insecure-http"] ? undefined : { certFile: str("tls-cert"), keyFile: str("tls-key") },
+    metricsPort: s["metrics-port"] as number,
+    oidcProvider: provider,
+    audience: str("oidc-provider-audience"),
+    clusterIssuer: str("cluster-issuer") || `https://${provider}`,
+    clusterJwksUrl: str("cluster-jwks-url") || undefined,
+    awsRegion: str("aws-region"),
+    iamEndpoint: str("iam-endpoint") || undefined,
+    iamTimeoutMs: s["iam-timeout-ms"] as number,
+    subjectFormat: s["subject-format"] as "wildcard" | "exact",
+    trustPolicyQuota: s["trust-policy-quota"] as number,
+    computeNamespace: str("compute-namespace"),
+    fieldNamespace: str("field-namespace"),
+    runIdPattern: s["run-id-pattern"] as RegExp,
+    userBasedServiceAccounts: s["user-based-service-accounts"] as boolean,
+    verifier: s.verifier as "jwt" | "domino",
+    jwt: {
+      issuer,
+      jwksUrl: str("jwt-jwks-url") || `${issuer}/protocol/openid-connect/certs`,
+      audience: str("jwt-audience") || undefined,
+      usernameClaim: str("jwt-username-claim"),
+      groupsClaim: str("jwt-groups-claim"),
+      adminClaim: str("jwt-admin-claim"),
+      adminValue: str("jwt-admin-value"),
+    },
+    dominoUserHost: str("domino-user-host").replace(/\/$/, ""),
+    principalCacheMs: (s["principal-cache-seconds"] as number) * 1000,
+    caFile: str("ca-file") || undefined,
+    mappingStore: s["mapping-store"] as "file" | "configmap",
+    mappingFile: str("mapping-file"),
+    mappingConfigMap: str("mapping-configmap"),
+    kubernetes: kubernetesApi === "" ? undefined : {
+      apiUrl: kubernetesApi,
+      tokenFile: str("kubernetes-token-file"),
+      caFile: str("kubernetes-ca-file"),
+    },
+    logLevel: s["log-level"] as "debug" | "info" | "warn" | "error",
+  });
+}

@@ -1,0 +1,114 @@
+/** Prometheus metrics: a small registry and every metric irsa exports, built once in main and passed down. */
+
+type Labels = Readonly<Record<string, string>>;
+
+const labelKey = (labels: Labels) =>
+  Object.keys(labels).sort().map((k) =>
+    `${k}="${labels[k].replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`
+  ).join(",");
+
+/** A monotonically increasing counter, optionally by labels. */
+export class Counter {
+  #values = new Map<string, number>();
+  constructor(readonly name: string, readonly help: string) {}
+  inc(labels: Labels = {}, by = 1): void {
+    const key = labelKey(labels);
+    this.#values.set(key, (this.#values.get(key) ?? 0) + by);
+  }
+  /** The current value for these labels (tests read it). */
+  get(labels: Labels = {}): number {
+    return this.#values.get(labelKey(labels)) ?? 0;
+  }
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
+    if (this.#values.size === 0) lines.push(`${this.name} 0`);
+    for (const [key, value] of this.#values) {
+      lines.push(`${this.name}${key ? `{${key}}` : ""} ${value}`);
+    }
+    return lines.join("\n");
+  }
+}
+
+/** A histogram with fixed buckets, in seconds. */
+export class Histogram {
+  #series = new Map<string, { counts: number[]; sum: number; count: number }>();
+  constructor(readonly name: string, readonly help: string, readonly buckets: readonly number[]) {}
+  observe(labels: Labels, value: number): void {
+    const key = labelKey(labels);
+    const s = this.#series.get(key) ?? { counts: this.buckets.map(() => 0), sum: 0, count: 0 };
+    this.buckets.forEach((b, i) => {
+      if (value <= b) s.counts[i]++;
+    });
+    s.sum += value;
+    s.count++;
+    this.#series.set(key, s);
+  }
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
+    for (const [key, s] of this.#series) {
+      const sep = key ? "," : "";
+      this.buckets.forEach((b, i) =>
+        lines.push(`${this.name}_bucket{${key}${sep}le="${b}"} ${s.counts[i]}`)
+      );
+      lines.push(`${this.name}_bucket{${key}${sep}le="+Inf"} ${s.count}`);
+      lines.push(`${this.name}_sum${key ? `{${key}}` : ""} ${s.sum}`);
+      lines.push(`${this.name}_count${key ? `{${key}}` : ""} ${s.count}`);
+    }
+    return lines.join("\n");
+  }
+}
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Every metric of the server. Names of the current service are kept, typo included, for its dashboards. */
+export function createServerMetrics() {
+  const m = {
+    mappingRequests: new Counter(
+      "irsa_mapping_requests_total",
+      "Requests to map a pod's service account to its roles.",
+    ),
+    failedMappingRequests: new Counter(
+      "irsa_failed_maping_requests_total",
+      "Mapping requests that failed.",
+    ),
+    principalQueries: new Counter(
+      "irsa_query_user_principal_total",
+      "Queries of the platform for a user's principal.",
+    ),
+    failedPrincipalQueries: new Counter(
+      "irsa_failed_query_user_principal_total",
+      "Failed principal queries.",
+    ),
+    orgQueries: new Counter(
+      "irsa_query_user_org_membership_total",
+      "Queries of the platform for a user's organizations.",
+    ),
+    failedOrgQueries: new Counter(
+      "irsa_failed_query_user_org_membership_total",
+      "Failed organization queries.",
+    ),
+    mappingReads: new Counter(
+      "irsa_query_config_map_org_to_iamrole_mapping_total",
+      "Reads of the organization-to-role mappings.",
+    ),
+    iamCalls: new Counter("irsa_iam_calls_total", "IAM calls by operation and outcome."),
+    trustPolicyEdits: new Counter(
+      "irsa_trust_policy_edits_total",
+      "Trust-policy edits by action and outcome.",
+    ),
+    requestDuration: new Histogram(
+      "irsa_http_request_duration_seconds",
+      "HTTP request latency by route, method and status.",
+      LATENCY_BUCKETS,
+    ),
+  };
+  return m;
+}
+
+/** The server's metrics. */
+export type ServerMetrics = ReturnType<typeof createServerMetrics>;
+
+/** Renders metrics in the Prometheus text format. */
+export function renderMetrics(metrics: Record<string, Counter | Histogram>): string {
+  return Object.values(metrics).map((m) => m.render()).join("\n") + "\n";
+}
