@@ -1,0 +1,47 @@
+/**
+ * A fake of IAM's role trust policies, named as a fake: it implements the same RolePolicyStore
+ * interface as the real adapter and answers as IAM does for the calls we make: unknown roles are
+ * `NoSuchEntity`, a document over the quota is `LimitExceeded`, and documents come back as written.
+ */
+
+import type { RolePolicyStore } from "../../src/aws/iam.ts";
+import { AppError } from "../../src/errors.ts";
+
+/** The fake, with knobs for tests. */
+export class FakeIamRoles implements RolePolicyStore {
+  readonly policies = new Map<string, string>();
+  readonly calls: { op: "GetRole" | "UpdateAssumeRolePolicy"; role: string }[] = [];
+  /** Roles whose next calls fail with this error. */
+  readonly failures = new Map<string, AppError>();
+  constructor(readonly quota = 2048) {}
+
+  async getTrustPolicy(roleName: string): Promise<string> {
+    await Promise.resolve();
+    this.calls.push({ op: "GetRole", role: roleName });
+    const failure = this.failures.get(roleName);
+    if (failure) throw failure;
+    const doc = this.policies.get(roleName);
+    if (doc === undefined) {
+      throw new AppError("iam_role_not_found", `Role ${JSON.stringify(roleName)} does not exist`);
+    }
+    return doc;
+  }
+
+  async putTrustPolicy(roleName: string, document: string): Promise<void> {
+    await Promise.resolve();
+    this.calls.push({ op: "UpdateAssumeRolePolicy", role: roleName });
+    const failure = this.failures.get(roleName);
+    if (failure) throw failure;
+    if (!this.policies.has(roleName)) {
+      throw new AppError("iam_role_not_found", `Role ${JSON.stringify(roleName)} does not exist`);
+    }
+    // IAM does not count white space against the quota.
+    if (document.replace(/\s/g, "").length > this.quota) {
+      throw new AppError(
+        "policy_quota_exceeded",
+        `Cannot exceed quota for ACLSizePerRole: ${this.quota}`,
+      );
+    }
+    this.policies.set(roleName, document);
+  }
+}
