@@ -1,0 +1,24 @@
+/** What the server's routes are given: every dependency, passed in by main or by a test. */
+
+import type { RunLookup, UserVerifier, WorkloadVerifier } from "../auth/caller.ts";
+import type { ApiDescription } from "../http.ts";
+import type { Logger } from "../log.ts";
+import type { ServerMetrics } from "../metrics.ts";
+import type { OwnershipOptions } from "../ownership.ts";
+import type { MappingStore } from "../store/mapping_store.ts";
+import type { TrustEditor } from "../trust_editor.ts";
+
+/** Dependencies of the server app. */
+export interface ServerDeps {
+  readonly users: UserVerifier;
+  readonly workloads?: WorkloadVerifier;
+  readonly runs?: RunLookup;
+  readonly store: MappingStore;
+  readonly editor: TrustEditor;
+  readonly ownership: OwnershipOptions;
+  /** The web-identity token path written into config files (`AWS_WEB_IDENTITY_TOKEN_FILE` in pods). */
+  readonly webIdentityTokenFile: string;
+  readonly logger: Logger;
+  readonly metrics: ServerMetrics;
+  readonly api: ApiDescription;
+}

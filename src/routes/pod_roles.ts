@@ -1,0 +1,197 @@
+/** POST and DELETE /map_iam_roles_to_pod_sa: make the caller's roles assumable by their pod, or stop that. */
+
+import type { Hono } from "hono";
+import * as v from "valibot";
+import { type AuthEnv, bearerAuth } from "../auth/bearer.ts";
+import { renderProfiles } from "../core/aws_config.ts";
+import { pairsFor } from "../core/mapping.ts";
+import { profilesFor } from "../core/role_chain.ts";
+import { AppError, type ErrorCode } from "../errors.ts";
+import { jsonBody } from "../http.ts";
+import { provePod } from "../ownership.ts";
+import type { RoleOutcome } from "../trust_editor.ts";
+import type { ServerDeps } from "./deps.ts";
+
+/** The body of both methods. */
+export const PodRolesBody = v.object({
+  run_id: v.optional(
+    v.pipe(v.string("run_id must be a string"), v.maxLength(128, "run_id is too long")),
+  ),
+  irsa_workload_type: v.optional(
+    v.picklist(
+      ["edge-workload", "cluster-master", "cluster-worker"],
+      'irsa_workload_type must be "edge-workload", "cluster-master" or "cluster-worker"',
+    ),
+  ),
+});
+
+const WORKLOAD_HEADER = "x-irsa-workload-token";
+
+/** Registers the pod-role routes. */
+export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): void {
+  const auth = bearerAuth(deps.users);
+  const headers = {
+    "X-Irsa-Workload-Token":
+      "The pod's projected service-account token: proof that the pod is the caller's.",
+  };
+
+  deps.api.add({
+    method: "post",
+    path: "/map_iam_roles_to_pod_sa",
+    summary:
+      "Adds the pod's service account to the trust policy of every proxy role the caller is entitled to. Answers the AWS config file (text/plain) or, with Accept: application/json, per-role outcomes.",
+    access: "user",
+    body: PodRolesBody,
+    headers,
+    produces: ["text/plain", "application/json"],
+    responses: {
+      200: "Mapped (per-role outcomes in JSON)",
+      400: "Bad body",
+      401: "Bad token",
+      403: "Pod not proven to be the caller's",
+      409: "Quota",
+      502: "IAM failed",
+    },
+  });
+  app.post("/map_iam_roles_to_pod_sa", auth, async (c) => {
+    deps.metrics.mappingRequests.inc();
+    try {
+      const body = await jsonBody(c, PodRolesBody);
+      const caller = c.get("caller");
+      const pod = await provePod(caller, body.run_id, c.req.header(WORKLOAD_HEADER), deps);
+      const snapshot = await readMappings(deps);
+      const pairs = pairsFor(snapshot.mappings, caller.organizations);
+      const chains = profilesFor(pairs, { webIdentityTokenFile: deps.webIdentityTokenFile });
+      const audit = { user: caller.username, run: pod.runId, requestId: c.get("requestId") };
+      const proxies = [...new Set(chains.map((p) => p.pair.proxyRoleArn ?? p.pair.assetRoleArn))];
+      const outcomes = new Map(
+        await Promise.all(
+          proxies.map(async (arn) =>
+            [arn, await deps.editor.edit(arn, { add: pod.subject }, audit)] as const
+          ),
+        ),
+      );
+      const usable = chains.filter((p) =>
+        outcomes.get(p.pair.proxyRoleArn ?? p.pair.assetRoleArn)!.status !== "failed"
+      );
+      const failed = [...outcomes.values()].filter((o) => o.status === "failed");
+      if (failed.length > 0 && usable.length === 0) {
+        // Nothing usable: an error, so that today's sidecar does not write an empty file over a good one.
+        throw failureOf(failed);
+      }
+      const config = renderProfiles(usable.flatMap((p) => p.profiles));
+      if (failed.length > 0) deps.metrics.failedMappingRequests.inc();
+      if (!wantsJson(c.req.header("accept"))) return c.text(config);
+      return c.json({
+        run_id: pod.runId ?? null,
+        service_account: `${pod.serviceAccount.namespace}:${pod.serviceAccount.name}`,
+        subject: pod.subject,
+        proof: pod.proof,
+        roles: chains.map((p) =>
+          roleJson(
+            p.pair.assetRoleArn,
+            p.pair.proxyRoleArn,
+            p.name,
+            p.sourceName,
+            outcomes.get(p.pair.proxyRoleArn ?? p.pair.assetRoleArn)!,
+          )
+        ),
+        config,
+      });
+    } catch (e) {
+      deps.metrics.failedMappingRequests.inc();
+      throw e;
+    }
+  });
+
+  deps.api.add({
+    method: "delete",
+    path: "/map_iam_roles_to_pod_sa",
+    summary:
+      "Removes the pod's service account from the trust policy of every proxy role in the mappings; the sidecar calls it when the pod stops.",
+    access: "user",
+    body: PodRolesBody,
+    headers,
+    responses: {
+      200: "Per-role outcomes",
+      400: "Bad body",
+      401: "Bad token",
+      403: "Pod not proven to be the caller's",
+    },
+  });
+  app.delete("/map_iam_roles_to_pod_sa", auth, async (c) => {
+    const body = await jsonBody(c, PodRolesBody);
+    const caller = c.get("caller");
+    const pod = await provePod(caller, body.run_id, c.req.header(WORKLOAD_HEADER), deps);
+    const snapshot = await readMappings(deps);
+    // Every proxy role in the mappings, not only the caller's: mappings may have changed since the start.
+    const proxies = [
+      ...new Set(
+        [...snapshot.mappings.values()].flat().map((p) => p.proxyRoleArn ?? p.assetRoleArn),
+      ),
+    ].sort();
+    const audit = { user: caller.username, run: pod.runId, requestId: c.get("requestId") };
+    const outcomes = await Promise.all(
+      proxies.map((arn) => deps.editor.edit(arn, { remove: pod.subject }, audit)),
+    );
+    return c.json({
+      run_id: pod.runId ?? null,
+      subject: pod.subject,
+      roles: outcomes.map((o) => ({
+        proxy_iam_role_arn: o.roleArn,
+        status: o.status,
+        ...(o.error ? { error: o.error } : {}),
+      })),
+    });
+  });
+}
+
+/** Reads the mappings, counting the read as the current service's dashboards expect. */
+export async function readMappings(deps: ServerDeps) {
+  deps.metrics.mappingReads.inc();
+  const snapshot = await deps.store.read();
+  for (const p of snapshot.problems) {
+    deps.logger.warn("skipping malformed mapping", {
+      organization: p.organization,
+      problem: p.message,
+    });
+  }
+  return snapshot;
+}
+
+function wantsJson(accept: string | undefined): boolean {
+  return accept !== undefined && /\bapplication\/json\b/i.test(accept);
+}
+
+function roleJson(
+  asset: string,
+  proxy: string | undefined,
+  profile: string,
+  source: string | undefined,
+  o: RoleOutcome,
+) {
+  return {
+    iam_role_arn: asset,
+    proxy_iam_role_arn: proxy ?? null,
+    profile,
+    source_profile: source ?? null,
+    status: o.status,
+    ...(o.error ? { error: o.error } : {}),
+  };
+}
+
+// When every role failed, answer with the most telling failure: quota and denial before the rest.
+function failureOf(failed: RoleOutcome[]): AppError {
+  const order: ErrorCode[] = [
+    "policy_quota_exceeded",
+    "iam_access_denied",
+    "iam_role_not_found",
+    "invalid_policy",
+  ];
+  const pick = failed.find((f) => order.includes(f.error!.code as ErrorCode)) ?? failed[0];
+  const code = pick.error!.code as ErrorCode;
+  const message = failed.length === 1
+    ? pick.error!.message
+    : `${pick.error!.message} (and ${failed.length - 1} more roles failed)`;
+  return new AppError(code, message);
+}
