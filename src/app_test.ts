@@ -1,0 +1,498 @@
+import assert from "node:assert/strict";
+import { createApp } from "./app.ts";
+import type { RunLookup, RunPod } from "./auth/caller.ts";
+import { createJwtVerifier } from "./auth/jwt_verifier.ts";
+import { createWorkloadVerifier } from "./auth/workload_verifier.ts";
+import { subjectsOf } from "./core/trust_policy.ts";
+import { AppError } from "./errors.ts";
+import { ApiDescription } from "./http.ts";
+import { silentLogger } from "./log.ts";
+import { createServerMetrics } from "./metrics.ts";
+import { createFileStore } from "./store/file_store.ts";
+import { createTrustEditor } from "./trust_editor.ts";
+import { FakeIamRoles } from "../tests/fakes/iam_roles.ts";
+import { startOidcIssuer } from "../tests/fixtures/oidc_issuer.ts";
+
+const HOST = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
+const RUN = "646d27b817c28b5ea4b5b0c1";
+const OTHER_RUN = "646f604955daf764547c5b77";
+const FRESH = Deno.readTextFileSync(
+  new URL("../tests/testdata/fresh_proxy_trust_policy.json", import.meta.url),
+);
+const ROLES = ["acme-list-bucket-role", "acme-read-bucket-role", "acme-update-bucket-role"];
+const pairOf = (role: string) => ({
+  iam_role_arn: `arn:aws:iam::222222222222:role/${role}`,
+  proxy_iam_role_arn: `arn:aws:iam::111111111111:role/${role}`,
+});
+const MAPPINGS = {
+  "irsa-iamrole-list-bucket": JSON.stringify(pairOf(ROLES[0])),
+  "irsa-iamrole-read-bucket": JSON.stringify([pairOf(ROLES[1]), pairOf(ROLES[2])]),
+  "broken-org": "{not json",
+};
+const OPTS = {
+  providerArn: `arn:aws:iam::111111111111:oidc-provider/${HOST}`,
+  audience: "sts.amazonaws.com",
+  format: "wildcard" as const,
+  quota: 2048,
+};
+
+/** One world per test: issuer, verifiers, file store, fake IAM, and the app. */
+async function world(pods: Record<string, RunPod[]> = {}) {
+  const issuer = await startOidcIssuer();
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/mappings.json`, JSON.stringify(MAPPINGS));
+  const users = createJwtVerifier({
+    issuer: issuer.issuer,
+    jwksUrl: issuer.jwksUri,
+    timeoutMs: 2000,
+  });
+  const workloads = createWorkloadVerifier({
+    issuer: issuer.clusterIssuer,
+    audience: "sts.amazonaws.com",
+    timeoutMs: 2000,
+  });
+  const iam = new FakeIamRoles();
+  for (const role of ROLES) iam.policies.set(role, FRESH);
+  const metrics = createServerMetrics();
+  const runs: RunLookup = { findRunPods: (id) => Promise.resolve(pods[id] ?? []) };
+  const editor = createTrustEditor({
+    roles: iam,
+    oidcProvider: HOST,
+    audience: "sts.amazonaws.com",
+    format: "wildcard",
+    quota: 2048,
+    logger: silentLogger,
+    metrics,
+  });
+  const app = createApp({
+    users,
+    workloads,
+    runs,
+    store: createFileStore(`${dir}/mappings.json`),
+    editor,
+    ownership: {
+      computeNamespace: "domino-compute",
+      runIdPattern: /^[0-9a-f]{24}$/,
+      userBasedServiceAccounts: false,
+      format: "wildcard",
+    },
+    webIdentityTokenFile: "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+    logger: silentLogger,
+    metrics,
+    api: new ApiDescription(),
+  });
+  const jdoe = await issuer.userToken({
+    username: "jdoe",
+    groups: ["irsa-iamrole-list-bucket", "irsa-iamrole-read-bucket"],
+  });
+  const admin = await issuer.userToken({ username: "boss", admin: true });
+  const sa = await issuer.serviceAccountToken({ serviceAccount: `run-${RUN}` });
+  const call = (
+    method: string,
+    path: string,
+    opts: { token?: string; body?: unknown; headers?: Record<string, string> } = {},
+  ) =>
+    app.request(path, {
+      method,
+      headers: {
+        ...(opts.token ? { Authorization: `Bearer ${opts.token}` } : {}),
+        ...(opts.body !== undefined ? { "Content-Type": "application/json" } : {}),
+        ...opts.headers,
+      },
+      body: opts.body === undefined
+        ? undefined
+        : typeof opts.body === "string"
+        ? opts.body
+        : JSON.stringify(opts.body),
+    });
+  return {
+    issuer,
+    iam,
+    metrics,
+    call,
+    jdoe,
+    admin,
+    sa,
+    subjects: (role: string) => subjectsOf(iam.policies.get(role)!, OPTS),
+    async [Symbol.asyncDispose]() {
+      users.close();
+      workloads.close();
+      await issuer.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+const SUBJECT = `*:domino-compute:run-${RUN}`;
+
+Deno.test("healthz answers without a token", async () => {
+  await using w = await world();
+  const res = await w.call("GET", "/healthz");
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), { status: "Healthy" });
+});
+
+Deno.test("map with the pod's token adds its subject and answers the config file as text", async () => {
+  await using w = await world();
+  const res = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: w.jdoe,
+    body: { run_id: RUN },
+    headers: { "X-Irsa-Workload-Token": w.sa },
+  });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type")!, /^text\/plain/);
+  const text = await res.text();
+  for (const role of ROLES) {
+    assert.match(
+      text,
+      new RegExp(
+        `\\[profile ${role}\\]\\nsource_profile = src_${role}\\nrole_arn = arn:aws:iam::222222222222:role/${role}\\n`,
+      ),
+    );
+    assert.deepEqual(w.subjects(role), [SUBJECT]);
+  }
+});
+
+Deno.test("map answers per-role outcomes in JSON, and a second map finds the subjects present", async () => {
+  await using w = await world();
+  const req = {
+    token: w.jdoe,
+    body: {},
+    headers: { "X-Irsa-Workload-Token": w.sa, Accept: "application/json" },
+  };
+  const first = await (await w.call("POST", "/map_iam_roles_to_pod_sa", req)).json();
+  assert.equal(first.subject, SUBJECT);
+  assert.equal(first.run_id, RUN);
+  assert.deepEqual(first.roles.map((r: { status: string }) => r.status), [
+    "added",
+    "added",
+    "added",
+  ]);
+  const second = await (await w.call("POST", "/map_iam_roles_to_pod_sa", req)).json();
+  assert.deepEqual(second.roles.map((r: { status: string }) => r.status), [
+    "present",
+    "present",
+    "present",
+  ]);
+  assert.equal(second.roles[0].profile, "acme-list-bucket-role");
+  assert.equal(second.roles[0].source_profile, "src_acme-list-bucket-role");
+});
+
+Deno.test("a run_id alone is proven by the run's pod and its starting user", async () => {
+  await using w = await world({
+    [RUN]: [{ name: `run-${RUN}-x`, serviceAccountName: `run-${RUN}`, startingUsername: "jdoe" }],
+    [OTHER_RUN]: [{
+      name: `run-${OTHER_RUN}-x`,
+      serviceAccountName: `run-${OTHER_RUN}`,
+      startingUsername: "mallory",
+    }],
+  });
+  const ok = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: w.jdoe,
+    body: { run_id: RUN },
+  });
+  assert.equal(ok.status, 200);
+  assert.deepEqual(w.subjects(ROLES[0]), [SUBJECT]);
+  const theirs = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: w.jdoe,
+    body: { run_id: OTHER_RUN },
+  });
+  assert.equal(theirs.status, 403);
+  assert.match((await theirs.json()).message, /was not started by "jdoe"/);
+  const missing = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: w.jdoe,
+    body: { run_id: "0".repeat(24) },
+  });
+  assert.equal(missing.status, 403);
+  assert.deepEqual(w.subjects(ROLES[0]), [SUBJECT]);
+});
+
+Deno.test("a workload token must agree with run_id, and a run_id must match the pattern", async () => {
+  await using w = await world();
+  const mismatch = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: w.jdoe,
+    body: { run_id: OTHER_RUN },
+    headers: { "X-Irsa-Workload-Token": w.sa },
+  });
+  assert.equal(mismatch.status, 403);
+  for (const bad of ["*", `${RUN}*`, "../../x", RUN.toUpperCase()]) {
+    const res = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+      token: w.jdoe,
+      body: { run_id: bad },
+    });
+    assert.equal(res.status, 400, bad);
+    assert.match((await res.json()).message, /Invalid run_id/);
+  }
+  const userToken = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: w.jdoe,
+    body: {},
+    headers: { "X-Irsa-Workload-Token": w.jdoe },
+  });
+  assert.equal(userToken.status, 401);
+  for (const role of ROLES) assert.deepEqual(w.subjects(role), []);
+});
+
+Deno.test("bad or missing user tokens answer 401 with a reason and WWW-Authenticate", async () => {
+  await using w = await world();
+  const claims = { username: "jdoe", groups: ["irsa-iamrole-list-bucket"] };
+  const cases: [string, string | undefined][] = [
+    ["none", undefined],
+    ["expired", await w.issuer.userToken({ ...claims, expiresIn: -60 })],
+    [
+      "wrong issuer",
+      await w.issuer.userToken({
+        ...claims,
+        issuer: "https://evil.example/auth/realms/DominoRealm",
+      }),
+    ],
+    ["alg none", w.issuer.noneAlgToken(claims)],
+    ["forged", await w.issuer.forgedUserToken(claims)],
+    ["garbage", "not-a-jwt"],
+  ];
+  for (const [name, token] of cases) {
+    const res = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+      token,
+      body: { run_id: RUN },
+      headers: { "X-Irsa-Workload-Token": w.sa },
+    });
+    assert.equal(res.status, 401, name);
+    assert.match(res.headers.get("www-authenticate")!, /^Bearer error="invalid_token"/, name);
+    const body = await res.json();
+    assert.equal(body.code, "unauthorized", name);
+    assert.ok(body.message.length > 0 && body.request_id.length > 0, name);
+    assert.ok(!token || !JSON.stringify(body).includes(token), name);
+  }
+  for (const role of ROLES) assert.deepEqual(w.subjects(role), []);
+});
+
+Deno.test("admin endpoints refuse non-admins with 403 and let admins manage mappings", async () => {
+  await using w = await world();
+  for (
+    const [method, path, body] of [
+      ["GET", "/role_mappings", undefined],
+      ["POST", "/update_role_mapping", { domino_org: "x", ...pairOf("r") }],
+      ["POST", "/update_multirole_mapping", { domino_org: "x", role_data: [pairOf("r")] }],
+      ["DELETE", "/delete_role_mapping", { domino_org: "irsa-iamrole-list-bucket" }],
+    ] as const
+  ) {
+    const res = await w.call(method, path, { token: w.jdoe, body });
+    assert.equal(res.status, 403, path);
+  }
+  const put = await w.call("POST", "/update_role_mapping", {
+    token: w.admin,
+    body: { domino_org: "new-org", ...pairOf("r") },
+  });
+  assert.equal(put.status, 200);
+  const multi = await w.call("POST", "/update_multirole_mapping", {
+    token: w.admin,
+    body: { domino_org: "multi", role_data: [pairOf("a"), pairOf("b")] },
+  });
+  assert.equal(multi.status, 200);
+  const all = await (await w.call("GET", "/role_mappings", { token: w.admin })).json();
+  assert.deepEqual(all["new-org"], pairOf("r"));
+  assert.deepEqual(all.multi, [pairOf("a"), pairOf("b")]);
+  assert.deepEqual(all["irsa-iamrole-read-bucket"], [pairOf(ROLES[1]), pairOf(ROLES[2])]);
+  assert.equal(all["broken-org"], undefined);
+  assert.equal(
+    (await w.call("DELETE", "/delete_role_mapping", {
+      token: w.admin,
+      body: { domino_org: "multi" },
+    })).status,
+    200,
+  );
+  const gone = await w.call("DELETE", "/delete_role_mapping", {
+    token: w.admin,
+    body: { domino_org: "multi" },
+  });
+  assert.equal(gone.status, 404);
+  assert.match((await gone.json()).message, /"multi" has no mapping/);
+});
+
+Deno.test("my_role_mappings shows only the caller's organizations", async () => {
+  await using w = await world();
+  const mine = await (await w.call("GET", "/my_role_mappings", { token: w.jdoe })).json();
+  assert.deepEqual(Object.keys(mine), ["irsa-iamrole-list-bucket", "irsa-iamrole-read-bucket"]);
+  const nobody = await w.issuer.userToken({ username: "nobody", groups: ["elsewhere"] });
+  assert.deepEqual(await (await w.call("GET", "/my_role_mappings", { token: nobody })).json(), {});
+});
+
+Deno.test("bad bodies answer 4xx naming the problem, never 500", async () => {
+  await using w = await world();
+  const post = (path: string, body: unknown, token = w.admin) =>
+    w.call("POST", path, { token, body });
+  const expect = async (res: Response, status: number, pattern: RegExp) => {
+    assert.equal(res.status, status);
+    assert.match((await res.json()).message, pattern);
+  };
+  await expect(await post("/update_role_mapping", "{nope"), 400, /not valid JSON/);
+  await expect(await post("/update_role_mapping", ""), 400, /empty/);
+  await expect(
+    await post("/update_role_mapping", { domino_org: 5, ...pairOf("r") }),
+    400,
+    /"domino_org"/,
+  );
+  await expect(
+    await post("/update_role_mapping", {
+      domino_org: "o",
+      iam_role_arn: "arn:aws:s3:::b",
+      proxy_iam_role_arn: pairOf("r").proxy_iam_role_arn,
+    }),
+    400,
+    /"iam_role_arn".*not a valid IAM role ARN/,
+  );
+  await expect(
+    await post("/update_multirole_mapping", { domino_org: "o", role_data: [] }),
+    400,
+    /at least one pair/,
+  );
+  await expect(
+    await post("/update_multirole_mapping", { domino_org: "o", role_data: [{}] }),
+    400,
+    /"role_data.0.iam_role_arn"/,
+  );
+  await expect(await post("/map_iam_roles_to_pod_sa", { run_id: 7 }, w.jdoe), 400, /"run_id"/);
+  await expect(
+    await post("/map_iam_roles_to_pod_sa", { run_id: RUN, irsa_workload_type: "evil" }, w.jdoe),
+    400,
+    /irsa_workload_type/,
+  );
+  await expect(
+    await post("/update_role_mapping", {
+      domino_org: "o",
+      ...pairOf("r"),
+      pad: "x".repeat(70_000),
+    }),
+    413,
+    /over 65536 bytes/,
+  );
+  await expect(await w.call("GET", "/nothing-here"), 404, /No route/);
+});
+
+Deno.test("a failing role does not hide the others", async () => {
+  await using w = await world();
+  w.iam.failures.set(
+    ROLES[1],
+    new AppError("iam_access_denied", `Cannot read role "${ROLES[1]}": IAM denied iam:GetRole`),
+  );
+  const res = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: w.jdoe,
+    body: {},
+    headers: { "X-Irsa-Workload-Token": w.sa, Accept: "application/json" },
+  });
+  assert.equal(res.status, 200);
+  const body = await res.json();
+  assert.deepEqual(body.roles.map((r: { status: string }) => r.status), [
+    "added",
+    "failed",
+    "added",
+  ]);
+  assert.equal(body.roles[1].error.code, "iam_access_denied");
+  assert.ok(!body.config.includes(`[profile ${ROLES[1]}]`));
+  assert.ok(body.config.includes(`[profile ${ROLES[2]}]`));
+  assert.equal(w.metrics.failedMappingRequests.get(), 1);
+});
+
+Deno.test("a role over its quota answers 409 with the role and its subject count", async () => {
+  await using w = await world();
+  const fillers = Array.from(
+    { length: 40 },
+    (_, i) => `"*:domino-compute:run-${i.toString(16).padStart(24, "a")}"`,
+  );
+  const full = FRESH.replace(':sub": ""', `:sub": [${fillers.join(",")}]`);
+  assert.notEqual(full, FRESH);
+  w.iam.policies.set(ROLES[0], full);
+  const only = await w.issuer.userToken({ username: "jdoe", groups: ["irsa-iamrole-list-bucket"] });
+  const res = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: only,
+    body: {},
+    headers: { "X-Irsa-Workload-Token": w.sa },
+  });
+  assert.equal(res.status, 409);
+  assert.match(
+    (await res.json()).message,
+    /role "acme-list-bucket-role".*over its quota of 2048 \(it holds 40 subjects/,
+  );
+});
+
+Deno.test("DELETE removes the pod's subject from every role", async () => {
+  await using w = await world();
+  const headers = { "X-Irsa-Workload-Token": w.sa };
+  assert.equal(
+    (await w.call("POST", "/map_iam_roles_to_pod_sa", { token: w.jdoe, body: {}, headers })).status,
+    200,
+  );
+  const res = await w.call("DELETE", "/map_iam_roles_to_pod_sa", {
+    token: w.jdoe,
+    body: {},
+    headers,
+  });
+  assert.equal(res.status, 200);
+  const body = await res.json();
+  assert.deepEqual(body.roles.map((r: { status: string }) => r.status), [
+    "removed",
+    "removed",
+    "removed",
+  ]);
+  for (const role of ROLES) assert.deepEqual(w.subjects(role), []);
+});
+
+Deno.test("openapi.json describes every route with the schemas that validate them", async () => {
+  await using w = await world();
+  const doc = await (await w.call("GET", "/openapi.json")).json();
+  assert.equal(doc.openapi, "3.1.0");
+  assert.deepEqual(Object.keys(doc.paths).sort(), [
+    "/delete_role_mapping",
+    "/healthz",
+    "/map_iam_roles_to_pod_sa",
+    "/metrics",
+    "/my_role_mappings",
+    "/openapi.json",
+    "/readyz",
+    "/role_mappings",
+    "/update_multirole_mapping",
+    "/update_role_mapping",
+  ]);
+  const schema =
+    doc.paths["/map_iam_roles_to_pod_sa"].post.requestBody.content["application/json"].schema;
+  assert.deepEqual(Object.keys(schema.properties), ["run_id", "irsa_workload_type"]);
+  assert.deepEqual(schema.properties.irsa_workload_type.enum, [
+    "edge-workload",
+    "cluster-master",
+    "cluster-worker",
+  ]);
+  assert.deepEqual(
+    doc.paths["/update_role_mapping"].post.requestBody.content["application/json"].schema.required,
+    ["domino_org", "iam_role_arn", "proxy_iam_role_arn"],
+  );
+});
+
+Deno.test("metrics carry the current service's names, latency histograms and IAM counters", async () => {
+  await using w = await world();
+  await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: w.jdoe,
+    body: {},
+    headers: { "X-Irsa-Workload-Token": w.sa },
+  });
+  const text = await (await w.call("GET", "/metrics")).text();
+  for (
+    const name of [
+      "irsa_mapping_requests_total 1",
+      "irsa_failed_maping_requests_total 0",
+      "irsa_query_user_principal_total",
+      "irsa_failed_query_user_principal_total",
+      "irsa_query_user_org_membership_total",
+      "irsa_failed_query_user_org_membership_total",
+      "irsa_query_config_map_org_to_iamrole_mapping_total 1",
+      'irsa_trust_policy_edits_total{action="add",outcome="added"} 3',
+      'irsa_http_request_duration_seconds_bucket{method="POST",route="/map_iam_roles_to_pod_sa",status="200",le="+Inf"} 1',
+    ]
+  ) assert.ok(text.includes(name), name);
+  assert.ok(!text.includes(RUN) && !text.includes("jdoe") && !text.includes("arn:aws"));
+});
+
+Deno.test("readyz reports ready once keys and mappings load", async () => {
+  await using w = await world();
+  const res = await w.call("GET", "/readyz");
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), { status: "Ready" });
+});
