@@ -1,0 +1,179 @@
+/** `irsa server`: builds the real dependencies from the configuration and serves the app over HTTPS. */
+
+import { createApp } from "./app.ts";
+import type { RunLookup, UserVerifier, WorkloadVerifier } from "./auth/caller.ts";
+import { createDominoVerifier } from "./auth/domino_verifier.ts";
+import { createJwtVerifier } from "./auth/jwt_verifier.ts";
+import { createWorkloadVerifier } from "./auth/workload_verifier.ts";
+import { createIamClient, createIamTrustPolicyStore } from "./aws/iam.ts";
+import type { ServerConfig } from "./config.ts";
+import { ApiDescription } from "./http.ts";
+import { createKubeClient, type KubeClient } from "./kube/client.ts";
+import { createRunLookup } from "./kube/run_lookup.ts";
+import type { Logger } from "./log.ts";
+import { createServerMetrics, renderMetrics } from "./metrics.ts";
+import { createConfigMapStore } from "./store/configmap_store.ts";
+import { createFileStore } from "./store/file_store.ts";
+import type { MappingStore } from "./store/mapping_store.ts";
+import { createTrustEditor } from "./trust_editor.ts";
+
+/** The file system reads the server needs, passed in by main. */
+export interface ServerIo {
+  readTextFile(path: string): Promise<string>;
+}
+
+/** A running server; `stop()` drains it and releases every client. */
+export interface RunningServer {
+  readonly url: string;
+  stop(): Promise<void>;
+  readonly finished: Promise<void>;
+}
+
+const HTTP_TIMEOUT_MS = 5_000;
+/** Where pods mount the projected token; the same path the current service writes. */
+const WEB_IDENTITY_TOKEN_FILE = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
+
+/** Starts the server. */
+export async function startServer(
+  config: ServerConfig,
+  logger: Logger,
+  io: ServerIo,
+): Promise<RunningServer> {
+  const metrics = createServerMetrics();
+  const caCert = config.caFile ? await io.readTextFile(config.caFile) : undefined;
+  const closers: (() => void)[] = [];
+
+  let users: UserVerifier;
+  if (config.verifier === "jwt") {
+    const jwt = createJwtVerifier({ ...config.jwt, caCert, timeoutMs: HTTP_TIMEOUT_MS });
+    closers.push(() => jwt.close());
+    users = jwt;
+  } else {
+    users = createDominoVerifier({
+      apiUrl: config.dominoUserHost,
+      cacheTtlMs: config.principalCacheMs,
+      timeoutMs: HTTP_TIMEOUT_MS,
+      onPrincipalQuery: (ok) =>
+        (ok ? metrics.principalQueries : metrics.failedPrincipalQueries).inc(),
+      onOrgQuery: (ok) => (ok ? metrics.orgQueries : metrics.failedOrgQueries).inc(),
+    });
+  }
+  const cluster = createWorkloadVerifier({
+    issuer: config.clusterIssuer,
+    jwksUrl: config.clusterJwksUrl,
+    audience: config.audience,
+    caCert,
+    timeoutMs: HTTP_TIMEOUT_MS,
+  });
+  closers.push(() => cluster.close());
+  const workloads: WorkloadVerifier = cluster;
+
+  let kube: KubeClient | undefined;
+  let runs: RunLookup | undefined;
+  if (config.kubernetes) {
+    const { apiUrl, tokenFile, caFile } = config.kubernetes;
+    const kubeCa = await io.readTextFile(caFile).catch(() => undefined);
+    kube = createKubeClient({
+      apiUrl,
+      caCert: kubeCa,
+      token: () => io.readTextFile(tokenFile).then((t) => t.trim()),
+      timeoutMs: HTTP_TIMEOUT_MS,
+    });
+    closers.push(() => kube!.close());
+    runs = createRunLookup(kube, { namespace: config.computeNamespace });
+  }
+  const store: MappingStore = config.mappingStore === "configmap"
+    ? createConfigMapStore(kube!, {
+      namespace: config.fieldNamespace,
+      name: config.mappingConfigMap,
+    })
+    : createFileStore(config.mappingFile);
+
+  const iam = createIamClient({
+    region: config.awsRegion,
+    endpoint: config.iamEndpoint,
+    timeoutMs: config.iamTimeoutMs,
+  });
+  closers.push(() => iam.destroy());
+  const roles = createIamTrustPolicyStore(iam, {
+    onCall: (operation, outcome) => metrics.iamCalls.inc({ operation, outcome }),
+  });
+  const editor = createTrustEditor({
+    roles,
+    oidcProvider: config.oidcProvider,
+    audience: config.audience,
+    format: config.subjectFormat,
+    quota: config.trustPolicyQuota,
+    logger,
+    metrics,
+  });
+
+  const app = createApp({
+    users,
+    workloads,
+    runs,
+    store,
+    editor,
+    ownership: {
+      computeNamespace: config.computeNamespace,
+      runIdPattern: config.runIdPattern,
+      userBasedServiceAccounts: config.userBasedServiceAccounts,
+      format: config.subjectFormat,
+    },
+    webIdentityTokenFile: WEB_IDENTITY_TOKEN_FILE,
+    logger,
+    metrics,
+    api: new ApiDescription(),
+  });
+
+  const tls = config.tls
+    ? {
+      cert: await io.readTextFile(config.tls.certFile),
+      key: await io.readTextFile(config.tls.keyFile),
+    }
+    : {};
+  const ac = new AbortController();
+  let resolveUrl: (url: string) => void;
+  const listening = new Promise<string>((r) => (resolveUrl = r));
+  const server = Deno.serve({
+    hostname: config.host,
+    port: config.port,
+    signal: ac.signal,
+    ...tls,
+    onListen: ({ hostname, port }) => {
+      const url = `${config.tls ? "https" : "http"}://${
+        hostname.includes(":") ? `[${hostname}]` : hostname
+      }:${port}`;
+      logger.info("irsa server listening", {
+        url,
+        verifier: config.verifier,
+        mapping_store: config.mappingStore,
+        kubernetes: Boolean(config.kubernetes),
+      });
+      resolveUrl(url);
+    },
+  }, app.fetch);
+  const servers = [server.finished];
+  if (config.metricsPort > 0) {
+    const metricsServer = Deno.serve(
+      { hostname: config.host, port: config.metricsPort, signal: ac.signal, onListen: () => {} },
+      (req) =>
+        new URL(req.url).pathname === "/metrics"
+          ? new Response(renderMetrics(metrics), {
+            headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
+          })
+          : new Response("Not found\n", { status: 404 }),
+    );
+    servers.push(metricsServer.finished);
+  }
+  const url = await listening;
+  const finished = Promise.all(servers).then(() => closers.forEach((close) => close()));
+  return {
+    url,
+    finished,
+    async stop() {
+      ac.abort();
+      await finished;
+    },
+  };
+}

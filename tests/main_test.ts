@@ -1,0 +1,62 @@
+import assert from "node:assert/strict";
+import { runMain } from "./server_process.ts";
+
+Deno.test("--help lists both modes and every setting with its variable", async () => {
+  const { code, stdout } = await runMain(["--help"]);
+  assert.equal(code, 0);
+  for (
+    const text of [
+      "irsa server",
+      "irsa sidecar",
+      "--oidc-provider  [OIDC_PROVIDER]",
+      "DOMINO_USER_HOST",
+      "DEFAULT_COMPUTE_NS",
+      "PROMETHEUS_METRICS_PORT",
+      "IRSA_MODE",
+    ]
+  ) {
+    assert.ok(stdout.includes(text), text);
+  }
+  const server = await runMain(["server", "--help"]);
+  assert.equal(server.code, 0);
+  assert.ok(server.stdout.includes("--trust-policy-quota"));
+});
+
+Deno.test("an unknown mode or flag exits 2 with a clear message", async () => {
+  const mode = await runMain(["serve"]);
+  assert.equal(mode.code, 2);
+  assert.match(mode.stderr, /unknown mode "serve": expected "server" or "sidecar"/);
+  const none = await runMain([]);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /no mode given/);
+  const flag = await runMain(["server", "--nope=1", "--insecure-http"], {
+    OIDC_PROVIDER: "oidc.example/id/X",
+    IRSA_JWT_ISSUER: "https://idp.example",
+  });
+  assert.equal(flag.code, 2);
+  assert.match(flag.stderr, /--nope=1: unknown flag/);
+});
+
+Deno.test("every configuration problem is reported at once, naming the variable, with exit 2", async () => {
+  const { code, stderr } = await runMain(["server"], {
+    IRSA_PORT: "70000",
+    IRSA_SUBJECT_FORMAT: "loose",
+    IRSA_MODE: "server",
+  });
+  assert.equal(code, 2);
+  assert.match(stderr, /--oidc-provider \/ OIDC_PROVIDER: required, not set/);
+  assert.match(
+    stderr,
+    /--port \/ IRSA_PORT: expected a port number up to 65535 \(got "70000" from IRSA_PORT\)/,
+  );
+  assert.match(stderr, /IRSA_SUBJECT_FORMAT: expected one of "wildcard", "exact"/);
+  const missingIssuer = await runMain([], {
+    IRSA_MODE: "server",
+    OIDC_PROVIDER: "oidc.example/id/X",
+  });
+  assert.equal(missingIssuer.code, 2);
+  assert.match(
+    missingIssuer.stderr,
+    /--jwt-issuer \/ IRSA_JWT_ISSUER: required with --verifier jwt/,
+  );
+});

@@ -1,0 +1,121 @@
+/** Starts `irsa server` as a subprocess, the way users start it, and talks to it over HTTPS. */
+
+const MAIN = decodeURIComponent(new URL("../main.ts", import.meta.url).pathname);
+/** The permissions `deno task compile` grants the binary; the subprocess gets the same. */
+export const RUN_PERMISSIONS = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-sys",
+];
+
+/** A running server process. */
+export interface ServerProcess {
+  readonly url: string;
+  /** Every log line so far (JSON lines on standard error). */
+  readonly logs: string[];
+  /** fetch against the server, trusting its CA. */
+  fetch(path: string, init?: RequestInit): Promise<Response>;
+  /** SIGTERM, then waits; returns the exit code. */
+  stop(): Promise<number>;
+}
+
+/** The environment a subprocess gets: nothing of ours leaks in but what Deno needs to find its cache. */
+export function baseEnv(): Record<string, string> {
+  const keep = ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME"];
+  const env: Record<string, string> = { NO_COLOR: "1", RUST_BACKTRACE: "0" };
+  for (const k of keep) {
+    const v = Deno.env.get(k);
+    if (v !== undefined) env[k] = v;
+  }
+  return env;
+}
+
+/** Runs `deno run main.ts <args>` to completion; for tests of usage and configuration errors. */
+export async function runMain(args: string[], env: Record<string, string> = {}) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...RUN_PERMISSIONS, MAIN, ...args],
+    env: { ...baseEnv(), ...env },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Starts the server with these flags and environment; resolves once it listens. */
+export async function startServerProcess(
+  args: string[],
+  env: Record<string, string>,
+  caCert?: string,
+): Promise<ServerProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...RUN_PERMISSIONS,
+      MAIN,
+      "server",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      ...args,
+    ],
+    env: { ...baseEnv(), ...env },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const logs: string[] = [];
+  const { promise: ready, resolve: listening, reject: failed } = Promise.withResolvers<string>();
+  const reader = (async () => {
+    let buffer = "";
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+      buffer += chunk;
+      const lines = buffer.split("\n");
+      buffer = lines.pop()!;
+      for (const line of lines) {
+        logs.push(line);
+        if (line.includes('"irsa server listening"')) listening(JSON.parse(line).url);
+      }
+    }
+    if (buffer) logs.push(buffer);
+    failed(new Error(`irsa server exited before listening:\n${logs.join("\n")}`));
+  })();
+  const timer = setTimeout(
+    () => failed(new Error(`irsa server did not listen in 30 s:\n${logs.join("\n")}`)),
+    30_000,
+  );
+  let url: string;
+  try {
+    url = await ready;
+  } catch (e) {
+    clearTimeout(timer);
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await child.status;
+    await reader;
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+  const client = caCert ? Deno.createHttpClient({ caCerts: [caCert] }) : undefined;
+  return {
+    url,
+    logs,
+    fetch: (path, init = {}) => fetch(`${url}${path}`, { ...init, ...(client ? { client } : {}) }),
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already gone */ }
+      const status = await child.status;
+      await reader;
+      client?.close();
+      return status.code;
+    },
+  };
+}

@@ -1,0 +1,337 @@
+/**
+ * The real server, started as users start it, over HTTPS: against moto's IAM, the test OIDC
+ * issuer, and the contract fakes of the Kubernetes and platform APIs.
+ */
+import assert from "node:assert/strict";
+import { GetRoleCommand } from "@aws-sdk/client-iam";
+import type { IAMClient } from "@aws-sdk/client-iam";
+import { subjectsOf } from "../src/core/trust_policy.ts";
+import { startFakeKubernetes } from "./fakes/kubernetes.ts";
+import { startFakePlatformApi } from "./fakes/platform_api.ts";
+import {
+  EXAMPLE,
+  inAccount,
+  type Moto,
+  type SeededWorld,
+  seedExampleRoles,
+  startMoto,
+} from "./fixtures/moto.ts";
+import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
+import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
+import { startServerProcess } from "./server_process.ts";
+
+const RUN = "646d27b817c28b5ea4b5b0c1";
+const OTHER_RUN = "646f604955daf764547c5b77";
+const SUBJECT = `*:domino-compute:run-${RUN}`;
+
+let moto: Moto;
+let iam: IAMClient;
+let tls: TestTls;
+let world: SeededWorld;
+
+Deno.test.beforeAll(async () => {
+  moto = await startMoto();
+  iam = moto.iamClient();
+  tls = await makeTestTls();
+});
+Deno.test.afterAll(async () => {
+  await moto.stop();
+  await tls.cleanup();
+});
+Deno.test.beforeEach(async () => {
+  await moto.reset();
+  world = await seedExampleRoles(iam);
+});
+
+/** The environment of a server that reaches moto as the EKS account's server user. */
+function awsEnv(): Record<string, string> {
+  return {
+    ...moto.env,
+    AWS_ACCESS_KEY_ID: world.serverCredentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: world.serverCredentials.secretAccessKey,
+    AWS_CONFIG_FILE: "/nonexistent",
+    AWS_SHARED_CREDENTIALS_FILE: "/nonexistent",
+  };
+}
+
+async function subjectsIn(role: string): Promise<string[]> {
+  const out = await iam.send(inAccount(EXAMPLE.eksAccount, new GetRoleCommand({ RoleName: role })));
+  return subjectsOf(out.Role!.AssumeRolePolicyDocument!, {
+    providerArn: world.oidcProviderArn,
+    audience: "sts.amazonaws.com",
+    format: "wildcard",
+    quota: 2048,
+  });
+}
+
+/** The status of an answer whose body the test does not read. */
+async function statusOf(answer: Promise<Response>): Promise<number> {
+  const res = await answer;
+  await res.body?.cancel();
+  return res.status;
+}
+
+const pairJson = (name: string) => ({
+  iam_role_arn: `arn:aws:iam::${EXAMPLE.assetsAccount}:role/${name}`,
+  proxy_iam_role_arn: `arn:aws:iam::${EXAMPLE.eksAccount}:role/${name}`,
+});
+
+Deno.test("jwt verifier, file store, workload-token proof: the pod's subject lands in moto and leaves on DELETE", async () => {
+  const issuer = await startOidcIssuer({ tls: { cert: tls.cert, key: tls.key } });
+  const dir = await Deno.makeTempDir();
+  const mappings = `${dir}/mappings.json`;
+  await Deno.writeTextFile(
+    mappings,
+    JSON.stringify({
+      "irsa-iamrole-list-bucket": JSON.stringify(pairJson(EXAMPLE.roleNames[0])),
+      "irsa-iamrole-read-bucket": JSON.stringify([
+        pairJson(EXAMPLE.roleNames[1]),
+        pairJson(EXAMPLE.roleNames[2]),
+      ]),
+    }),
+  );
+  const server = await startServerProcess([
+    "--tls-cert",
+    tls.certPath,
+    "--tls-key",
+    tls.keyPath,
+    "--ca-file",
+    tls.caCertPath,
+    "--mapping-file",
+    mappings,
+  ], {
+    ...awsEnv(),
+    OIDC_PROVIDER: EXAMPLE.oidcHost,
+    IRSA_CLUSTER_ISSUER: issuer.clusterIssuer,
+    IRSA_JWT_ISSUER: issuer.issuer,
+  }, tls.caCert);
+  try {
+    const user = await issuer.userToken({ username: "jdoe", groups: ["irsa-iamrole-list-bucket"] });
+    const sa = await issuer.serviceAccountToken({ serviceAccount: `run-${RUN}` });
+    const headers = {
+      Authorization: `Bearer ${user}`,
+      "X-Irsa-Workload-Token": sa,
+      "Content-Type": "application/json",
+    };
+    assert.deepEqual(await (await server.fetch("/healthz")).json(), { status: "Healthy" });
+    assert.equal(await statusOf(server.fetch("/readyz")), 200);
+
+    const mapped = await server.fetch("/map_iam_roles_to_pod_sa", {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ run_id: RUN }),
+    });
+    assert.equal(mapped.status, 200);
+    assert.equal(
+      await mapped.text(),
+      "[profile src_acme-list-bucket-role]\nweb_identity_token_file = /var/run/secrets/eks.amazonaws.com/serviceaccount/token\n" +
+        "role_arn = arn:aws:iam::111111111111:role/acme-list-bucket-role\n\n[profile acme-list-bucket-role]\n" +
+        "source_profile = src_acme-list-bucket-role\nrole_arn = arn:aws:iam::222222222222:role/acme-list-bucket-role\n",
+    );
+    assert.deepEqual(await subjectsIn("acme-list-bucket-role"), [SUBJECT]);
+    assert.deepEqual(await subjectsIn("acme-read-bucket-role"), []);
+
+    // A second user's pod joins the same role; the first stays.
+    const other = await issuer.userToken({
+      username: "asmith",
+      groups: ["irsa-iamrole-list-bucket", "irsa-iamrole-read-bucket"],
+    });
+    const otherSa = await issuer.serviceAccountToken({ serviceAccount: `run-${OTHER_RUN}` });
+    const json = await server.fetch("/map_iam_roles_to_pod_sa", {
+      method: "POST",
+      headers: {
+        Authorization: `Bearer ${other}`,
+        "X-Irsa-Workload-Token": otherSa,
+        Accept: "application/json",
+      },
+      body: "{}",
+    });
+    const body = await json.json();
+    assert.deepEqual(body.roles.map((r: { status: string }) => r.status), [
+      "added",
+      "added",
+      "added",
+    ]);
+    assert.deepEqual(await subjectsIn("acme-list-bucket-role"), [
+      SUBJECT,
+      `*:domino-compute:run-${OTHER_RUN}`,
+    ]);
+
+    // The workload token cannot be swapped for another run's id.
+    const swapped = await server.fetch("/map_iam_roles_to_pod_sa", {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ run_id: OTHER_RUN }),
+    });
+    assert.equal(swapped.status, 403);
+    await swapped.body?.cancel();
+
+    const removed = await server.fetch("/map_iam_roles_to_pod_sa", {
+      method: "DELETE",
+      headers,
+      body: "{}",
+    });
+    assert.equal(removed.status, 200);
+    await removed.body?.cancel();
+    assert.deepEqual(await subjectsIn("acme-list-bucket-role"), [
+      `*:domino-compute:run-${OTHER_RUN}`,
+    ]);
+
+    const metrics = await (await server.fetch("/metrics")).text();
+    assert.match(
+      metrics,
+      /irsa_iam_calls_total\{operation="UpdateAssumeRolePolicy",outcome="ok"\} 5/,
+    );
+    const audit = server.logs.filter((l) => l.includes('"audit":true'));
+    assert.equal(audit.length, 5);
+    assert.ok(
+      server.logs.every((l) => !l.includes(user) && !l.includes(sa)),
+      "no token in the logs",
+    );
+  } finally {
+    assert.equal(await server.stop(), 0);
+    await issuer.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("domino verifier, ConfigMap store, run-lookup proof, over the Kubernetes API", async () => {
+  const issuer = await startOidcIssuer();
+  const platform = startFakePlatformApi();
+  const kube = await startFakeKubernetes({ tls: { cert: tls.cert, key: tls.key } });
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/token`, kube.token);
+  platform.addUser({
+    token: "user-token-jdoe",
+    canonicalName: "jdoe",
+    canonicalId: "u-jdoe",
+    organizations: ["irsa-iamrole-list-bucket"],
+  });
+  platform.addUser({
+    token: "user-token-boss",
+    canonicalName: "boss",
+    canonicalId: "u-boss",
+    isAdmin: true,
+  });
+  kube.addPod("domino-compute", {
+    metadata: {
+      name: `run-${RUN}-abcde`,
+      labels: {
+        "dominodatalab.com/execution-id": RUN,
+        "dominodatalab.com/starting-user-id": "u-jdoe",
+      },
+    },
+    spec: { serviceAccountName: `run-${RUN}` },
+    status: { phase: "Running" },
+  });
+  kube.addPod("domino-compute", {
+    metadata: {
+      name: `run-${OTHER_RUN}-abcde`,
+      labels: {
+        "dominodatalab.com/execution-id": OTHER_RUN,
+        "dominodatalab.com/starting-user-id": "u-other",
+      },
+    },
+    spec: { serviceAccountName: `run-${OTHER_RUN}` },
+  });
+  const server = await startServerProcess([
+    "--tls-cert",
+    tls.certPath,
+    "--tls-key",
+    tls.keyPath,
+    "--verifier",
+    "domino",
+    "--mapping-store",
+    "configmap",
+    "--kubernetes-api",
+    kube.url,
+    "--kubernetes-token-file",
+    `${dir}/token`,
+    "--kubernetes-ca-file",
+    tls.caCertPath,
+  ], {
+    ...awsEnv(),
+    OIDC_PROVIDER: EXAMPLE.oidcHost,
+    IRSA_CLUSTER_ISSUER: issuer.clusterIssuer,
+    DOMINO_USER_HOST: platform.url,
+  }, tls.caCert);
+  try {
+    const admin = { Authorization: "Bearer user-token-boss" };
+    const user = { Authorization: "Bearer user-token-jdoe" };
+    assert.equal(await statusOf(server.fetch("/role_mappings", { headers: user })), 403);
+    const put = await server.fetch("/update_role_mapping", {
+      method: "POST",
+      headers: admin,
+      body: JSON.stringify({
+        domino_org: "irsa-iamrole-list-bucket",
+        ...pairJson(EXAMPLE.roleNames[0]),
+      }),
+    });
+    assert.equal(put.status, 200);
+    await put.body?.cancel();
+    // The ConfigMap holds the current service's exact format.
+    const cm = kube.configMap("domino-field", "domino-org-iamrole-mapping")!;
+    assert.deepEqual(
+      JSON.parse(cm.data["irsa-iamrole-list-bucket"]),
+      pairJson(EXAMPLE.roleNames[0]),
+    );
+
+    const mine = await server.fetch("/map_iam_roles_to_pod_sa", {
+      method: "POST",
+      headers: user,
+      body: JSON.stringify({ run_id: RUN }),
+    });
+    assert.equal(mine.status, 200);
+    assert.match(await mine.text(), /\[profile acme-list-bucket-role\]/);
+    assert.deepEqual(await subjectsIn("acme-list-bucket-role"), [SUBJECT]);
+    // The lookup was one label-selector query, never a listing of every pod.
+    const podQueries = kube.requests.filter((r) => r.path.endsWith("/pods"));
+    assert.ok(
+      podQueries.length >= 1 && podQueries.every((r) => r.query.includes("labelSelector=")),
+    );
+
+    const theirs = await server.fetch("/map_iam_roles_to_pod_sa", {
+      method: "POST",
+      headers: user,
+      body: JSON.stringify({ run_id: OTHER_RUN }),
+    });
+    assert.equal(theirs.status, 403);
+    assert.match((await theirs.json()).message, /was not started by "jdoe"/);
+    const wild = await server.fetch("/map_iam_roles_to_pod_sa", {
+      method: "POST",
+      headers: user,
+      body: JSON.stringify({ run_id: "*" }),
+    });
+    assert.equal(wild.status, 400);
+    await wild.body?.cancel();
+    const noToken = await server.fetch("/map_iam_roles_to_pod_sa", {
+      method: "POST",
+      body: JSON.stringify({ run_id: RUN }),
+    });
+    assert.equal(noToken.status, 401);
+    await noToken.body?.cancel();
+    assert.deepEqual(await subjectsIn("acme-list-bucket-role"), [SUBJECT]);
+    assert.deepEqual(await (await server.fetch("/my_role_mappings", { headers: user })).json(), {
+      "irsa-iamrole-list-bucket": pairJson(EXAMPLE.roleNames[0]),
+    });
+    assert.equal(
+      await statusOf(server.fetch("/delete_role_mapping", {
+        method: "DELETE",
+        headers: admin,
+        body: JSON.stringify({ domino_org: "irsa-iamrole-list-bucket" }),
+      })),
+      200,
+    );
+    assert.equal(
+      kube.configMap("domino-field", "domino-org-iamrole-mapping")!
+        .data["irsa-iamrole-list-bucket"],
+      undefined,
+    );
+  } finally {
+    assert.equal(await server.stop(), 0);
+    await kube.close();
+    await platform.close();
+    await issuer.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
