@@ -166,6 +166,55 @@ Deno.test("jwt verifier, file store, workload-token proof: the pod's subject lan
     assert.equal(swapped.status, 403);
     await swapped.body?.cancel();
 
+    // Every rejection answers 4xx and changes nothing.
+    const claims = { username: "jdoe", groups: ["irsa-iamrole-list-bucket"] };
+    const evil = "https://evil.example/auth/realms/DominoRealm";
+    const rejected: [string, Record<string, string>, string, number][] = [
+      ["no token", { "X-Irsa-Workload-Token": sa }, "{}", 401],
+      [
+        "expired",
+        { Authorization: `Bearer ${await issuer.userToken({ ...claims, expiresIn: -60 })}` },
+        "{}",
+        401,
+      ],
+      [
+        "wrong issuer",
+        { Authorization: `Bearer ${await issuer.userToken({ ...claims, issuer: evil })}` },
+        "{}",
+        401,
+      ],
+      ["alg none", { Authorization: `Bearer ${issuer.noneAlgToken(claims)}` }, "{}", 401],
+      ["forged", { Authorization: `Bearer ${await issuer.forgedUserToken(claims)}` }, "{}", 401],
+      ["malformed body", headers, "{run_id:", 400],
+      ["wrong type", headers, '{"run_id": 5}', 400],
+      [
+        "run_id with *",
+        { Authorization: `Bearer ${user}` },
+        '{"run_id": "646d27b817c28b5ea4b5b0c*"}',
+        400,
+      ],
+      ["oversized body", headers, JSON.stringify({ run_id: RUN, pad: "x".repeat(70_000) }), 413],
+      ["no proof", { Authorization: `Bearer ${user}` }, JSON.stringify({ run_id: RUN }), 403],
+    ];
+    for (const [name, h, body, status] of rejected) {
+      const res = await server.fetch("/map_iam_roles_to_pod_sa", {
+        method: "POST",
+        headers: h,
+        body,
+      });
+      assert.equal(res.status, status, name);
+      assert.ok((await res.json()).message, name);
+    }
+    const nonAdmin = await server.fetch("/role_mappings", {
+      headers: { Authorization: `Bearer ${user}` },
+    });
+    assert.equal(nonAdmin.status, 403);
+    await nonAdmin.body?.cancel();
+    assert.deepEqual(await subjectsIn("acme-list-bucket-role"), [
+      SUBJECT,
+      `*:domino-compute:run-${OTHER_RUN}`,
+    ]);
+
     const removed = await server.fetch("/map_iam_roles_to_pod_sa", {
       method: "DELETE",
       headers,
