@@ -6,9 +6,10 @@ import {
   type Mode,
   serverConfig,
   serverSettings,
+  sidecarConfig,
   sidecarSettings,
 } from "./src/config.ts";
-import { createLogger } from "./src/log.ts";
+import { createLogger, type Logger } from "./src/log.ts";
 
 const MODES: readonly Mode[] = ["server", "sidecar"];
 const TABLES = { server: serverSettings, sidecar: sidecarSettings };
@@ -42,13 +43,10 @@ async function main(args: string[]): Promise<number> {
   const settingsArgs = modeFromArgs || first === undefined || first.startsWith("-")
     ? rest
     : args.slice(1);
-  if (mode === "sidecar") {
-    console.error("irsa: the sidecar mode is not part of this build yet");
-    return 1;
-  }
-  let config;
   try {
-    config = serverConfig(settingsArgs, env);
+    return mode === "server"
+      ? await runServer(settingsArgs, env)
+      : await runSidecar(settingsArgs, env);
   } catch (e) {
     if (e instanceof ConfigError) {
       console.error(
@@ -60,23 +58,51 @@ async function main(args: string[]): Promise<number> {
     }
     throw e;
   }
+}
+
+type Env = (name: string) => string | undefined;
+
+/** Runs until SIGTERM or SIGINT, then stops `stop` and exits 0. */
+async function untilSignal(
+  logger: Logger,
+  running: { stop(): Promise<void>; finished: Promise<void> },
+): Promise<number> {
+  const stop = () => {
+    logger.info("stopping");
+    running.stop().catch((e) => logger.error("stop failed", { error: e }));
+  };
+  Deno.addSignalListener("SIGTERM", stop);
+  Deno.addSignalListener("SIGINT", stop);
+  await running.finished;
+  return 0;
+}
+
+async function runServer(args: string[], env: Env): Promise<number> {
+  const config = serverConfig(args, env);
   const logger = createLogger({ level: config.logLevel });
+  // Imported here so that the sidecar never loads the AWS SDK.
   const { startServer } = await import("./src/server.ts");
-  let server;
   try {
-    server = await startServer(config, logger, { readTextFile: (path) => Deno.readTextFile(path) });
+    return await untilSignal(
+      logger,
+      await startServer(config, logger, { readTextFile: (path) => Deno.readTextFile(path) }),
+    );
   } catch (e) {
     logger.error("irsa server failed to start", { error: e });
     return 1;
   }
-  const stop = () => {
-    logger.info("stopping");
-    server.stop();
-  };
-  Deno.addSignalListener("SIGTERM", stop);
-  Deno.addSignalListener("SIGINT", stop);
-  await server.finished;
-  return 0;
+}
+
+async function runSidecar(args: string[], env: Env): Promise<number> {
+  const config = sidecarConfig(args, env);
+  const logger = createLogger({ level: config.logLevel });
+  const { startSidecar } = await import("./src/sidecar/run.ts");
+  try {
+    return await untilSignal(logger, await startSidecar(config, logger));
+  } catch (e) {
+    logger.error("irsa sidecar failed to start", { error: e });
+    return 1;
+  }
 }
 
 if (import.meta.main) {

@@ -459,7 +459,7 @@ export const sidecarSettings: readonly Setting[] = [
     flag: "host",
     env: ["IRSA_SIDECAR_HOST"],
     default: "127.0.0.1",
-    help: "Address to listen on.",
+    help: "Address to listen on (loopback: only the pod reaches it).",
     schema: read.string,
   },
   {
@@ -470,6 +470,116 @@ export const sidecarSettings: readonly Setting[] = [
     schema: read.port,
   },
   {
+    flag: "api-proxy",
+    env: ["DOMINO_API_PROXY"],
+    default: "http://localhost:8899",
+    help: "The pod-local platform API proxy; GET <it>/access-token answers the user's token.",
+    schema: read.url,
+  },
+  {
+    flag: "endpoint",
+    env: ["DOMINO_IRSA_ENDPOINT"],
+    default: "https://irsa-svc.domino-field/map_iam_roles_to_pod_sa",
+    help: "The server's mapping endpoint.",
+    schema: read.url,
+  },
+  {
+    flag: "ca-file",
+    env: ["DOMINO_IRSA_SSL_CERT"],
+    default: "",
+    help: "CA (PEM) of the server's certificate (default: the system's roots).",
+    schema: read.optionalString,
+  },
+  {
+    flag: "config-file",
+    env: ["AWS_CONFIG_FILE"],
+    default: "/var/run/.aws/config",
+    help: "The AWS config file to write.",
+    schema: read.string,
+  },
+  {
+    flag: "token-file",
+    env: ["AWS_WEB_IDENTITY_TOKEN_FILE"],
+    default: "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+    help: "The pod's projected service-account token, re-read at every sync.",
+    schema: read.string,
+  },
+  {
+    flag: "pod-info",
+    env: ["POD_INFO_PATH"],
+    default: "/var/run/podinfo/labels",
+    help: "The downward-API labels file.",
+    schema: read.string,
+  },
+  {
+    flag: "run-id",
+    env: ["DOMINO_RUN_ID"],
+    default: "",
+    help: "This pod's run id.",
+    schema: read.optionalString,
+  },
+  {
+    flag: "username",
+    env: ["DOMINO_STARTING_USERNAME"],
+    default: "",
+    help: "The starting user, written as role_session_name so CloudTrail shows who acted.",
+    schema: read.optionalString,
+  },
+  {
+    flag: "region",
+    env: ["AWS_REGION", "AWS_DEFAULT_REGION"],
+    default: "",
+    help: "Region written into the profiles and used for STS.",
+    schema: read.optionalString,
+  },
+  {
+    flag: "sts-regional-endpoints",
+    env: ["AWS_STS_REGIONAL_ENDPOINTS"],
+    default: "",
+    help: '"regional" or "legacy", written into the profiles.',
+    schema: v.pipe(
+      v.string(),
+      v.trim(),
+      v.picklist(["", "regional", "legacy"], 'expected "regional" or "legacy"'),
+    ),
+  },
+  {
+    flag: "sts-endpoint",
+    env: ["AWS_ENDPOINT_URL_STS"],
+    default: "",
+    help: "STS endpoint of the propagation check (default: https://sts.<region>.amazonaws.com).",
+    schema: read.optionalUrl,
+  },
+  {
+    flag: "propagation-check",
+    env: ["IRSA_PROPAGATION_CHECK"],
+    default: "true",
+    help:
+      "After a sync, try AssumeRoleWithWebIdentity on each proxy role until it works; /healthz tells.",
+    schema: read.boolean,
+  },
+  {
+    flag: "propagation-deadline-seconds",
+    env: ["IRSA_PROPAGATION_DEADLINE_SECONDS"],
+    default: "60",
+    help: "How long the propagation check keeps trying.",
+    schema: read.positiveInt,
+  },
+  {
+    flag: "sync-interval-seconds",
+    env: ["IRSA_SYNC_INTERVAL_SECONDS"],
+    default: "300",
+    help: "Period of the resync that picks up mapping changes.",
+    schema: read.positiveInt,
+  },
+  {
+    flag: "start-deadline-seconds",
+    env: ["IRSA_START_DEADLINE_SECONDS"],
+    default: "120",
+    help: "How long the first sync retries while the token endpoint or the server is not up.",
+    schema: read.positiveInt,
+  },
+  {
     flag: "log-level",
     env: ["IRSA_LOG_LEVEL"],
     default: "info",
@@ -477,6 +587,39 @@ export const sidecarSettings: readonly Setting[] = [
     schema: read.oneOf(["debug", "info", "warn", "error"]),
   },
 ];
+
+/** The sidecar's configuration, frozen. */
+export type SidecarConfig = ReturnType<typeof sidecarConfig>;
+
+/** Builds the sidecar's configuration from its settings, or throws {@link ConfigError}. */
+export function sidecarConfig(args: readonly string[], env: (name: string) => string | undefined) {
+  const s = readSettings(sidecarSettings, args, env);
+  const str = (k: string) => s[k] as string;
+  const region = str("region");
+  return Object.freeze({
+    host: str("host"),
+    port: s.port as number,
+    apiProxy: str("api-proxy").replace(/\/$/, ""),
+    endpoint: str("endpoint"),
+    caFile: str("ca-file") || undefined,
+    configFile: str("config-file"),
+    tokenFile: str("token-file"),
+    podInfo: str("pod-info"),
+    runId: str("run-id") || undefined,
+    username: str("username") || undefined,
+    region: region || undefined,
+    stsRegionalEndpoints: (str("sts-regional-endpoints") || undefined) as
+      | "regional"
+      | "legacy"
+      | undefined,
+    stsEndpoint: str("sts-endpoint") || `https://sts.${region || "us-east-1"}.amazonaws.com`,
+    propagationCheck: s["propagation-check"] as boolean,
+    propagationDeadlineMs: (s["propagation-deadline-seconds"] as number) * 1000,
+    syncIntervalMs: (s["sync-interval-seconds"] as number) * 1000,
+    startDeadlineMs: (s["start-deadline-seconds"] as number) * 1000,
+    logLevel: s["log-level"] as "debug" | "info" | "warn" | "error",
+  });
+}
 
 /** The server's configuration, frozen. */
 export type ServerConfig = ReturnType<typeof serverConfig>;

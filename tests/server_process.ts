@@ -1,4 +1,4 @@
-/** Starts `irsa server` as a subprocess, the way users start it, and talks to it over HTTPS. */
+/** Starts `irsa server` and `irsa sidecar` as subprocesses, the way users start them, and talks to them. */
 
 const MAIN = decodeURIComponent(new URL("../main.ts", import.meta.url).pathname);
 /** The permissions `deno task compile` grants the binary; the subprocess gets the same. */
@@ -46,7 +46,17 @@ export async function runMain(args: string[], env: Record<string, string> = {}) 
 }
 
 /** Starts the server with these flags and environment; resolves once it listens. */
-export async function startServerProcess(
+export function startServerProcess(
+  args: string[],
+  env: Record<string, string>,
+  caCert?: string,
+): Promise<ServerProcess> {
+  return startIrsaProcess("server", args, env, caCert);
+}
+
+/** Starts `irsa <mode>` on a free loopback port; resolves once it listens. */
+export async function startIrsaProcess(
+  mode: "server" | "sidecar",
   args: string[],
   env: Record<string, string>,
   caCert?: string,
@@ -56,7 +66,7 @@ export async function startServerProcess(
       "run",
       ...RUN_PERMISSIONS,
       MAIN,
-      "server",
+      mode,
       "--host",
       "127.0.0.1",
       "--port",
@@ -79,14 +89,14 @@ export async function startServerProcess(
       buffer = lines.pop()!;
       for (const line of lines) {
         logs.push(line);
-        if (line.includes('"irsa server listening"')) listening(JSON.parse(line).url);
+        if (line.includes(`"irsa ${mode} listening"`)) listening(JSON.parse(line).url);
       }
     }
     if (buffer) logs.push(buffer);
-    failed(new Error(`irsa server exited before listening:\n${logs.join("\n")}`));
+    failed(new Error(`irsa ${mode} exited before listening:\n${logs.join("\n")}`));
   })();
   const timer = setTimeout(
-    () => failed(new Error(`irsa server did not listen in 30 s:\n${logs.join("\n")}`)),
+    () => failed(new Error(`irsa ${mode} did not listen in 30 s:\n${logs.join("\n")}`)),
     30_000,
   );
   let url: string;

@@ -1,0 +1,187 @@
+/**
+ * The whole chain with real parts: moto, the test OIDC issuer, the real server and the real
+ * sidecar as subprocesses, and the AWS SDK's own credential chain reading the written file.
+ */
+import assert from "node:assert/strict";
+import { GetRoleCommand } from "@aws-sdk/client-iam";
+import { subjectsOf } from "../src/core/trust_policy.ts";
+import { startFakePlatformApi } from "./fakes/platform_api.ts";
+import { EXAMPLE, inAccount, seedExampleRoles, startMoto } from "./fixtures/moto.ts";
+import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
+import { makeTestTls } from "./fixtures/tls.ts";
+import { baseEnv, RUN_PERMISSIONS, startIrsaProcess } from "./server_process.ts";
+
+const RUN = "646d27b817c28b5ea4b5b0c1";
+const SUBJECT = `*:domino-compute:run-${RUN}`;
+const CLIENT = decodeURIComponent(new URL("./e2e_client.ts", import.meta.url).pathname);
+const pair = (name: string) => ({
+  iam_role_arn: `arn:aws:iam::${EXAMPLE.assetsAccount}:role/${name}`,
+  proxy_iam_role_arn: `arn:aws:iam::${EXAMPLE.eksAccount}:role/${name}`,
+});
+
+/** Polls until `fn` is true or the deadline passes. */
+async function until(what: string, fn: () => Promise<boolean>, ms = 20_000) {
+  const end = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+Deno.test("a workspace starts, its profiles chain to the asset role through the SDK, refresh follows mappings, and SIGTERM cleans up", async () => {
+  const moto = await startMoto();
+  const tls = await makeTestTls();
+  const issuer = await startOidcIssuer();
+  const platform = startFakePlatformApi();
+  const dir = await Deno.makeTempDir();
+  const iam = moto.iamClient();
+  const stopped: (() => Promise<unknown>)[] = [];
+  try {
+    const world = await seedExampleRoles(iam);
+    const subjects = async (role: string) => {
+      const out = await iam.send(
+        inAccount(EXAMPLE.eksAccount, new GetRoleCommand({ RoleName: role })),
+      );
+      return subjectsOf(out.Role!.AssumeRolePolicyDocument!, {
+        providerArn: world.oidcProviderArn,
+        audience: "sts.amazonaws.com",
+        format: "wildcard",
+        quota: 2048,
+      });
+    };
+    await Deno.writeTextFile(
+      `${dir}/mappings.json`,
+      JSON.stringify({ "irsa-iamrole-list-bucket": JSON.stringify(pair("acme-list-bucket-role")) }),
+    );
+    const server = await startIrsaProcess("server", [
+      "--tls-cert",
+      tls.certPath,
+      "--tls-key",
+      tls.keyPath,
+      "--mapping-file",
+      `${dir}/mappings.json`,
+    ], {
+      ...moto.env,
+      AWS_ACCESS_KEY_ID: world.serverCredentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: world.serverCredentials.secretAccessKey,
+      OIDC_PROVIDER: EXAMPLE.oidcHost,
+      IRSA_CLUSTER_ISSUER: issuer.clusterIssuer,
+      IRSA_JWT_ISSUER: issuer.issuer,
+    }, tls.caCert);
+    stopped.push(() => server.stop());
+
+    // The workspace pod: its user token behind the pod-local proxy, its projected token and labels as files.
+    platform.setAccessToken(
+      await issuer.userToken({
+        username: "jdoe",
+        groups: ["irsa-iamrole-list-bucket", "irsa-iamrole-update-bucket"],
+      }),
+    );
+    await Deno.writeTextFile(
+      `${dir}/token`,
+      await issuer.serviceAccountToken({ serviceAccount: `run-${RUN}` }),
+    );
+    await Deno.writeTextFile(
+      `${dir}/labels`,
+      `dominodatalab.com/execution-id="${RUN}"\ndominodatalab.com/irsa-workload-type="edge-workload"\n`,
+    );
+    const configFile = `${dir}/aws/config`;
+    const sidecar = await startIrsaProcess("sidecar", [], {
+      DOMINO_API_PROXY: platform.url,
+      DOMINO_IRSA_ENDPOINT: `${server.url}/map_iam_roles_to_pod_sa`,
+      DOMINO_IRSA_SSL_CERT: tls.caCertPath,
+      AWS_CONFIG_FILE: configFile,
+      AWS_WEB_IDENTITY_TOKEN_FILE: `${dir}/token`,
+      POD_INFO_PATH: `${dir}/labels`,
+      DOMINO_RUN_ID: RUN,
+      DOMINO_STARTING_USERNAME: "jdoe",
+      AWS_REGION: "us-east-1",
+      AWS_STS_REGIONAL_ENDPOINTS: "regional",
+      AWS_ENDPOINT_URL_STS: moto.endpoint,
+    });
+    let sidecarStopped = false;
+    stopped.push(() => (sidecarStopped ? Promise.resolve() : sidecar.stop()));
+    const health = async () => {
+      const res = await sidecar.fetch("/healthz");
+      return { status: res.status, body: await res.json() };
+    };
+    await until("the first sync", async () => (await health()).status === 200);
+
+    // 1. The proxy role's trust policy holds exactly this pod's subject.
+    assert.deepEqual(await subjects("acme-list-bucket-role"), [SUBJECT]);
+    assert.deepEqual(await subjects("acme-read-bucket-role"), []);
+    const first = await Deno.readTextFile(configFile);
+    assert.match(
+      first,
+      /\[profile acme-list-bucket-role\]\nsource_profile = src_acme-list-bucket-role\n/,
+    );
+    assert.match(first, /role_session_name = jdoe/);
+    await until(
+      "the propagation check",
+      async () => (await health()).body.usable["acme-list-bucket-role"] === "usable",
+    );
+
+    // 2. The AWS SDK's own chain: AssumeRoleWithWebIdentity on the proxy role, then AssumeRole on the asset role.
+    const client = await new Deno.Command(Deno.execPath(), {
+      args: ["run", ...RUN_PERMISSIONS, CLIENT, "acme-list-bucket-role"],
+      env: {
+        ...baseEnv(),
+        AWS_CONFIG_FILE: configFile,
+        AWS_SHARED_CREDENTIALS_FILE: `${dir}/none`,
+        AWS_ENDPOINT_URL_STS: moto.endpoint,
+        AWS_REGION: "us-east-1",
+      },
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(client.code, 0, new TextDecoder().decode(client.stderr));
+    const identity = JSON.parse(new TextDecoder().decode(client.stdout));
+    assert.equal(identity.Account, EXAMPLE.assetsAccount);
+    assert.match(identity.Arn, /^arn:aws:sts::222222222222:assumed-role\/acme-list-bucket-role\//);
+
+    // 3. A mapping change, then /refresh: the new profile appears without a restart; a hand-made one stays.
+    await Deno.writeTextFile(configFile, first + "\n[profile mine]\nregion = eu-west-1\n");
+    const admin = await issuer.userToken({ username: "boss", admin: true });
+    const put = await server.fetch("/update_role_mapping", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${admin}` },
+      body: JSON.stringify({
+        domino_org: "irsa-iamrole-update-bucket",
+        ...pair("acme-update-bucket-role"),
+      }),
+    });
+    assert.equal(put.status, 200);
+    await put.body?.cancel();
+    const refreshed = await (await sidecar.fetch("/refresh")).json();
+    assert.deepEqual(refreshed.profiles, ["acme-list-bucket-role", "acme-update-bucket-role"]);
+    const second = await Deno.readTextFile(configFile);
+    assert.match(second, /\[profile acme-update-bucket-role\]/);
+    assert.match(second, /\[profile mine\]\nregion = eu-west-1\n/);
+    assert.deepEqual(await subjects("acme-update-bucket-role"), [SUBJECT]);
+    const del = await server.fetch("/delete_role_mapping", {
+      method: "DELETE",
+      headers: { Authorization: `Bearer ${admin}` },
+      body: JSON.stringify({ domino_org: "irsa-iamrole-update-bucket" }),
+    });
+    assert.equal(del.status, 200);
+    await del.body?.cancel();
+    const again = await sidecar.fetch("/refresh", { method: "POST" });
+    assert.deepEqual((await again.json()).profiles, ["acme-list-bucket-role"]);
+    assert.doesNotMatch(await Deno.readTextFile(configFile), /acme-update-bucket-role/);
+
+    // 4. SIGTERM: the sidecar removes this pod's subject, then exits 0.
+    sidecarStopped = true;
+    assert.equal(await sidecar.stop(), 0);
+    assert.deepEqual(await subjects("acme-list-bucket-role"), []);
+    assert.ok(sidecar.logs.some((l) => l.includes("released this pod's subject")));
+  } finally {
+    for (const stop of stopped.reverse()) await stop();
+    iam.destroy();
+    await platform.close();
+    await issuer.close();
+    await moto.stop();
+    await tls.cleanup();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
