@@ -1,0 +1,176 @@
+/**
+ * `deno task demo`: the whole chain on one machine. Starts moto (local IAM and STS), a test OIDC
+ * issuer, `irsa server` (file store, HTTPS with a generated certificate) and `irsa sidecar` for one
+ * example workspace; seeds the DESIGN.md roles and mappings; prints the AWS config file, the edited
+ * trust policy and the caller identity reached through the chain. Stops everything it started.
+ */
+import { GetRoleCommand } from "@aws-sdk/client-iam";
+import { startFakePlatformApi } from "../tests/fakes/platform_api.ts";
+import { EXAMPLE, inAccount, seedExampleRoles, startMoto } from "../tests/fixtures/moto.ts";
+import { startOidcIssuer } from "../tests/fixtures/oidc_issuer.ts";
+import { makeTestTls } from "../tests/fixtures/tls.ts";
+import { baseEnv, RUN_PERMISSIONS, startIrsaProcess } from "../tests/server_process.ts";
+
+const RUN = "646d27b817c28b5ea4b5b0c1";
+const CLIENT = decodeURIComponent(new URL("../tests/e2e_client.ts", import.meta.url).pathname);
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+const step = (title: string) => console.log(`\n=== ${title} ===\n`);
+
+async function cleanup() {
+  for (const fn of cleanups.reverse()) {
+    try {
+      await fn();
+    } catch { /* keep stopping the rest */ }
+  }
+  cleanups.length = 0;
+}
+Deno.addSignalListener("SIGINT", async () => {
+  console.log("\nStopping everything the demo started...");
+  await cleanup();
+  Deno.exit(130);
+});
+
+try {
+  step("Starting moto (local IAM and STS), a token issuer and the platform's token endpoint");
+  const moto = await startMoto();
+  cleanups.push(() => moto.stop());
+  const iam = moto.iamClient();
+  const world = await seedExampleRoles(iam);
+  console.log(
+    `moto at ${moto.endpoint}: proxy roles in ${EXAMPLE.eksAccount}, asset roles in ${EXAMPLE.assetsAccount}`,
+  );
+  const issuer = await startOidcIssuer();
+  cleanups.push(() => issuer.close());
+  const platform = startFakePlatformApi();
+  cleanups.push(() => platform.close());
+  const tls = await makeTestTls();
+  cleanups.push(() => tls.cleanup());
+  const dir = await Deno.makeTempDir({ prefix: "irsa-demo-" });
+  cleanups.push(() => Deno.remove(dir, { recursive: true }));
+
+  const pair = (name: string) => ({
+    iam_role_arn: `arn:aws:iam::${EXAMPLE.assetsAccount}:role/${name}`,
+    proxy_iam_role_arn: `arn:aws:iam::${EXAMPLE.eksAccount}:role/${name}`,
+  });
+  await Deno.writeTextFile(
+    `${dir}/mappings.json`,
+    JSON.stringify({
+      "irsa-iamrole-list-bucket": JSON.stringify(pair("acme-list-bucket-role")),
+      "irsa-iamrole-read-bucket": JSON.stringify(pair("acme-read-bucket-role")),
+    }),
+  );
+
+  step("Starting irsa server (HTTPS, file store) with the organization mappings");
+  const server = await startIrsaProcess("server", [
+    "--tls-cert",
+    tls.certPath,
+    "--tls-key",
+    tls.keyPath,
+    "--mapping-file",
+    `${dir}/mappings.json`,
+  ], {
+    ...moto.env,
+    AWS_ACCESS_KEY_ID: world.serverCredentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: world.serverCredentials.secretAccessKey,
+    OIDC_PROVIDER: EXAMPLE.oidcHost,
+    IRSA_CLUSTER_ISSUER: issuer.clusterIssuer,
+    IRSA_JWT_ISSUER: issuer.issuer,
+  }, tls.caCert);
+  cleanups.push(() => server.stop());
+  console.log(`irsa server at ${server.url}`);
+  console.log(
+    await Deno.readTextFile(`${dir}/mappings.json`).then((t) =>
+      JSON.stringify(JSON.parse(t), null, 2)
+    ),
+  );
+
+  step(
+    `Starting a workspace: user jdoe in irsa-iamrole-list-bucket and irsa-iamrole-read-bucket, run ${RUN}`,
+  );
+  platform.setAccessToken(
+    await issuer.userToken({
+      username: "jdoe",
+      groups: ["irsa-iamrole-list-bucket", "irsa-iamrole-read-bucket"],
+    }),
+  );
+  await Deno.writeTextFile(
+    `${dir}/token`,
+    await issuer.serviceAccountToken({ serviceAccount: `run-${RUN}` }),
+  );
+  await Deno.writeTextFile(
+    `${dir}/labels`,
+    `dominodatalab.com/execution-id="${RUN}"\ndominodatalab.com/irsa-workload-type="edge-workload"\n`,
+  );
+  const configFile = `${dir}/.aws/config`;
+  const sidecar = await startIrsaProcess("sidecar", [], {
+    DOMINO_API_PROXY: platform.url,
+    DOMINO_IRSA_ENDPOINT: `${server.url}/map_iam_roles_to_pod_sa`,
+    DOMINO_IRSA_SSL_CERT: tls.caCertPath,
+    AWS_CONFIG_FILE: configFile,
+    AWS_WEB_IDENTITY_TOKEN_FILE: `${dir}/token`,
+    POD_INFO_PATH: `${dir}/labels`,
+    DOMINO_RUN_ID: RUN,
+    DOMINO_STARTING_USERNAME: "jdoe",
+    AWS_REGION: "us-east-1",
+    AWS_STS_REGIONAL_ENDPOINTS: "regional",
+    AWS_ENDPOINT_URL_STS: moto.endpoint,
+  });
+  cleanups.push(() => sidecar.stop());
+  let health: Response;
+  for (let i = 0;; i++) {
+    health = await sidecar.fetch("/healthz");
+    if (health.status === 200 || i > 200) break;
+    await health.body?.cancel();
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  console.log(`curl ${sidecar.url}/healthz\n${await health.text()}`);
+
+  step(`The AWS config file the sidecar wrote (AWS_CONFIG_FILE=${configFile})`);
+  console.log(await Deno.readTextFile(configFile));
+
+  step("The trust policy irsa edited on proxy role acme-list-bucket-role");
+  const role = await iam.send(
+    inAccount(EXAMPLE.eksAccount, new GetRoleCommand({ RoleName: "acme-list-bucket-role" })),
+  );
+  console.log(
+    JSON.stringify(JSON.parse(decodeURIComponent(role.Role!.AssumeRolePolicyDocument!)), null, 2),
+  );
+
+  step('The caller identity through the chain: Session(profile_name="acme-list-bucket-role")');
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...RUN_PERMISSIONS, CLIENT, "acme-list-bucket-role"],
+    env: {
+      ...baseEnv(),
+      AWS_CONFIG_FILE: configFile,
+      AWS_SHARED_CREDENTIALS_FILE: `${dir}/none`,
+      AWS_ENDPOINT_URL_STS: moto.endpoint,
+      AWS_REGION: "us-east-1",
+    },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.code === 0 ? out.stdout : out.stderr);
+  console.log(out.code === 0 ? JSON.stringify(JSON.parse(text), null, 2) : text);
+  console.log(
+    "\n(AssumeRoleWithWebIdentity on the proxy role with the pod's token, then AssumeRole on the asset role.)",
+  );
+
+  step("Stopping the workspace: the sidecar removes its subject from the trust policies");
+  cleanups.pop();
+  await sidecar.stop();
+  const after = await iam.send(
+    inAccount(EXAMPLE.eksAccount, new GetRoleCommand({ RoleName: "acme-list-bucket-role" })),
+  );
+  const sub =
+    JSON.parse(decodeURIComponent(after.Role!.AssumeRolePolicyDocument!)).Statement[0].Condition
+      .StringLike[`${EXAMPLE.oidcHost}:sub`];
+  console.log(`"${EXAMPLE.oidcHost}:sub": ${JSON.stringify(sub)}`);
+  iam.destroy();
+  if (out.code !== 0) Deno.exitCode = 1;
+} catch (e) {
+  console.error(`demo failed: ${(e as Error).message}`);
+  Deno.exitCode = 1;
+} finally {
+  await cleanup();
+}
