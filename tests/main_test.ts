@@ -60,3 +60,30 @@ Deno.test("every configuration problem is reported at once, naming the variable,
     /--jwt-issuer \/ IRSA_JWT_ISSUER: required with --verifier jwt/,
   );
 });
+
+Deno.test("the sidecar reads the variables the platform's mutation injects, and reports bad ones with exit 2", async () => {
+  const help = await runMain(["sidecar", "--help"]);
+  assert.equal(help.code, 0);
+  for (
+    const name of [
+      "DOMINO_API_PROXY",
+      "DOMINO_IRSA_ENDPOINT",
+      "DOMINO_IRSA_SSL_CERT",
+      "AWS_CONFIG_FILE",
+      "AWS_WEB_IDENTITY_TOKEN_FILE",
+      "POD_INFO_PATH",
+      "DOMINO_RUN_ID",
+      "AWS_REGION",
+      "AWS_STS_REGIONAL_ENDPOINTS",
+    ]
+  ) {
+    assert.ok(help.stdout.includes(name), name);
+  }
+  const bad = await runMain(["sidecar"], {
+    DOMINO_IRSA_ENDPOINT: "not a url",
+    AWS_STS_REGIONAL_ENDPOINTS: "global",
+  });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /DOMINO_IRSA_ENDPOINT: expected a URL/);
+  assert.match(bad.stderr, /AWS_STS_REGIONAL_ENDPOINTS: expected "regional" or "legacy"/);
+});
