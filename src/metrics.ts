@@ -96,6 +96,23 @@ export function createServerMetrics() {
       "irsa_trust_policy_edits_total",
       "Trust-policy edits by action and outcome.",
     ),
+    cacheHits: new Counter(
+      "irsa_policy_cache_hits_total",
+      "Starts answered from the policy cache, with no IAM call.",
+    ),
+    poolFull: new Counter(
+      "irsa_role_full_total",
+      "Subjects refused because every proxy role for them was at its quota.",
+    ),
+    cleanupRemoved: new Counter(
+      "irsa_cleanup_removed_subjects_total",
+      "Subjects of ended runs removed by the cleanup loop.",
+    ),
+    batchSize: new Histogram(
+      "irsa_trust_policy_batch_size",
+      "Requests applied together in one trust-policy edit.",
+      [1, 2, 5, 10, 20, 50, 100, 200, 500],
+    ),
     requestDuration: new Histogram(
       "irsa_http_request_duration_seconds",
       "HTTP request latency by route, method and status.",

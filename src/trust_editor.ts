@@ -1,12 +1,23 @@
-/** Edits proxy roles' trust policies through IAM: one edit per role at a time, audited, each role's outcome its own. */
+/**
+ * Edits proxy roles' trust policies: every edit of one role goes through one queue, and requests
+ * that arrive while an edit is under way are applied together in the next (one GetRole and at
+ * most one UpdateAssumeRolePolicy per batch). Each role's policy is cached; a subject already
+ * present costs no IAM call as long as the role's lock says no one has written since.
+ */
 
 import type { RolePolicyStore } from "./aws/iam.ts";
 import { parseRoleArn } from "./core/arn.ts";
 import type { SubjectFormat } from "./core/subject.ts";
-import { editTrustPolicy, oidcProviderArn, type SubjectEdit } from "./core/trust_policy.ts";
+import {
+  editTrustPolicy,
+  oidcProviderArn,
+  subjectsOf,
+  type TrustPolicyOptions,
+} from "./core/trust_policy.ts";
 import { AppError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import type { ServerMetrics } from "./metrics.ts";
+import { createLocalRoleLock, type RoleLock } from "./role_lock.ts";
 
 /** What became of one role in a request. */
 export type RoleStatus = "added" | "present" | "removed" | "absent" | "failed";
@@ -16,9 +27,10 @@ export interface RoleOutcome {
   readonly roleArn: string;
   readonly status: RoleStatus;
   readonly error?: { readonly code: string; readonly message: string };
-  /** Trust-policy length after the edit, and its quota. */
+  /** Trust-policy length after the edit, its quota, and the subjects it holds. */
   readonly length?: number;
   readonly quota?: number;
+  readonly subjects?: number;
 }
 
 /** Who asked, for the audit log line. */
@@ -38,6 +50,19 @@ export interface TrustEditorDeps {
   readonly quota: number;
   readonly logger: Logger;
   readonly metrics: ServerMetrics;
+  /** Defaults to an in-process lock: right for one replica only. */
+  readonly lock?: RoleLock;
+  /** A cached policy older than this is read again (out-of-band edits); default 5 minutes. */
+  readonly cacheMaxAgeMs?: number;
+  readonly now?: () => number;
+}
+
+/** What the editor knows of a role's policy right now. */
+export interface RoleCapacity {
+  readonly roleArn: string;
+  readonly subjects: number;
+  readonly length: number;
+  readonly quota: number;
 }
 
 /** Applies subject edits to proxy roles. */
@@ -48,73 +73,264 @@ export interface TrustEditor {
     edit: { add?: string; remove?: string },
     audit: AuditContext,
   ): Promise<RoleOutcome>;
+  /** Removes subjects in one batch (the cleanup loop); `keep` is asked again under the lock. */
+  prune(
+    roleArn: string,
+    select: (subjects: readonly string[]) => Promise<string[]>,
+    audit: AuditContext,
+  ): Promise<string[]>;
+  /** The managed subjects of a role, from the cache when it is fresh. */
+  subjects(roleArn: string): Promise<string[]>;
+  /** The last known size of every role the editor has seen. */
+  capacity(): RoleCapacity[];
 }
 
-/** Creates the editor; edits of one role run one after another so that none is lost in this process. */
+interface Pending {
+  readonly add?: string;
+  readonly remove?: string;
+  readonly audit: AuditContext;
+  readonly resolve: (o: RoleOutcome) => void;
+}
+
+interface Cached {
+  readonly document: string;
+  readonly version: string;
+  readonly at: number;
+  readonly subjects: ReadonlySet<string>;
+}
+
+/** Creates the editor. */
 export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
-  const tails = new Map<string, Promise<unknown>>();
-  const serially = <T>(key: string, work: () => Promise<T>): Promise<T> => {
-    const run = (tails.get(key) ?? Promise.resolve()).then(work, work);
-    const tail = run.catch(() => {});
-    tails.set(key, tail);
-    // Forget a role once its queue drains, so the map does not grow with every role ever seen.
-    tail.then(() => tails.get(key) === tail && tails.delete(key));
-    return run;
+  const lock = deps.lock ?? createLocalRoleLock();
+  const now = deps.now ?? (() => Date.now());
+  const maxAge = deps.cacheMaxAgeMs ?? 5 * 60_000;
+  const queues = new Map<string, Pending[]>();
+  const running = new Set<string>();
+  const cache = new Map<string, Cached>();
+  const sizes = new Map<string, RoleCapacity>();
+
+  const optionsFor = (roleArn: string): TrustPolicyOptions => {
+    const role = parseRoleArn(roleArn);
+    return {
+      providerArn: oidcProviderArn(role.account, deps.oidcProvider, role.partition),
+      audience: deps.audience,
+      format: deps.format,
+      quota: deps.quota,
+    };
   };
+
+  const remember = async (roleArn: string, document: string): Promise<string> => {
+    const version = await digest(document);
+    const subjects = subjectsOf(document, optionsFor(roleArn));
+    cache.set(roleArn, { document, version, at: now(), subjects: new Set(subjects) });
+    sizes.set(roleArn, {
+      roleArn,
+      subjects: subjects.length,
+      length: document.length,
+      quota: deps.quota,
+    });
+    return version;
+  };
+
+  /** The current policy under the lock: the cache if the lock's version matches, else IAM. */
+  const current = async (roleArn: string, version: string | undefined): Promise<string> => {
+    const hit = cache.get(roleArn);
+    if (hit && version !== undefined && hit.version === version && now() - hit.at < maxAge) {
+      return hit.document;
+    }
+    const document = await deps.roles.getTrustPolicy(parseRoleArn(roleArn).name);
+    await remember(roleArn, document);
+    return document;
+  };
+
+  const write = async (roleArn: string, document: string) => {
+    await deps.roles.putTrustPolicy(parseRoleArn(roleArn).name, document);
+    return await remember(roleArn, document);
+  };
+
+  const failure = (e: unknown) =>
+    e instanceof AppError
+      ? { code: e.code, message: e.message }
+      : { code: "internal", message: "Unexpected error" };
+
+  async function runBatch(roleArn: string, batch: Pending[]): Promise<void> {
+    const name = parseRoleArn(roleArn).name;
+    // The last request about a subject wins: a stop that follows a start leaves it out.
+    const want = new Map<string, boolean>();
+    for (const p of batch) {
+      if (p.add !== undefined) want.set(p.add, true);
+      if (p.remove !== undefined) want.set(p.remove, false);
+    }
+    const adds = [...want].filter(([, keep]) => keep).map(([s]) => s);
+    const removes = [...want].filter(([, keep]) => !keep).map(([s]) => s);
+    const outcomes = await lock.withLock(roleArn, async (version) => {
+      const options = optionsFor(roleArn);
+      const before = await current(roleArn, version);
+      let accepted = adds;
+      let edit;
+      let quotaError: AppError | undefined;
+      for (;;) {
+        try {
+          edit = editTrustPolicy(before, { add: accepted, remove: removes }, options, name);
+          break;
+        } catch (e) {
+          if (
+            !(e instanceof AppError) || e.code !== "policy_quota_exceeded" || accepted.length === 0
+          ) throw e;
+          // Admit the earliest requests that fit; the rest learn why they did not.
+          quotaError ??= e;
+          accepted = accepted.slice(0, Math.min(accepted.length - 1, e.details.fits as number));
+        }
+      }
+      let newVersion = cache.get(roleArn)?.version;
+      if (edit.changed) {
+        newVersion = await write(roleArn, edit.document);
+        deps.logger.info("trust policy changed", {
+          audit: true,
+          role: roleArn,
+          requests: batch.map((p) => ({
+            action: p.add ? "add" : "remove",
+            user: p.audit.user,
+            run: p.audit.run,
+            request_id: p.audit.requestId,
+          })),
+          added: edit.added,
+          removed: edit.removed,
+          subjects_before: edit.before,
+          subjects_after: edit.subjects,
+          policy_length: edit.length,
+          policy_quota: edit.quota,
+        });
+      }
+      const size = { length: edit.length, quota: edit.quota, subjects: edit.subjects.length };
+      const result = batch.map((p): RoleOutcome => {
+        if (p.add !== undefined) {
+          if (!want.get(p.add)) return { roleArn, status: "absent", ...size };
+          if (edit.added.includes(p.add)) return { roleArn, status: "added", ...size };
+          if (edit.before.includes(p.add)) return { roleArn, status: "present", ...size };
+          deps.metrics.poolFull.inc();
+          return { roleArn, status: "failed", error: failure(quotaError), ...size };
+        }
+        if (want.get(p.remove!)) return { roleArn, status: "present", ...size };
+        return {
+          roleArn,
+          status: edit.removed.includes(p.remove!) ? "removed" : "absent",
+          ...size,
+        };
+      });
+      return { value: result, version: newVersion };
+    }).catch((e) =>
+      batch.map((): RoleOutcome => ({ roleArn, status: "failed", error: failure(e) }))
+    );
+    batch.forEach((p, i) => {
+      const o = outcomes[i];
+      deps.metrics.trustPolicyEdits.inc({ action: p.add ? "add" : "remove", outcome: o.status });
+      if (o.status === "failed") {
+        deps.logger.warn("trust policy edit failed", {
+          role: roleArn,
+          user: p.audit.user,
+          run: p.audit.run,
+          code: o.error?.code,
+          reason: o.error?.message,
+        });
+      }
+      p.resolve(o);
+    });
+  }
+
+  async function drain(roleArn: string): Promise<void> {
+    running.add(roleArn);
+    try {
+      for (;;) {
+        const batch = queues.get(roleArn) ?? [];
+        queues.delete(roleArn);
+        if (batch.length === 0) return;
+        deps.metrics.batchSize.observe({}, batch.length);
+        await runBatch(roleArn, batch);
+      }
+    } finally {
+      running.delete(roleArn);
+    }
+  }
 
   return {
     async edit(roleArn, { add, remove }, audit) {
-      const action = add !== undefined ? "add" : "remove";
       try {
-        const role = parseRoleArn(roleArn);
-        const subjectEdit: SubjectEdit = {
-          add: add === undefined ? [] : [add],
-          remove: remove === undefined ? [] : [remove],
-        };
-        const options = {
-          providerArn: oidcProviderArn(role.account, deps.oidcProvider, role.partition),
-          audience: deps.audience,
-          format: deps.format,
-          quota: deps.quota,
-        };
-        return await serially(role.arn, async (): Promise<RoleOutcome> => {
-          const current = await deps.roles.getTrustPolicy(role.name);
-          const result = editTrustPolicy(current, subjectEdit, options, role.name);
-          if (result.changed) {
-            await deps.roles.putTrustPolicy(role.name, result.document);
-            deps.logger.info("trust policy changed", {
-              audit: true,
-              action,
-              user: audit.user,
-              run: audit.run,
-              request_id: audit.requestId,
-              role: role.arn,
-              subjects_before: result.before,
-              subjects_after: result.subjects,
-              policy_length: result.length,
-              policy_quota: result.quota,
-            });
+        const options = optionsFor(roleArn);
+        // Validate before queueing, so a bad subject fails alone and not its whole batch.
+        editTrustPolicy(JSON.stringify({ Statement: [] }), {
+          add: add ? [add] : [],
+          remove: remove ? [remove] : [],
+        }, options);
+        const hit = cache.get(roleArn);
+        if (add !== undefined && hit?.subjects.has(add) && now() - hit.at < maxAge) {
+          // Present in the cache: trust it only if no one wrote the role since we read it.
+          if ((await lock.currentVersion(roleArn)) === hit.version) {
+            deps.metrics.trustPolicyEdits.inc({ action: "add", outcome: "present" });
+            deps.metrics.cacheHits.inc();
+            const size = sizes.get(roleArn)!;
+            return {
+              roleArn,
+              status: "present",
+              length: size.length,
+              quota: size.quota,
+              subjects: size.subjects,
+            };
           }
-          const status: RoleStatus = add !== undefined
-            ? (result.changed ? "added" : "present")
-            : (result.changed ? "removed" : "absent");
-          deps.metrics.trustPolicyEdits.inc({ action, outcome: status });
-          return { roleArn, status, length: result.length, quota: result.quota };
-        });
+        }
       } catch (e) {
-        const error = e instanceof AppError
-          ? { code: e.code, message: e.message }
-          : { code: "internal", message: "Unexpected error" };
-        deps.metrics.trustPolicyEdits.inc({ action, outcome: "failed" });
-        deps.logger.warn("trust policy edit failed", {
-          action,
-          role: roleArn,
-          user: audit.user,
-          run: audit.run,
-          error: e,
-        });
-        return { roleArn, status: "failed", error };
+        deps.metrics.trustPolicyEdits.inc({ action: add ? "add" : "remove", outcome: "failed" });
+        return { roleArn, status: "failed", error: failure(e) };
       }
+      const { promise, resolve } = Promise.withResolvers<RoleOutcome>();
+      const queue = queues.get(roleArn) ?? [];
+      queue.push({ add, remove, audit, resolve });
+      queues.set(roleArn, queue);
+      if (!running.has(roleArn)) drain(roleArn);
+      return promise;
     },
+
+    async prune(roleArn, select, audit) {
+      return await lock.withLock(roleArn, async (version) => {
+        const before = await current(roleArn, version);
+        const options = optionsFor(roleArn);
+        const gone = await select(subjectsOf(before, options));
+        if (gone.length === 0) return { value: [], version: cache.get(roleArn)?.version };
+        const edit = editTrustPolicy(before, { remove: gone }, options, parseRoleArn(roleArn).name);
+        const newVersion = edit.changed
+          ? await write(roleArn, edit.document)
+          : cache.get(roleArn)?.version;
+        if (edit.changed) {
+          deps.logger.info("trust policy changed", {
+            audit: true,
+            role: roleArn,
+            requests: [{ action: "cleanup", user: audit.user }],
+            removed: edit.removed,
+            subjects_before: edit.before,
+            subjects_after: edit.subjects,
+            policy_length: edit.length,
+            policy_quota: edit.quota,
+          });
+        }
+        return { value: [...edit.removed], version: newVersion };
+      });
+    },
+
+    async subjects(roleArn) {
+      const hit = cache.get(roleArn);
+      if (hit && now() - hit.at < maxAge && (await lock.currentVersion(roleArn)) === hit.version) {
+        return [...hit.subjects];
+      }
+      return subjectsOf(await current(roleArn, undefined), optionsFor(roleArn));
+    },
+
+    capacity: () => [...sizes.values()].sort((a, b) => a.roleArn.localeCompare(b.roleArn)),
   };
+}
+
+async function digest(text: string): Promise<string> {
+  const bytes = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)),
+  );
+  return Array.from(bytes.slice(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
 }

@@ -20,6 +20,17 @@ export interface KubePod {
   readonly status?: { readonly phase?: string };
 }
 
+/** A Lease's fields that irsa uses; times are RFC 3339 MicroTime strings. */
+export interface Lease {
+  readonly name: string;
+  readonly resourceVersion?: string;
+  readonly annotations?: Readonly<Record<string, string>>;
+  readonly holderIdentity?: string;
+  readonly leaseDurationSeconds?: number;
+  readonly acquireTime?: string;
+  readonly renewTime?: string;
+}
+
 /** The Kubernetes calls irsa makes; stores and lookups take the subset they use. */
 export interface KubeClient {
   /** A ConfigMap, or undefined when it does not exist. */
@@ -42,6 +53,12 @@ export interface KubeClient {
   ): Promise<ConfigMapSnapshot>;
   /** The pods matching a label selector (a selected list, never a full listing). */
   listPods(namespace: string, labelSelector: string): Promise<KubePod[]>;
+  /** A `coordination.k8s.io/v1` Lease, or undefined when it does not exist. */
+  getLease(namespace: string, name: string): Promise<Lease | undefined>;
+  /** Creates a Lease; throws {@link KubeConflictError} (`AlreadyExists`) if another writer made it first. */
+  createLease(namespace: string, lease: Lease): Promise<Lease>;
+  /** Replaces a Lease at its `resourceVersion`; throws {@link KubeConflictError} (`Conflict`) when stale. */
+  replaceLease(namespace: string, lease: Lease): Promise<Lease>;
   /** Releases the TLS client, if one was made. */
   close(): void;
 }
@@ -137,6 +154,20 @@ const PodWire = v.object({
 });
 
 const PodListWire = v.object({ items: v.nullable(v.array(PodWire)) });
+
+const LeaseWire = v.object({
+  metadata: v.object({
+    name: v.string(),
+    resourceVersion: v.string(),
+    annotations: v.optional(v.nullable(StringMap)),
+  }),
+  spec: v.optional(v.nullable(v.object({
+    holderIdentity: v.optional(v.nullable(v.string())),
+    leaseDurationSeconds: v.optional(v.nullable(v.number())),
+    acquireTime: v.optional(v.nullable(v.string())),
+    renewTime: v.optional(v.nullable(v.string())),
+  }))),
+});
 
 // What a request is about, for error messages in RBAC's terms: `get configmaps "x" in "ns"`.
 interface Target {
@@ -304,8 +335,74 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
       return (parse(PodListWire, json, target).items ?? []).map(toPod);
     },
 
+    async getLease(namespace, name) {
+      const target: Target = { verb: "get", resource: "leases", namespace, name };
+      try {
+        const { json } = await call(target, "GET", leasePath(namespace, name));
+        return lease(json, target);
+      } catch (error) {
+        if (error instanceof KubeApiError && error.status === 404) return undefined;
+        throw error;
+      }
+    },
+
+    async createLease(namespace, l) {
+      const target: Target = { verb: "create", resource: "leases", namespace, name: l.name };
+      const { json } = await call(target, "POST", leasePath(namespace), leaseBody(namespace, l));
+      return lease(json, target);
+    },
+
+    async replaceLease(namespace, l) {
+      const target: Target = { verb: "update", resource: "leases", namespace, name: l.name };
+      const { json } = await call(
+        target,
+        "PUT",
+        leasePath(namespace, l.name),
+        leaseBody(namespace, l),
+      );
+      return lease(json, target);
+    },
+
     close() {
       httpClient?.close();
+    },
+  };
+
+  function lease(json: unknown, target: Target): Lease {
+    const w = parse(LeaseWire, json, target);
+    const spec = w.spec ?? {};
+    return {
+      name: w.metadata.name,
+      resourceVersion: w.metadata.resourceVersion,
+      annotations: Object.fromEntries(Object.entries(w.metadata.annotations ?? {})),
+      ...(spec.holderIdentity ? { holderIdentity: spec.holderIdentity } : {}),
+      ...(spec.leaseDurationSeconds ? { leaseDurationSeconds: spec.leaseDurationSeconds } : {}),
+      ...(spec.acquireTime ? { acquireTime: spec.acquireTime } : {}),
+      ...(spec.renewTime ? { renewTime: spec.renewTime } : {}),
+    };
+  }
+}
+
+function leasePath(namespace: string, name?: string): string {
+  return `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases` +
+    (name === undefined ? "" : `/${encodeURIComponent(name)}`);
+}
+
+function leaseBody(namespace: string, l: Lease) {
+  return {
+    apiVersion: "coordination.k8s.io/v1",
+    kind: "Lease",
+    metadata: {
+      name: l.name,
+      namespace,
+      ...(l.resourceVersion === undefined ? {} : { resourceVersion: l.resourceVersion }),
+      ...(l.annotations ? { annotations: l.annotations } : {}),
+    },
+    spec: {
+      holderIdentity: l.holderIdentity ?? null,
+      leaseDurationSeconds: l.leaseDurationSeconds ?? null,
+      acquireTime: l.acquireTime ?? null,
+      renewTime: l.renewTime ?? null,
     },
   };
 }
