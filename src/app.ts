@@ -4,6 +4,7 @@ import { Hono } from "hono";
 import type { AuthEnv } from "./auth/bearer.ts";
 import { installErrorFunnel, limitBody, requestIds } from "./http.ts";
 import type { ServerDeps } from "./routes/deps.ts";
+import { registerCapacityRoutes } from "./routes/capacity.ts";
 import { registerOperationRoutes } from "./routes/operations.ts";
 import { registerPodRoleRoutes } from "./routes/pod_roles.ts";
 import { registerRoleMappingRoutes } from "./routes/role_mappings.ts";
@@ -26,5 +27,6 @@ export function createApp(deps: ServerDeps): Hono<AuthEnv> {
   registerOperationRoutes(app, deps);
   registerPodRoleRoutes(app, deps);
   registerRoleMappingRoutes(app, deps);
+  registerCapacityRoutes(app, deps);
   return app;
 }

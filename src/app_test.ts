@@ -441,6 +441,7 @@ Deno.test("openapi.json describes every route with the schemas that validate the
   const doc = await (await w.call("GET", "/openapi.json")).json();
   assert.equal(doc.openapi, "3.1.0");
   assert.deepEqual(Object.keys(doc.paths).sort(), [
+    "/capacity",
     "/delete_role_mapping",
     "/healthz",
     "/map_iam_roles_to_pod_sa",

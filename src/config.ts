@@ -451,6 +451,41 @@ export const serverSettings: readonly Setting[] = [
     help: "debug, info, warn or error.",
     schema: read.oneOf(["debug", "info", "warn", "error"]),
   },
+  {
+    flag: "cleanup-interval-seconds",
+    env: ["IRSA_CLEANUP_INTERVAL_SECONDS"],
+    default: "60",
+    help: "Period of the loop that removes subjects of ended runs (0: off).",
+    schema: read.port,
+  },
+  {
+    flag: "cleanup-grace-seconds",
+    env: ["IRSA_CLEANUP_GRACE_SECONDS"],
+    default: "300",
+    help: "The cleanup never removes a subject it first saw less than this long ago.",
+    schema: read.positiveInt,
+  },
+  {
+    flag: "run-lease-seconds",
+    env: ["IRSA_RUN_LEASE_SECONDS"],
+    default: "900",
+    help: "Without Kubernetes: a run whose sidecar has not synced for this long has ended.",
+    schema: read.positiveInt,
+  },
+  {
+    flag: "lease-duration-seconds",
+    env: ["IRSA_LEASE_DURATION_SECONDS"],
+    default: "15",
+    help: "With Kubernetes: the per-role Lease expires this long after its holder stops renewing.",
+    schema: read.positiveInt,
+  },
+  {
+    flag: "policy-cache-seconds",
+    env: ["IRSA_POLICY_CACHE_SECONDS"],
+    default: "300",
+    help: "A cached trust policy is read from IAM again after this long.",
+    schema: read.positiveInt,
+  },
 ];
 
 /** Settings of `irsa sidecar`; the variables are those the platform's mutation injects today. */
@@ -693,5 +728,10 @@ export function serverConfig(args: readonly string[], env: (name: string) => str
       caFile: str("kubernetes-ca-file"),
     },
     logLevel: s["log-level"] as "debug" | "info" | "warn" | "error",
+    cleanupIntervalMs: (s["cleanup-interval-seconds"] as number) * 1000,
+    cleanupGraceMs: (s["cleanup-grace-seconds"] as number) * 1000,
+    runLeaseMs: (s["run-lease-seconds"] as number) * 1000,
+    leaseDurationSeconds: s["lease-duration-seconds"] as number,
+    policyCacheMs: (s["policy-cache-seconds"] as number) * 1000,
   });
 }

@@ -16,6 +16,8 @@ import { createConfigMapStore } from "./store/configmap_store.ts";
 import { createFileStore } from "./store/file_store.ts";
 import type { MappingStore } from "./store/mapping_store.ts";
 import { createTrustEditor } from "./trust_editor.ts";
+import { createCleanup, kubernetesLiveness } from "./cleanup.ts";
+import { createLeaseRoleLock, createLocalRoleLock } from "./role_lock.ts";
 
 /** The file system reads the server needs, passed in by main. */
 export interface ServerIo {
@@ -98,7 +100,18 @@ export async function startServer(
   const roles = createIamTrustPolicyStore(iam, {
     onCall: (operation, outcome) => metrics.iamCalls.inc({ operation, outcome }),
   });
+  const lock = kube
+    ? createLeaseRoleLock({
+      kube,
+      namespace: config.fieldNamespace,
+      identity: `irsa-${crypto.randomUUID()}`,
+      leaseDurationSeconds: config.leaseDurationSeconds,
+      logger,
+    })
+    : createLocalRoleLock();
   const editor = createTrustEditor({
+    lock,
+    cacheMaxAgeMs: config.policyCacheMs,
     roles,
     oidcProvider: config.oidcProvider,
     audience: config.audience,
@@ -108,7 +121,21 @@ export async function startServer(
     metrics,
   });
 
+  const cleanup = createCleanup({
+    editor,
+    store,
+    liveness: kube ? kubernetesLiveness(kube, config.computeNamespace) : undefined,
+    format: config.subjectFormat,
+    computeNamespace: config.computeNamespace,
+    graceMs: config.cleanupGraceMs,
+    syncLeaseMs: config.runLeaseMs,
+    logger,
+    metrics,
+  });
+  if (config.cleanupIntervalMs > 0) cleanup.start(config.cleanupIntervalMs);
+
   const app = createApp({
+    activity: cleanup,
     users,
     workloads,
     runs,
@@ -167,7 +194,10 @@ export async function startServer(
     servers.push(metricsServer.finished);
   }
   const url = await listening;
-  const finished = Promise.all(servers).then(() => closers.forEach((close) => close()));
+  const finished = Promise.all(servers).then(async () => {
+    await cleanup.stop();
+    closers.forEach((close) => close());
+  });
   return {
     url,
     finished,

@@ -21,4 +21,6 @@ export interface ServerDeps {
   readonly logger: Logger;
   readonly metrics: ServerMetrics;
   readonly api: ApiDescription;
+  /** Told of every pod that maps its roles, so the cleanup loop knows its run is alive. */
+  readonly activity?: { touch(subject: string): void };
 }

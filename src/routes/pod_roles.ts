@@ -79,6 +79,7 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
         // Nothing usable: an error, so that today's sidecar does not write an empty file over a good one.
         throw failureOf(failed);
       }
+      deps.activity?.touch(pod.subject);
       const config = renderProfiles(usable.flatMap((p) => p.profiles));
       if (failed.length > 0) deps.metrics.failedMappingRequests.inc();
       if (!wantsJson(c.req.header("accept"))) return c.text(config);

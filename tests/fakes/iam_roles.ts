@@ -13,10 +13,23 @@ export class FakeIamRoles implements RolePolicyStore {
   readonly calls: { op: "GetRole" | "UpdateAssumeRolePolicy"; role: string }[] = [];
   /** Roles whose next calls fail with this error. */
   readonly failures = new Map<string, AppError>();
+
+  /** How many calls of an operation were made. */
+  count(op: "GetRole" | "UpdateAssumeRolePolicy"): number {
+    return this.calls.filter((c) => c.op === op).length;
+  }
+  /** Added to every call, so that requests pile up behind an edit as they do against IAM. */
+  latencyMs = 0;
   constructor(readonly quota = 2048) {}
 
+  #wait(): Promise<void> {
+    return this.latencyMs > 0
+      ? new Promise((r) => setTimeout(r, this.latencyMs))
+      : Promise.resolve();
+  }
+
   async getTrustPolicy(roleName: string): Promise<string> {
-    await Promise.resolve();
+    await this.#wait();
     this.calls.push({ op: "GetRole", role: roleName });
     const failure = this.failures.get(roleName);
     if (failure) throw failure;
@@ -28,7 +41,7 @@ export class FakeIamRoles implements RolePolicyStore {
   }
 
   async putTrustPolicy(roleName: string, document: string): Promise<void> {
-    await Promise.resolve();
+    await this.#wait();
     this.calls.push({ op: "UpdateAssumeRolePolicy", role: roleName });
     const failure = this.failures.get(roleName);
     if (failure) throw failure;

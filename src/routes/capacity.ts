@@ -1,0 +1,43 @@
+/** GET /capacity: how full each proxy role's trust policy is, for admins planning pools. */
+
+import type { Hono } from "hono";
+import { type AuthEnv, bearerAuth } from "../auth/bearer.ts";
+import type { ServerDeps } from "./deps.ts";
+import { readMappings } from "./pod_roles.ts";
+
+/** Registers /capacity. */
+export function registerCapacityRoutes(app: Hono<AuthEnv>, deps: ServerDeps): void {
+  deps.api.add({
+    method: "get",
+    path: "/capacity",
+    summary: "Per proxy role of the mappings: subjects held, characters used and the quota.",
+    access: "admin",
+    responses: { 200: "Capacity by role", 401: "Bad token", 403: "Not an admin" },
+  });
+  app.get("/capacity", bearerAuth(deps.users, { admin: true }), async (c) => {
+    const { mappings } = await readMappings(deps);
+    const roles = [
+      ...new Set([...mappings.values()].flat().map((p) => p.proxyRoleArn ?? p.assetRoleArn)),
+    ].sort();
+    const errors: Record<string, string> = {};
+    // Reading fills the editor's view of each role (from its cache when fresh).
+    await Promise.all(
+      roles.map((r) => deps.editor.subjects(r).catch((e) => (errors[r] = (e as Error).message))),
+    );
+    const known = new Map(deps.editor.capacity().map((r) => [r.roleArn, r]));
+    return c.json({
+      roles: roles.map((r) => {
+        const k = known.get(r);
+        return k
+          ? {
+            proxy_iam_role_arn: r,
+            subjects: k.subjects,
+            characters: k.length,
+            quota: k.quota,
+            free_characters: k.quota - k.length,
+          }
+          : { proxy_iam_role_arn: r, error: errors[r] ?? "Not read yet" };
+      }),
+    });
+  });
+}

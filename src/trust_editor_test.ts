@@ -1,0 +1,228 @@
+import assert from "node:assert/strict";
+import { subjectsOf } from "./core/trust_policy.ts";
+import { silentLogger } from "./log.ts";
+import { createServerMetrics } from "./metrics.ts";
+import { createLeaseRoleLock, type RoleLock } from "./role_lock.ts";
+import { createTrustEditor } from "./trust_editor.ts";
+import { createCleanup } from "./cleanup.ts";
+import { createKubeClient } from "./kube/client.ts";
+import { FakeIamRoles } from "../tests/fakes/iam_roles.ts";
+import { startFakeKubernetes } from "../tests/fakes/kubernetes.ts";
+import type { MappingStore } from "./store/mapping_store.ts";
+
+const HOST = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
+const ROLE = "arn:aws:iam::111111111111:role/acme-list-bucket-role";
+const FRESH = Deno.readTextFileSync(
+  new URL("../tests/testdata/fresh_proxy_trust_policy.json", import.meta.url),
+);
+const OPTS = {
+  providerArn: `arn:aws:iam::111111111111:oidc-provider/${HOST}`,
+  audience: "sts.amazonaws.com",
+  format: "wildcard" as const,
+  quota: 2048,
+};
+const run = (i: number) => `*:domino-compute:run-${i.toString(16).padStart(24, "0")}`;
+const AUDIT = { user: "jdoe" };
+
+function editorWith(iam: FakeIamRoles, lock?: RoleLock, now?: () => number) {
+  const metrics = createServerMetrics();
+  const editor = createTrustEditor({
+    roles: iam,
+    oidcProvider: HOST,
+    audience: "sts.amazonaws.com",
+    format: "wildcard",
+    quota: 2048,
+    logger: silentLogger,
+    metrics,
+    lock,
+    now,
+  });
+  return { editor, metrics };
+}
+
+function fakeIam(latencyMs = 20) {
+  const iam = new FakeIamRoles();
+  iam.policies.set("acme-list-bucket-role", FRESH);
+  iam.latencyMs = latencyMs;
+  return iam;
+}
+
+Deno.test("simultaneous starts on one role are coalesced: O(1) IAM calls, each request its own outcome", async () => {
+  const iam = fakeIam();
+  const { editor, metrics } = editorWith(iam);
+  const outcomes = await Promise.all(
+    Array.from({ length: 25 }, (_, i) => editor.edit(ROLE, { add: run(i) }, AUDIT)),
+  );
+  assert.deepEqual(new Set(outcomes.map((o) => o.status)), new Set(["added"]));
+  assert.equal(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS).length, 25);
+  // The first request starts an edit alone; the other 24 wait and go together in the next.
+  assert.equal(iam.count("GetRole"), 1);
+  assert.equal(iam.count("UpdateAssumeRolePolicy"), 2);
+  assert.ok(metrics.batchSize.render().includes("irsa_trust_policy_batch_size_count 2"));
+});
+
+Deno.test("a subject already present costs no IAM call at all", async () => {
+  const iam = fakeIam();
+  const { editor, metrics } = editorWith(iam);
+  await editor.edit(ROLE, { add: run(1) }, AUDIT);
+  const calls = iam.calls.length;
+  const again = await editor.edit(ROLE, { add: run(1) }, AUDIT);
+  assert.equal(again.status, "present");
+  assert.equal(iam.calls.length, calls);
+  assert.equal(metrics.cacheHits.get(), 1);
+});
+
+Deno.test("an add and a remove of one subject in one batch: the later request wins", async () => {
+  const iam = fakeIam();
+  const { editor } = editorWith(iam);
+  const first = editor.edit(ROLE, { add: run(9) }, AUDIT); // Starts an edit alone.
+  const [add, remove] = await Promise.all([
+    editor.edit(ROLE, { add: run(1) }, AUDIT),
+    editor.edit(ROLE, { remove: run(1) }, AUDIT),
+  ]);
+  await first;
+  assert.equal(add.status, "absent");
+  assert.equal(remove.status, "absent");
+  assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [run(9)]);
+});
+
+Deno.test("a batch that does not fit admits the earliest requests and tells the rest why", async () => {
+  const iam = fakeIam(0);
+  const { editor, metrics } = editorWith(iam);
+  await Promise.all(
+    Array.from({ length: 30 }, (_, i) => editor.edit(ROLE, { add: run(i) }, AUDIT)),
+  );
+  const blocker = editor.edit(ROLE, { add: run(100) }, AUDIT);
+  const later = await Promise.all(
+    Array.from({ length: 5 }, (_, i) => editor.edit(ROLE, { add: run(200 + i) }, AUDIT)),
+  );
+  const first = await blocker;
+  const statuses = [first, ...later].map((o) => o.status);
+  const added = statuses.filter((s) => s === "added").length;
+  assert.ok(added >= 1 && added < 6, statuses.join());
+  assert.deepEqual(statuses.slice(0, added), Array(added).fill("added"), "the earliest win");
+  for (const o of [first, ...later].filter((x) => x.status === "failed")) {
+    assert.equal(o.error?.code, "policy_quota_exceeded");
+    assert.match(o.error!.message, /over its quota of 2048/);
+  }
+  assert.ok(iam.policies.get("acme-list-bucket-role")!.length <= 2048);
+  assert.equal(metrics.poolFull.get(), 6 - added);
+});
+
+Deno.test("the cache never claims a subject another replica removed (versions on the role's Lease)", async () => {
+  const kubeFake = await startFakeKubernetes();
+  const kube = createKubeClient({ apiUrl: kubeFake.url, token: () => kubeFake.token });
+  try {
+    const iam = fakeIam(0);
+    const lock = (identity: string) =>
+      createLeaseRoleLock({ kube, namespace: "domino-field", identity, logger: silentLogger });
+    const a = editorWith(iam, lock("replica-a"));
+    const b = editorWith(iam, lock("replica-b"));
+    assert.equal((await a.editor.edit(ROLE, { add: run(1) }, AUDIT)).status, "added");
+    assert.equal((await a.editor.edit(ROLE, { add: run(1) }, AUDIT)).status, "present");
+    assert.equal(a.metrics.cacheHits.get(), 1, "replica A answers from its cache");
+    assert.equal((await b.editor.edit(ROLE, { remove: run(1) }, AUDIT)).status, "removed");
+    // A's cache still holds the subject, but the Lease's version moved: A must go to IAM and add it back.
+    const again = await a.editor.edit(ROLE, { add: run(1) }, AUDIT);
+    assert.equal(again.status, "added");
+    assert.equal(a.metrics.cacheHits.get(), 1);
+    assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [run(1)]);
+    const lease = kubeFake.lease("domino-field", (await import("./role_lock.ts")).leaseName(ROLE))!;
+    assert.equal(
+      (lease.spec as Record<string, unknown>).holderIdentity,
+      null,
+      "released after each edit",
+    );
+  } finally {
+    kube.close();
+    await kubeFake.close();
+  }
+});
+
+Deno.test("the cleanup removes only managed subjects of ended runs, and never a young one", async () => {
+  const iam = fakeIam(0);
+  const doc = JSON.parse(FRESH);
+  doc.Statement[0].Condition.StringLike[`${HOST}:sub`] = [
+    run(1),
+    run(2),
+    "*:domino-compute:hand-made-*",
+    "*:other-ns:run-x",
+  ];
+  iam.policies.set("acme-list-bucket-role", JSON.stringify(doc));
+  let t = 1_000_000;
+  const { editor, metrics } = editorWith(iam, undefined, () => t);
+  const store: MappingStore = {
+    read: () =>
+      Promise.resolve({
+        mappings: new Map([["org", [{
+          assetRoleArn: "arn:aws:iam::222222222222:role/acme-list-bucket-role",
+          proxyRoleArn: ROLE,
+        }]]]),
+        problems: [],
+      }),
+    put: () => Promise.resolve(),
+    remove: () => Promise.resolve(false),
+  };
+  const live = new Set([`run-${"1".padStart(24, "0")}`]);
+  const cleanup = createCleanup({
+    editor,
+    store,
+    liveness: () => Promise.resolve(live),
+    format: "wildcard",
+    computeNamespace: "domino-compute",
+    graceMs: 60_000,
+    syncLeaseMs: 900_000,
+    logger: silentLogger,
+    metrics,
+    now: () => t,
+  });
+  assert.deepEqual(await cleanup.reconcile(), [], "nothing is removed on first sight");
+  t += 61_000;
+  assert.deepEqual(await cleanup.reconcile(), [run(2)]);
+  const left = JSON.parse(iam.policies.get("acme-list-bucket-role")!).Statement[0].Condition
+    .StringLike[`${HOST}:sub`];
+  assert.deepEqual(left, [run(1), "*:domino-compute:hand-made-*", "*:other-ns:run-x"]);
+  assert.equal(metrics.cleanupRemoved.get(), 1);
+  // A subject added just now is young, even though no pod lists it yet.
+  await editor.edit(ROLE, { add: run(3) }, AUDIT);
+  cleanup.touch(run(3));
+  assert.deepEqual(await cleanup.reconcile(), []);
+});
+
+Deno.test("without Kubernetes, a run lives while its sidecar syncs within the lease", async () => {
+  const iam = fakeIam(0);
+  let t = 0;
+  const { editor, metrics } = editorWith(iam, undefined, () => t);
+  const store: MappingStore = {
+    read: () =>
+      Promise.resolve({
+        mappings: new Map([["org", [{
+          assetRoleArn: "arn:aws:iam::222222222222:role/acme-list-bucket-role",
+          proxyRoleArn: ROLE,
+        }]]]),
+        problems: [],
+      }),
+    put: () => Promise.resolve(),
+    remove: () => Promise.resolve(false),
+  };
+  const cleanup = createCleanup({
+    editor,
+    store,
+    format: "wildcard",
+    computeNamespace: "domino-compute",
+    graceMs: 1_000,
+    syncLeaseMs: 10_000,
+    logger: silentLogger,
+    metrics,
+    now: () => t,
+  });
+  await editor.edit(ROLE, { add: run(1) }, AUDIT);
+  await editor.edit(ROLE, { add: run(2) }, AUDIT);
+  cleanup.touch(run(1));
+  cleanup.touch(run(2));
+  t = 8_000;
+  cleanup.touch(run(1)); // run 1's sidecar keeps syncing; run 2's stopped.
+  t = 15_000;
+  assert.deepEqual(await cleanup.reconcile(), [run(2)]);
+  assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [run(1)]);
+});
