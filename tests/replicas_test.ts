@@ -1,0 +1,112 @@
+/**
+ * Three real server processes against one moto and one Kubernetes fake with real resourceVersion
+ * semantics: many simultaneous starts on shared roles, and not one subject lost.
+ */
+import assert from "node:assert/strict";
+import { GetRoleCommand } from "@aws-sdk/client-iam";
+import { subjectsOf } from "../src/core/trust_policy.ts";
+import { startFakeKubernetes } from "./fakes/kubernetes.ts";
+import { EXAMPLE, inAccount, seedExampleRoles, startMoto } from "./fixtures/moto.ts";
+import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
+import { startServerProcess } from "./server_process.ts";
+
+const STARTS = Number(Deno.env.get("IRSA_REPLICA_TEST_STARTS") ?? "30");
+
+Deno.test(`${STARTS} simultaneous starts over 3 replicas and 2 shared roles lose no subject`, async () => {
+  const moto = await startMoto();
+  const issuer = await startOidcIssuer();
+  const kube = await startFakeKubernetes();
+  const dir = await Deno.makeTempDir();
+  const iam = moto.iamClient();
+  const servers: Awaited<ReturnType<typeof startServerProcess>>[] = [];
+  try {
+    const world = await seedExampleRoles(iam);
+    await Deno.writeTextFile(`${dir}/token`, kube.token);
+    const pair = (name: string) =>
+      JSON.stringify({
+        iam_role_arn: `arn:aws:iam::${EXAMPLE.assetsAccount}:role/${name}`,
+        proxy_iam_role_arn: `arn:aws:iam::${EXAMPLE.eksAccount}:role/${name}`,
+      });
+    kube.setConfigMap("domino-field", "domino-org-iamrole-mapping", {
+      "org-list": pair("acme-list-bucket-role"),
+      "org-read": pair("acme-read-bucket-role"),
+    });
+    const env = {
+      ...moto.env,
+      AWS_ACCESS_KEY_ID: world.serverCredentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: world.serverCredentials.secretAccessKey,
+      OIDC_PROVIDER: EXAMPLE.oidcHost,
+      IRSA_CLUSTER_ISSUER: issuer.clusterIssuer,
+      IRSA_JWT_ISSUER: issuer.issuer,
+      IRSA_TRUST_POLICY_QUOTA: "8192",
+    };
+    const args = [
+      "--insecure-http",
+      "--mapping-store",
+      "configmap",
+      "--kubernetes-api",
+      kube.url,
+      "--kubernetes-token-file",
+      `${dir}/token`,
+    ];
+    for (let i = 0; i < 3; i++) servers.push(await startServerProcess(args, env));
+
+    const user = await issuer.userToken({ username: "jdoe", groups: ["org-list", "org-read"] });
+    const runs = Array.from(
+      { length: STARTS },
+      (_, i) => (0xabc000 + i).toString(16).padStart(24, "0"),
+    );
+    const answers = await Promise.all(runs.map(async (id, i) => {
+      const sa = await issuer.serviceAccountToken({ serviceAccount: `run-${id}` });
+      const res = await servers[i % 3].fetch("/map_iam_roles_to_pod_sa", {
+        method: "POST",
+        headers: {
+          Authorization: `Bearer ${user}`,
+          "X-Irsa-Workload-Token": sa,
+          Accept: "application/json",
+        },
+        body: JSON.stringify({ run_id: id }),
+      });
+      return { status: res.status, body: await res.json() };
+    }));
+    for (const a of answers) {
+      assert.equal(a.status, 200, JSON.stringify(a.body));
+      assert.deepEqual(a.body.roles.map((r: { status: string }) => r.status), ["added", "added"]);
+    }
+    for (const role of ["acme-list-bucket-role", "acme-read-bucket-role"]) {
+      const out = await iam.send(
+        inAccount(EXAMPLE.eksAccount, new GetRoleCommand({ RoleName: role })),
+      );
+      const held = subjectsOf(out.Role!.AssumeRolePolicyDocument!, {
+        providerArn: world.oidcProviderArn,
+        audience: "sts.amazonaws.com",
+        format: "wildcard",
+        quota: 8192,
+      });
+      assert.deepEqual(held.sort(), runs.map((id) => `*:domino-compute:run-${id}`).sort(), role);
+    }
+    // The replicas took turns through the Leases (and edited in batches, not once per request).
+    const writes = await Promise.all(servers.map(async (s) => {
+      const text = await (await s.fetch("/metrics")).text();
+      return Number(
+        /irsa_iam_calls_total\{operation="UpdateAssumeRolePolicy",outcome="ok"\} (\d+)/.exec(text)
+          ?.[1] ?? 0,
+      );
+    }));
+    const total = writes.reduce((a, b) => a + b, 0);
+    assert.ok(total < 2 * STARTS, `expected fewer writes than requests, got ${total}`);
+    assert.ok(kube.requests.some((r) => r.path.includes("/leases/") && r.method === "PUT"));
+    console.log(
+      `${STARTS} starts x 2 roles over 3 replicas: ${total} UpdateAssumeRolePolicy calls (${
+        writes.join(" + ")
+      })`,
+    );
+  } finally {
+    for (const s of servers) await s.stop();
+    iam.destroy();
+    await kube.close();
+    await issuer.close();
+    await moto.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
