@@ -6,7 +6,7 @@
  */
 
 import { AppError } from "./errors.ts";
-import { type KubeClient, KubeConflictError, type Lease } from "./kube/client.ts";
+import { KubeApiError, type KubeClient, KubeConflictError, type Lease } from "./kube/client.ts";
 import type { Logger } from "./log.ts";
 
 /** What a holder of the lock returns: its result, and the policy version to record for others. */
@@ -85,7 +85,6 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
     const deadline = now() + acquireTimeout;
     for (let attempt = 0;; attempt++) {
       const at = now();
-      const current = await kube.getLease(namespace, name);
       const mine = {
         holderIdentity: options.identity,
         leaseDurationSeconds: duration,
@@ -93,6 +92,7 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
         renewTime: microTime(at),
       };
       try {
+        const current = await kube.getLease(namespace, name);
         if (!current) {
           return await kube.createLease(namespace, {
             name,
@@ -104,7 +104,11 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
           return await kube.replaceLease(namespace, { ...current, ...mine });
         }
       } catch (e) {
-        if (!(e instanceof KubeConflictError)) throw e; // Another replica got there first: look again.
+        // A conflict means another replica got there first; a 5xx or a timeout may pass: look again.
+        const transient = e instanceof KubeConflictError ||
+          (e instanceof KubeApiError && e.status >= 500) ||
+          (e instanceof AppError && e.code === "unavailable");
+        if (!transient || now() > deadline) throw e;
       }
       if (now() > deadline) {
         throw new AppError(

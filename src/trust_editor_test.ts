@@ -226,3 +226,32 @@ Deno.test("without Kubernetes, a run lives while its sidecar syncs within the le
   assert.deepEqual(await cleanup.reconcile(), [run(2)]);
   assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [run(1)]);
 });
+
+Deno.test("a Kubernetes API that answers 409 or 500 while taking the Lease is retried, and no edit is lost", async () => {
+  const kubeFake = await startFakeKubernetes();
+  const kube = createKubeClient({ apiUrl: kubeFake.url, token: () => kubeFake.token });
+  try {
+    const iam = fakeIam(0);
+    const lock = createLeaseRoleLock({
+      kube,
+      namespace: "domino-field",
+      identity: "r1",
+      logger: silentLogger,
+      sleep: () => Promise.resolve(),
+    });
+    const { editor } = editorWith(iam, lock);
+    kubeFake.failNext(2, 500, { path: "/apis/coordination.k8s.io" });
+    assert.equal((await editor.edit(ROLE, { add: run(1) }, AUDIT)).status, "added");
+    kubeFake.failNext(2, 409, { method: "PUT", path: "/apis/coordination.k8s.io" });
+    assert.equal((await editor.edit(ROLE, { add: run(2) }, AUDIT)).status, "added");
+    assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [
+      run(1),
+      run(2),
+    ]);
+    assert.ok(kubeFake.requests.filter((r) => r.status === 500).length === 2);
+    assert.ok(kubeFake.requests.filter((r) => r.status === 409).length >= 1);
+  } finally {
+    kube.close();
+    await kubeFake.close();
+  }
+});
