@@ -17,8 +17,8 @@ export interface ServerProcess {
   readonly logs: string[];
   /** fetch against the server, trusting its CA. */
   fetch(path: string, init?: RequestInit): Promise<Response>;
-  /** SIGTERM, then waits; returns the exit code. */
-  stop(): Promise<number>;
+  /** Sends the signal (SIGTERM by default), then waits; returns the exit code. */
+  stop(signal?: Deno.Signal): Promise<number>;
 }
 
 /** The environment a subprocess gets: nothing of ours leaks in but what Deno needs to find its cache. */
@@ -118,9 +118,9 @@ export async function startIrsaProcess(
     url,
     logs,
     fetch: (path, init = {}) => fetch(`${url}${path}`, { ...init, ...(client ? { client } : {}) }),
-    async stop() {
+    async stop(signal: Deno.Signal = "SIGTERM") {
       try {
-        child.kill("SIGTERM");
+        child.kill(signal);
       } catch { /* already gone */ }
       const status = await child.status;
       await reader;
