@@ -3,7 +3,7 @@ import { createApp } from "./app.ts";
 import type { RunLookup, RunPod } from "./auth/caller.ts";
 import { createJwtVerifier } from "./auth/jwt_verifier.ts";
 import { createWorkloadVerifier } from "./auth/workload_verifier.ts";
-import { subjectsOf } from "./core/trust_policy.ts";
+import { editTrustPolicy, subjectsOf } from "./core/trust_policy.ts";
 import { AppError } from "./errors.ts";
 import { ApiDescription } from "./http.ts";
 import { silentLogger } from "./log.ts";
@@ -496,4 +496,76 @@ Deno.test("readyz reports ready once keys and mappings load", async () => {
   const res = await w.call("GET", "/readyz");
   assert.equal(res.status, 200);
   assert.deepEqual(await res.json(), { status: "Ready" });
+});
+
+Deno.test("proxy-role pools: a full first role sends the subject to the next, and a full pool answers 409", async () => {
+  await using w = await world();
+  // The second member has room for exactly one more subject.
+  const filler = (i: number) => `*:domino-compute:run-${i.toString(16).padStart(24, "b")}`;
+  let room = FRESH;
+  for (let i = 0;; i++) {
+    try {
+      editTrustPolicy(room, { add: [filler(i), filler(i + 1)] }, OPTS);
+      room = editTrustPolicy(room, { add: [filler(i)] }, OPTS).document;
+    } catch {
+      break;
+    }
+  }
+  w.iam.policies.set("acme-list-bucket-role-2", room);
+  const fillers = Array.from(
+    { length: 40 },
+    (_, i) => `"*:domino-compute:run-${i.toString(16).padStart(24, "a")}"`,
+  );
+  w.iam.policies.set(ROLES[0], FRESH.replace(':sub": ""', `:sub": [${fillers.join(",")}]`));
+  const pool = {
+    ...pairOf(ROLES[0]),
+    proxy_iam_role_arns: [
+      pairOf(ROLES[0]).proxy_iam_role_arn,
+      "arn:aws:iam::111111111111:role/acme-list-bucket-role-2",
+    ],
+  };
+  const put = await w.call("POST", "/update_multirole_mapping", {
+    token: w.admin,
+    body: { domino_org: "pooled", role_data: [pool] },
+  });
+  assert.equal(put.status, 200);
+  assert.deepEqual((await put.json()).role_data, [pool]);
+  const user = await w.issuer.userToken({ username: "jdoe", groups: ["pooled"] });
+  const res = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: user,
+    body: {},
+    headers: { "X-Irsa-Workload-Token": w.sa, Accept: "application/json" },
+  });
+  const body = await res.json();
+  assert.equal(res.status, 200);
+  assert.equal(body.roles[0].status, "added");
+  assert.equal(
+    body.roles[0].proxy_iam_role_arn,
+    "arn:aws:iam::111111111111:role/acme-list-bucket-role-2",
+  );
+  assert.match(
+    body.config,
+    /\[profile src_acme-list-bucket-role\]\n.*\nrole_arn = arn:aws:iam::111111111111:role\/acme-list-bucket-role-2\n/,
+  );
+  assert.ok(subjectsOf(w.iam.policies.get("acme-list-bucket-role-2")!, OPTS).includes(SUBJECT));
+  // Now the second member is full too: the pool is exhausted.
+  const other = await w.issuer.serviceAccountToken({ serviceAccount: `run-${OTHER_RUN}` });
+  const full = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: user,
+    body: {},
+    headers: { "X-Irsa-Workload-Token": other },
+  });
+  assert.equal(full.status, 409);
+  assert.match((await full.json()).message, /all 2 proxy roles of its pool are full/);
+  assert.equal(w.metrics.poolExhausted.get(), 1);
+  const capacity = await (await w.call("GET", "/capacity", { token: w.admin })).json();
+  const second = capacity.roles.find((r: { proxy_iam_role_arn: string }) =>
+    r.proxy_iam_role_arn.endsWith("-2")
+  );
+  assert.equal(
+    second.subjects,
+    subjectsOf(w.iam.policies.get("acme-list-bucket-role-2")!, OPTS).length,
+  );
+  assert.equal(second.quota, 2048);
+  assert.ok(second.characters <= 2048 && second.free_characters < 48);
 });

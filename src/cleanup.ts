@@ -5,6 +5,7 @@
  * role lock as the edits.
  */
 
+import { proxyRolesOf } from "./core/mapping.ts";
 import { isManagedSubject, parseSubject, type SubjectFormat } from "./core/subject.ts";
 import type { KubeClient } from "./kube/client.ts";
 import type { Logger } from "./log.ts";
@@ -73,9 +74,7 @@ export function createCleanup(o: CleanupOptions): Cleanup {
   async function reconcile(): Promise<string[]> {
     const live = o.liveness ? await o.liveness() : undefined;
     const { mappings } = await o.store.read();
-    const roles = [
-      ...new Set([...mappings.values()].flat().map((p) => p.proxyRoleArn ?? p.assetRoleArn)),
-    ].sort();
+    const roles = proxyRolesOf(mappings);
     const removed: string[] = [];
     for (const role of roles) {
       try {

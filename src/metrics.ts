@@ -104,6 +104,10 @@ export function createServerMetrics() {
       "irsa_role_full_total",
       "Subjects refused because every proxy role for them was at its quota.",
     ),
+    poolExhausted: new Counter(
+      "irsa_pool_full_total",
+      "Starts refused because every proxy role of a pool was full.",
+    ),
     cleanupRemoved: new Counter(
       "irsa_cleanup_removed_subjects_total",
       "Subjects of ended runs removed by the cleanup loop.",

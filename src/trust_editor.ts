@@ -83,6 +83,8 @@ export interface TrustEditor {
   subjects(roleArn: string): Promise<string[]>;
   /** The last known size of every role the editor has seen. */
   capacity(): RoleCapacity[];
+  /** Whether the cached policy of a role holds a subject (no IAM call; false when not cached). */
+  holds(roleArn: string, subject: string): boolean;
 }
 
 interface Pending {
@@ -325,6 +327,7 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
     },
 
     capacity: () => [...sizes.values()].sort((a, b) => a.roleArn.localeCompare(b.roleArn)),
+    holds: (roleArn, subject) => cache.get(roleArn)?.subjects.has(subject) ?? false,
   };
 }
 

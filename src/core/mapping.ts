@@ -15,6 +15,14 @@ const roleArn = (field: string) =>
 export const RolePairWire = v.object({
   iam_role_arn: roleArn("iam_role_arn"),
   proxy_iam_role_arn: roleArn("proxy_iam_role_arn"),
+  // A pool: more proxy roles to the same asset role. Optional, so the current format still reads
+  // and the current service, which ignores unknown keys, still reads ours.
+  proxy_iam_role_arns: v.optional(
+    v.pipe(
+      v.array(roleArn("proxy_iam_role_arns[]"), "proxy_iam_role_arns must be a list"),
+      v.maxLength(50, "proxy_iam_role_arns holds too many roles"),
+    ),
+  ),
 });
 
 /** A ConfigMap value: one pair, or a list of pairs (multi-role mapping). */
@@ -46,12 +54,33 @@ export interface MappingProblem {
 
 /** Converts a pair between the wire shape and ours. */
 export function fromWire(p: RolePairWire): RolePair {
-  return { assetRoleArn: p.iam_role_arn, proxyRoleArn: p.proxy_iam_role_arn };
+  const pool = [...new Set(p.proxy_iam_role_arns ?? [])].filter((arn) =>
+    arn !== p.proxy_iam_role_arn
+  );
+  return {
+    assetRoleArn: p.iam_role_arn,
+    proxyRoleArn: p.proxy_iam_role_arn,
+    ...(pool.length ? { proxyPool: pool } : {}),
+  };
 }
 
 /** Converts a pair from ours to the wire shape; a pair without a proxy cannot be stored. */
 export function toWire(p: RolePair): RolePairWire {
-  return { iam_role_arn: p.assetRoleArn, proxy_iam_role_arn: p.proxyRoleArn ?? p.assetRoleArn };
+  return {
+    iam_role_arn: p.assetRoleArn,
+    proxy_iam_role_arn: p.proxyRoleArn ?? p.assetRoleArn,
+    ...(p.proxyPool?.length
+      ? { proxy_iam_role_arns: [p.proxyRoleArn ?? p.assetRoleArn, ...p.proxyPool] }
+      : {}),
+  };
+}
+
+/** Every proxy role of the mappings, pool members included, sorted. */
+export function proxyRolesOf(mappings: Mappings): string[] {
+  const all = [...mappings.values()].flat().flatMap((
+    p,
+  ) => [p.proxyRoleArn ?? p.assetRoleArn, ...(p.proxyPool ?? [])]);
+  return [...new Set(all)].sort();
 }
 
 /** The value stored for an organization: one object for one pair, as the current service writes it. */
@@ -100,7 +129,7 @@ export function pairsFor(mappings: Mappings, organizations: readonly string[]): 
   const out: RolePair[] = [];
   for (const org of [...new Set(organizations)].sort()) {
     for (const pair of mappings.get(org) ?? []) {
-      const key = `${pair.assetRoleArn} ${pair.proxyRoleArn}`;
+      const key = `${pair.assetRoleArn} ${pair.proxyRoleArn} ${pair.proxyPool ?? ""}`;
       if (!seen.has(key)) {
         seen.add(key);
         out.push(pair);

@@ -7,6 +7,8 @@ import { parseRoleArn, type RoleArn } from "./arn.ts";
 export interface RolePair {
   readonly assetRoleArn: string;
   readonly proxyRoleArn?: string;
+  /** More proxy roles to the same asset role, used in order when the ones before are full. */
+  readonly proxyPool?: readonly string[];
 }
 
 /** Settings shared by every profile written. */

@@ -2,6 +2,7 @@
 
 import type { Hono } from "hono";
 import { type AuthEnv, bearerAuth } from "../auth/bearer.ts";
+import { proxyRolesOf } from "../core/mapping.ts";
 import type { ServerDeps } from "./deps.ts";
 import { readMappings } from "./pod_roles.ts";
 
@@ -16,9 +17,7 @@ export function registerCapacityRoutes(app: Hono<AuthEnv>, deps: ServerDeps): vo
   });
   app.get("/capacity", bearerAuth(deps.users, { admin: true }), async (c) => {
     const { mappings } = await readMappings(deps);
-    const roles = [
-      ...new Set([...mappings.values()].flat().map((p) => p.proxyRoleArn ?? p.assetRoleArn)),
-    ].sort();
+    const roles = proxyRolesOf(mappings);
     const errors: Record<string, string> = {};
     // Reading fills the editor's view of each role (from its cache when fresh).
     await Promise.all(

@@ -4,12 +4,12 @@ import type { Hono } from "hono";
 import * as v from "valibot";
 import { type AuthEnv, bearerAuth } from "../auth/bearer.ts";
 import { renderProfiles } from "../core/aws_config.ts";
-import { pairsFor } from "../core/mapping.ts";
-import { profilesFor } from "../core/role_chain.ts";
+import { pairsFor, proxyRolesOf } from "../core/mapping.ts";
+import { profilesFor, type RolePair } from "../core/role_chain.ts";
 import { AppError, type ErrorCode } from "../errors.ts";
 import { jsonBody } from "../http.ts";
 import { provePod } from "../ownership.ts";
-import type { RoleOutcome } from "../trust_editor.ts";
+import type { AuditContext, RoleOutcome } from "../trust_editor.ts";
 import type { ServerDeps } from "./deps.ts";
 
 /** The body of both methods. */
@@ -63,24 +63,19 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
       const pairs = pairsFor(snapshot.mappings, caller.organizations);
       const chains = profilesFor(pairs, { webIdentityTokenFile: deps.webIdentityTokenFile });
       const audit = { user: caller.username, run: pod.runId, requestId: c.get("requestId") };
-      const proxies = [...new Set(chains.map((p) => p.pair.proxyRoleArn ?? p.pair.assetRoleArn))];
-      const outcomes = new Map(
-        await Promise.all(
-          proxies.map(async (arn) =>
-            [arn, await deps.editor.edit(arn, { add: pod.subject }, audit)] as const
-          ),
-        ),
+      const mapped = await Promise.all(
+        chains.map((chain) => mapPair(deps, chain.pair, pod.subject, audit)),
       );
-      const usable = chains.filter((p) =>
-        outcomes.get(p.pair.proxyRoleArn ?? p.pair.assetRoleArn)!.status !== "failed"
-      );
-      const failed = [...outcomes.values()].filter((o) => o.status === "failed");
+      const usable = mapped.filter((m) => m.outcome.status !== "failed").map((m) => m.pair);
+      const failed = mapped.filter((m) => m.outcome.status === "failed").map((m) => m.outcome);
       if (failed.length > 0 && usable.length === 0) {
         // Nothing usable: an error, so that today's sidecar does not write an empty file over a good one.
         throw failureOf(failed);
       }
+      // The profiles name the proxy role each pair really went to (a pool member when the first was full).
+      const written = profilesFor(usable, { webIdentityTokenFile: deps.webIdentityTokenFile });
       deps.activity?.touch(pod.subject);
-      const config = renderProfiles(usable.flatMap((p) => p.profiles));
+      const config = renderProfiles(written.flatMap((p) => p.profiles));
       if (failed.length > 0) deps.metrics.failedMappingRequests.inc();
       if (!wantsJson(c.req.header("accept"))) return c.text(config);
       return c.json({
@@ -88,13 +83,13 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
         service_account: `${pod.serviceAccount.namespace}:${pod.serviceAccount.name}`,
         subject: pod.subject,
         proof: pod.proof,
-        roles: chains.map((p) =>
+        roles: chains.map((p, i) =>
           roleJson(
             p.pair.assetRoleArn,
-            p.pair.proxyRoleArn,
+            mapped[i].pair.proxyRoleArn,
             p.name,
             p.sourceName,
-            outcomes.get(p.pair.proxyRoleArn ?? p.pair.assetRoleArn)!,
+            mapped[i].outcome,
           )
         ),
         config,
@@ -126,11 +121,7 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
     const pod = await provePod(caller, body.run_id, c.req.header(WORKLOAD_HEADER), deps);
     const snapshot = await readMappings(deps);
     // Every proxy role in the mappings, not only the caller's: mappings may have changed since the start.
-    const proxies = [
-      ...new Set(
-        [...snapshot.mappings.values()].flat().map((p) => p.proxyRoleArn ?? p.assetRoleArn),
-      ),
-    ].sort();
+    const proxies = proxyRolesOf(snapshot.mappings);
     const audit = { user: caller.username, run: pod.runId, requestId: c.get("requestId") };
     const outcomes = await Promise.all(
       proxies.map((arn) => deps.editor.edit(arn, { remove: pod.subject }, audit)),
@@ -145,6 +136,42 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
       })),
     });
   });
+}
+
+/**
+ * Adds a subject to the proxy role of a pair, or, when that role is full, to the next member of
+ * its pool; a member whose cached policy already holds the subject is tried first.
+ */
+async function mapPair(deps: ServerDeps, pair: RolePair, subject: string, audit: AuditContext) {
+  const pool = [pair.proxyRoleArn ?? pair.assetRoleArn, ...(pair.proxyPool ?? [])];
+  const known = pool.find((role) => deps.editor.holds(role, subject));
+  const order = known ? [known, ...pool.filter((r) => r !== known)] : pool;
+  let outcome: RoleOutcome | undefined;
+  for (const role of order) {
+    outcome = await deps.editor.edit(role, { add: subject }, audit);
+    const full = outcome.status === "failed" && outcome.error?.code === "policy_quota_exceeded";
+    if (!full) return { pair: { assetRoleArn: pair.assetRoleArn, proxyRoleArn: role }, outcome };
+  }
+  if (pool.length > 1) {
+    deps.metrics.poolExhausted.inc();
+    deps.logger.warn("every proxy role of a pool is full", {
+      asset_role: pair.assetRoleArn,
+      pool,
+      run: audit.run,
+    });
+    outcome = {
+      ...outcome!,
+      error: {
+        code: "policy_quota_exceeded",
+        message:
+          `Cannot add subject ${JSON.stringify(subject)} for asset role ${
+            JSON.stringify(pair.assetRoleArn)
+          }: ` +
+          `all ${pool.length} proxy roles of its pool are full (last: ${outcome!.error!.message})`,
+      },
+    };
+  }
+  return { pair: { assetRoleArn: pair.assetRoleArn, proxyRoleArn: order[0] }, outcome: outcome! };
 }
 
 /** Reads the mappings, counting the read as the current service's dashboards expect. */
