@@ -89,7 +89,7 @@ try {
   await Deno.writeTextFile(`${dir}/token`, kube.token);
 
   /** Fresh roles for one run of the workload; returns the server's credentials. */
-  async function freshWorld() {
+  const freshWorld = async () => {
     await moto.reset();
     const world = await seedExampleRoles(admin);
     for (const r of roleNames) {
@@ -108,9 +108,9 @@ try {
     }
     proxy.reset();
     return world;
-  }
+  };
 
-  async function lost(world: Awaited<ReturnType<typeof freshWorld>>): Promise<number> {
+  const lost = async (world: Awaited<ReturnType<typeof freshWorld>>): Promise<number> => {
     let missing = 0;
     for (const r of roleNames) {
       const out = await admin.send(
@@ -127,7 +127,7 @@ try {
       for (const s of expected) if (!held.has(s)) missing++;
     }
     return missing;
-  }
+  };
 
   for (const replicas of REPLICAS) {
     const world = await freshWorld();
