@@ -7,7 +7,7 @@
 
 import type { RolePolicyStore } from "./aws/iam.ts";
 import { parseRoleArn } from "./core/arn.ts";
-import type { SubjectFormat } from "./core/subject.ts";
+import { parseSubject, type SubjectFormat } from "./core/subject.ts";
 import {
   editTrustPolicy,
   oidcProviderArn,
@@ -258,12 +258,10 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
   return {
     async edit(roleArn, { add, remove }, audit) {
       try {
-        const options = optionsFor(roleArn);
+        parseRoleArn(roleArn);
         // Validate before queueing, so a bad subject fails alone and not its whole batch.
-        editTrustPolicy(JSON.stringify({ Statement: [] }), {
-          add: add ? [add] : [],
-          remove: remove ? [remove] : [],
-        }, options);
+        if (add !== undefined) parseSubject(deps.format, add);
+        if (remove !== undefined) parseSubject(deps.format, remove);
         const hit = cache.get(roleArn);
         if (add !== undefined && hit?.subjects.has(add) && now() - hit.at < maxAge) {
           // Present in the cache: trust it only if no one wrote the role since we read it.

@@ -6,7 +6,7 @@ import type { ServerEnv } from "../http.ts";
 import type { Caller, UserVerifier } from "./caller.ts";
 
 /** Context variables set by {@link bearerAuth}. */
-export type AuthEnv = ServerEnv & { Variables: { caller: Caller; userToken: string } };
+export type AuthEnv = ServerEnv & { Variables: { caller: Caller } };
 
 /** Verifies `Authorization: Bearer <token>` and sets `caller`; with `admin`, refuses non-admins with 403. */
 export function bearerAuth(verifier: UserVerifier, options: { admin?: boolean } = {}) {
@@ -26,7 +26,6 @@ export function bearerAuth(verifier: UserVerifier, options: { admin?: boolean } 
       throw new AppError("forbidden", `User ${JSON.stringify(caller.username)} is not an admin`);
     }
     c.set("caller", caller);
-    c.set("userToken", m[1]);
     await next();
   };
 }
