@@ -10,6 +10,7 @@ import {
   RolePairWire,
   toWire,
 } from "../core/mapping.ts";
+import type { RolePair } from "../core/role_chain.ts";
 import { AppError } from "../errors.ts";
 import { jsonBody } from "../http.ts";
 import type { ServerDeps } from "./deps.ts";
@@ -47,6 +48,11 @@ function wire(mappings: Mappings, only?: (org: string) => boolean) {
 export function registerRoleMappingRoutes(app: Hono<AuthEnv>, deps: ServerDeps): void {
   const user = bearerAuth(deps.users);
   const admin = bearerAuth(deps.users, { admin: true });
+  const putMapping = async (user: string, organization: string, pairs: RolePair[]) => {
+    await deps.store.put(organization, pairs);
+    deps.logger.info("mapping updated", { audit: true, user, organization, pairs: pairs.length });
+    return { status: "updated", domino_org: organization, role_data: pairs.map(toWire) };
+  };
 
   deps.api.add({
     method: "get",
@@ -79,15 +85,7 @@ export function registerRoleMappingRoutes(app: Hono<AuthEnv>, deps: ServerDeps):
   });
   app.post("/update_role_mapping", admin, async (c) => {
     const body = await jsonBody(c, UpdateRoleMappingBody);
-    const pairs = [fromWire(body)];
-    await deps.store.put(body.domino_org, pairs);
-    deps.logger.info("mapping updated", {
-      audit: true,
-      user: c.get("caller").username,
-      organization: body.domino_org,
-      pairs: pairs.length,
-    });
-    return c.json({ status: "updated", domino_org: body.domino_org, role_data: pairs.map(toWire) });
+    return c.json(await putMapping(c.get("caller").username, body.domino_org, [fromWire(body)]));
   });
 
   deps.api.add({
@@ -100,15 +98,9 @@ export function registerRoleMappingRoutes(app: Hono<AuthEnv>, deps: ServerDeps):
   });
   app.post("/update_multirole_mapping", admin, async (c) => {
     const body = await jsonBody(c, UpdateMultiRoleMappingBody);
-    const pairs = body.role_data.map(fromWire);
-    await deps.store.put(body.domino_org, pairs);
-    deps.logger.info("mapping updated", {
-      audit: true,
-      user: c.get("caller").username,
-      organization: body.domino_org,
-      pairs: pairs.length,
-    });
-    return c.json({ status: "updated", domino_org: body.domino_org, role_data: pairs.map(toWire) });
+    return c.json(
+      await putMapping(c.get("caller").username, body.domino_org, body.role_data.map(fromWire)),
+    );
   });
 
   deps.api.add({
