@@ -10,6 +10,7 @@ import { EXAMPLE, inAccount, seedExampleRoles, startMoto } from "../tests/fixtur
 import { startOidcIssuer } from "../tests/fixtures/oidc_issuer.ts";
 import { makeTestTls } from "../tests/fixtures/tls.ts";
 import { baseEnv, RUN_PERMISSIONS, startIrsaProcess } from "../tests/server_process.ts";
+import { pairJson as pair, serverEnv, sidecarEnv } from "../tests/world.ts";
 
 const RUN = "646d27b817c28b5ea4b5b0c1";
 const CLIENT = decodeURIComponent(new URL("../tests/e2e_client.ts", import.meta.url).pathname);
@@ -48,10 +49,6 @@ try {
   const dir = await Deno.makeTempDir({ prefix: "irsa-demo-" });
   cleanups.push(() => Deno.remove(dir, { recursive: true }));
 
-  const pair = (name: string) => ({
-    iam_role_arn: `arn:aws:iam::${EXAMPLE.assetsAccount}:role/${name}`,
-    proxy_iam_role_arn: `arn:aws:iam::${EXAMPLE.eksAccount}:role/${name}`,
-  });
   await Deno.writeTextFile(
     `${dir}/mappings.json`,
     JSON.stringify({
@@ -61,21 +58,19 @@ try {
   );
 
   step("Starting irsa server (HTTPS, file store) with the organization mappings");
-  const server = await startIrsaProcess("server", [
-    "--tls-cert",
-    tls.certPath,
-    "--tls-key",
-    tls.keyPath,
-    "--mapping-file",
-    `${dir}/mappings.json`,
-  ], {
-    ...moto.env,
-    AWS_ACCESS_KEY_ID: world.serverCredentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: world.serverCredentials.secretAccessKey,
-    OIDC_PROVIDER: EXAMPLE.oidcHost,
-    IRSA_CLUSTER_ISSUER: issuer.clusterIssuer,
-    IRSA_JWT_ISSUER: issuer.issuer,
-  }, tls.caCert);
+  const server = await startIrsaProcess(
+    "server",
+    [
+      "--tls-cert",
+      tls.certPath,
+      "--tls-key",
+      tls.keyPath,
+      "--mapping-file",
+      `${dir}/mappings.json`,
+    ],
+    serverEnv(moto, world, issuer),
+    tls.caCert,
+  );
   cleanups.push(() => server.stop());
   console.log(`irsa server at ${server.url}`);
   console.log(
@@ -102,19 +97,19 @@ try {
     `dominodatalab.com/execution-id="${RUN}"\ndominodatalab.com/irsa-workload-type="edge-workload"\n`,
   );
   const configFile = `${dir}/.aws/config`;
-  const sidecar = await startIrsaProcess("sidecar", [], {
-    DOMINO_API_PROXY: platform.url,
-    DOMINO_IRSA_ENDPOINT: `${server.url}/map_iam_roles_to_pod_sa`,
-    DOMINO_IRSA_SSL_CERT: tls.caCertPath,
-    AWS_CONFIG_FILE: configFile,
-    AWS_WEB_IDENTITY_TOKEN_FILE: `${dir}/token`,
-    POD_INFO_PATH: `${dir}/labels`,
-    DOMINO_RUN_ID: RUN,
-    DOMINO_STARTING_USERNAME: "jdoe",
-    AWS_REGION: "us-east-1",
-    AWS_STS_REGIONAL_ENDPOINTS: "regional",
-    AWS_ENDPOINT_URL_STS: moto.endpoint,
-  });
+  const sidecar = await startIrsaProcess(
+    "sidecar",
+    [],
+    sidecarEnv({
+      apiProxy: platform.url,
+      serverUrl: server.url,
+      caFile: tls.caCertPath,
+      dir,
+      runId: RUN,
+      username: "jdoe",
+      sts: moto.endpoint,
+    }),
+  );
   cleanups.push(() => sidecar.stop());
   let health: Response;
   for (let i = 0;; i++) {

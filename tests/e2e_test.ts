@@ -3,21 +3,16 @@
  * sidecar as subprocesses, and the AWS SDK's own credential chain reading the written file.
  */
 import assert from "node:assert/strict";
-import { GetRoleCommand } from "@aws-sdk/client-iam";
-import { subjectsOf } from "../src/core/trust_policy.ts";
 import { startFakePlatformApi } from "./fakes/platform_api.ts";
-import { EXAMPLE, inAccount, seedExampleRoles, startMoto } from "./fixtures/moto.ts";
+import { EXAMPLE, seedExampleRoles, startMoto } from "./fixtures/moto.ts";
 import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
 import { makeTestTls } from "./fixtures/tls.ts";
 import { baseEnv, RUN_PERMISSIONS, startIrsaProcess } from "./server_process.ts";
+import { heldSubjects, pairJson as pair, serverEnv, sidecarEnv } from "./world.ts";
 
 const RUN = "646d27b817c28b5ea4b5b0c1";
 const SUBJECT = `*:domino-compute:run-${RUN}`;
 const CLIENT = decodeURIComponent(new URL("./e2e_client.ts", import.meta.url).pathname);
-const pair = (name: string) => ({
-  iam_role_arn: `arn:aws:iam::${EXAMPLE.assetsAccount}:role/${name}`,
-  proxy_iam_role_arn: `arn:aws:iam::${EXAMPLE.eksAccount}:role/${name}`,
-});
 
 /** Polls until `fn` is true or the deadline passes. */
 async function until(what: string, fn: () => Promise<boolean>, ms = 20_000) {
@@ -38,36 +33,24 @@ Deno.test("a workspace starts, its profiles chain to the asset role through the 
   const stopped: (() => Promise<unknown>)[] = [];
   try {
     const world = await seedExampleRoles(iam);
-    const subjects = async (role: string) => {
-      const out = await iam.send(
-        inAccount(EXAMPLE.eksAccount, new GetRoleCommand({ RoleName: role })),
-      );
-      return subjectsOf(out.Role!.AssumeRolePolicyDocument!, {
-        providerArn: world.oidcProviderArn,
-        audience: "sts.amazonaws.com",
-        format: "wildcard",
-        quota: 2048,
-      });
-    };
+    const subjects = (role: string) => heldSubjects(iam, world, role);
     await Deno.writeTextFile(
       `${dir}/mappings.json`,
       JSON.stringify({ "irsa-iamrole-list-bucket": JSON.stringify(pair("acme-list-bucket-role")) }),
     );
-    const server = await startIrsaProcess("server", [
-      "--tls-cert",
-      tls.certPath,
-      "--tls-key",
-      tls.keyPath,
-      "--mapping-file",
-      `${dir}/mappings.json`,
-    ], {
-      ...moto.env,
-      AWS_ACCESS_KEY_ID: world.serverCredentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: world.serverCredentials.secretAccessKey,
-      OIDC_PROVIDER: EXAMPLE.oidcHost,
-      IRSA_CLUSTER_ISSUER: issuer.clusterIssuer,
-      IRSA_JWT_ISSUER: issuer.issuer,
-    }, tls.caCert);
+    const server = await startIrsaProcess(
+      "server",
+      [
+        "--tls-cert",
+        tls.certPath,
+        "--tls-key",
+        tls.keyPath,
+        "--mapping-file",
+        `${dir}/mappings.json`,
+      ],
+      serverEnv(moto, world, issuer),
+      tls.caCert,
+    );
     stopped.push(() => server.stop());
 
     // The workspace pod: its user token behind the pod-local proxy, its projected token and labels as files.
@@ -85,20 +68,20 @@ Deno.test("a workspace starts, its profiles chain to the asset role through the 
       `${dir}/labels`,
       `dominodatalab.com/execution-id="${RUN}"\ndominodatalab.com/irsa-workload-type="edge-workload"\n`,
     );
-    const configFile = `${dir}/aws/config`;
-    const sidecar = await startIrsaProcess("sidecar", [], {
-      DOMINO_API_PROXY: platform.url,
-      DOMINO_IRSA_ENDPOINT: `${server.url}/map_iam_roles_to_pod_sa`,
-      DOMINO_IRSA_SSL_CERT: tls.caCertPath,
-      AWS_CONFIG_FILE: configFile,
-      AWS_WEB_IDENTITY_TOKEN_FILE: `${dir}/token`,
-      POD_INFO_PATH: `${dir}/labels`,
-      DOMINO_RUN_ID: RUN,
-      DOMINO_STARTING_USERNAME: "jdoe",
-      AWS_REGION: "us-east-1",
-      AWS_STS_REGIONAL_ENDPOINTS: "regional",
-      AWS_ENDPOINT_URL_STS: moto.endpoint,
-    });
+    const configFile = `${dir}/.aws/config`;
+    const sidecar = await startIrsaProcess(
+      "sidecar",
+      [],
+      sidecarEnv({
+        apiProxy: platform.url,
+        serverUrl: server.url,
+        caFile: tls.caCertPath,
+        dir,
+        runId: RUN,
+        username: "jdoe",
+        sts: moto.endpoint,
+      }),
+    );
     let sidecarStopped = false;
     stopped.push(() => (sidecarStopped ? Promise.resolve() : sidecar.stop()));
     const health = async () => {

@@ -1,0 +1,76 @@
+/** The example world shared by the end-to-end tests, the benchmark and the demo: environments and checks. */
+
+import { GetRoleCommand, type IAMClient } from "@aws-sdk/client-iam";
+import { subjectsOf } from "../src/core/trust_policy.ts";
+import { EXAMPLE, inAccount, type Moto, type SeededWorld } from "./fixtures/moto.ts";
+import type { OidcIssuer } from "./fixtures/oidc_issuer.ts";
+
+/** The wire form of the example pair for a role name: asset in the assets account, proxy in the EKS account. */
+export function pairJson(name: string, assetName = name) {
+  return {
+    iam_role_arn: `arn:aws:iam::${EXAMPLE.assetsAccount}:role/${assetName}`,
+    proxy_iam_role_arn: `arn:aws:iam::${EXAMPLE.eksAccount}:role/${name}`,
+  };
+}
+
+/** The environment of a server process: moto as the EKS account's server user, the test issuers. */
+export function serverEnv(
+  moto: Moto,
+  world: SeededWorld,
+  issuer: OidcIssuer,
+  extra: Record<string, string> = {},
+) {
+  return {
+    ...moto.env,
+    AWS_ACCESS_KEY_ID: world.serverCredentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: world.serverCredentials.secretAccessKey,
+    AWS_CONFIG_FILE: "/nonexistent",
+    AWS_SHARED_CREDENTIALS_FILE: "/nonexistent",
+    OIDC_PROVIDER: EXAMPLE.oidcHost,
+    IRSA_CLUSTER_ISSUER: issuer.clusterIssuer,
+    IRSA_JWT_ISSUER: issuer.issuer,
+    ...extra,
+  };
+}
+
+/** The environment the platform's mutation gives a workspace's sidecar, pointed at local parts. */
+export function sidecarEnv(
+  o: {
+    apiProxy: string;
+    serverUrl: string;
+    caFile: string;
+    dir: string;
+    runId: string;
+    username: string;
+    sts: string;
+  },
+) {
+  return {
+    DOMINO_API_PROXY: o.apiProxy,
+    DOMINO_IRSA_ENDPOINT: `${o.serverUrl}/map_iam_roles_to_pod_sa`,
+    DOMINO_IRSA_SSL_CERT: o.caFile,
+    AWS_CONFIG_FILE: `${o.dir}/.aws/config`,
+    AWS_WEB_IDENTITY_TOKEN_FILE: `${o.dir}/token`,
+    POD_INFO_PATH: `${o.dir}/labels`,
+    DOMINO_RUN_ID: o.runId,
+    DOMINO_STARTING_USERNAME: o.username,
+    AWS_REGION: "us-east-1",
+    AWS_STS_REGIONAL_ENDPOINTS: "regional",
+    AWS_ENDPOINT_URL_STS: o.sts,
+  };
+}
+
+/** The managed subjects a proxy role's trust policy holds in moto. */
+export async function heldSubjects(
+  iam: IAMClient,
+  world: SeededWorld,
+  role: string,
+): Promise<string[]> {
+  const out = await iam.send(inAccount(EXAMPLE.eksAccount, new GetRoleCommand({ RoleName: role })));
+  return subjectsOf(out.Role!.AssumeRolePolicyDocument!, {
+    providerArn: world.oidcProviderArn,
+    audience: "sts.amazonaws.com",
+    format: "wildcard",
+    quota: Number.MAX_SAFE_INTEGER,
+  });
+}
