@@ -3,14 +3,11 @@
  * issuer, and the contract fakes of the Kubernetes and platform APIs.
  */
 import assert from "node:assert/strict";
-import { GetRoleCommand } from "@aws-sdk/client-iam";
 import type { IAMClient } from "@aws-sdk/client-iam";
-import { subjectsOf } from "../src/core/trust_policy.ts";
 import { startFakeKubernetes } from "./fakes/kubernetes.ts";
 import { startFakePlatformApi } from "./fakes/platform_api.ts";
 import {
   EXAMPLE,
-  inAccount,
   type Moto,
   type SeededWorld,
   seedExampleRoles,
@@ -19,6 +16,7 @@ import {
 import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
 import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
 import { startServerProcess } from "./server_process.ts";
+import { heldSubjects, pairJson, serverEnv } from "./world.ts";
 
 const RUN = "646d27b817c28b5ea4b5b0c1";
 const OTHER_RUN = "646f604955daf764547c5b77";
@@ -43,26 +41,7 @@ Deno.test.beforeEach(async () => {
   world = await seedExampleRoles(iam);
 });
 
-/** The environment of a server that reaches moto as the EKS account's server user. */
-function awsEnv(): Record<string, string> {
-  return {
-    ...moto.env,
-    AWS_ACCESS_KEY_ID: world.serverCredentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: world.serverCredentials.secretAccessKey,
-    AWS_CONFIG_FILE: "/nonexistent",
-    AWS_SHARED_CREDENTIALS_FILE: "/nonexistent",
-  };
-}
-
-async function subjectsIn(role: string): Promise<string[]> {
-  const out = await iam.send(inAccount(EXAMPLE.eksAccount, new GetRoleCommand({ RoleName: role })));
-  return subjectsOf(out.Role!.AssumeRolePolicyDocument!, {
-    providerArn: world.oidcProviderArn,
-    audience: "sts.amazonaws.com",
-    format: "wildcard",
-    quota: 2048,
-  });
-}
+const subjectsIn = (role: string) => heldSubjects(iam, world, role);
 
 /** The status of an answer whose body the test does not read. */
 async function statusOf(answer: Promise<Response>): Promise<number> {
@@ -70,11 +49,6 @@ async function statusOf(answer: Promise<Response>): Promise<number> {
   await res.body?.cancel();
   return res.status;
 }
-
-const pairJson = (name: string) => ({
-  iam_role_arn: `arn:aws:iam::${EXAMPLE.assetsAccount}:role/${name}`,
-  proxy_iam_role_arn: `arn:aws:iam::${EXAMPLE.eksAccount}:role/${name}`,
-});
 
 Deno.test("jwt verifier, file store, workload-token proof: the pod's subject lands in moto and leaves on DELETE", async () => {
   const issuer = await startOidcIssuer({ tls: { cert: tls.cert, key: tls.key } });
@@ -90,21 +64,20 @@ Deno.test("jwt verifier, file store, workload-token proof: the pod's subject lan
       ]),
     }),
   );
-  const server = await startServerProcess([
-    "--tls-cert",
-    tls.certPath,
-    "--tls-key",
-    tls.keyPath,
-    "--ca-file",
-    tls.caCertPath,
-    "--mapping-file",
-    mappings,
-  ], {
-    ...awsEnv(),
-    OIDC_PROVIDER: EXAMPLE.oidcHost,
-    IRSA_CLUSTER_ISSUER: issuer.clusterIssuer,
-    IRSA_JWT_ISSUER: issuer.issuer,
-  }, tls.caCert);
+  const server = await startServerProcess(
+    [
+      "--tls-cert",
+      tls.certPath,
+      "--tls-key",
+      tls.keyPath,
+      "--ca-file",
+      tls.caCertPath,
+      "--mapping-file",
+      mappings,
+    ],
+    serverEnv(moto, world, issuer),
+    tls.caCert,
+  );
   try {
     const user = await issuer.userToken({ username: "jdoe", groups: ["irsa-iamrole-list-bucket"] });
     const sa = await issuer.serviceAccountToken({ serviceAccount: `run-${RUN}` });
@@ -283,27 +256,26 @@ Deno.test("domino verifier, ConfigMap store, run-lookup proof, over the Kubernet
     },
     spec: { serviceAccountName: `run-${OTHER_RUN}` },
   });
-  const server = await startServerProcess([
-    "--tls-cert",
-    tls.certPath,
-    "--tls-key",
-    tls.keyPath,
-    "--verifier",
-    "domino",
-    "--mapping-store",
-    "configmap",
-    "--kubernetes-api",
-    kube.url,
-    "--kubernetes-token-file",
-    `${dir}/token`,
-    "--kubernetes-ca-file",
-    tls.caCertPath,
-  ], {
-    ...awsEnv(),
-    OIDC_PROVIDER: EXAMPLE.oidcHost,
-    IRSA_CLUSTER_ISSUER: issuer.clusterIssuer,
-    DOMINO_USER_HOST: platform.url,
-  }, tls.caCert);
+  const server = await startServerProcess(
+    [
+      "--tls-cert",
+      tls.certPath,
+      "--tls-key",
+      tls.keyPath,
+      "--verifier",
+      "domino",
+      "--mapping-store",
+      "configmap",
+      "--kubernetes-api",
+      kube.url,
+      "--kubernetes-token-file",
+      `${dir}/token`,
+      "--kubernetes-ca-file",
+      tls.caCertPath,
+    ],
+    serverEnv(moto, world, issuer, { DOMINO_USER_HOST: platform.url }),
+    tls.caCert,
+  );
   try {
     const admin = { Authorization: "Bearer user-token-boss" };
     const user = { Authorization: "Bearer user-token-jdoe" };
