@@ -13,7 +13,7 @@ import {
   UpdateAssumeRolePolicyCommand,
 } from "@aws-sdk/client-iam";
 import { createIamClient } from "../src/aws/iam.ts";
-import { editTrustPolicy, subjectsOf } from "../src/core/trust_policy.ts";
+import { editTrustPolicy } from "../src/core/trust_policy.ts";
 import { startFakeKubernetes } from "../tests/fakes/kubernetes.ts";
 import { startFaultProxy } from "../tests/fault_proxy.ts";
 import {
@@ -25,6 +25,7 @@ import {
 } from "../tests/fixtures/moto.ts";
 import { startOidcIssuer } from "../tests/fixtures/oidc_issuer.ts";
 import { type ServerProcess, startServerProcess } from "../tests/server_process.ts";
+import { heldSubjects, serverEnv } from "../tests/world.ts";
 
 const flag = (name: string, fallback: string) => {
   const i = Deno.args.indexOf(`--${name}`);
@@ -113,17 +114,7 @@ try {
   const lost = async (world: Awaited<ReturnType<typeof freshWorld>>): Promise<number> => {
     let missing = 0;
     for (const r of roleNames) {
-      const out = await admin.send(
-        inAccount(EXAMPLE.eksAccount, new GetRoleCommand({ RoleName: r })),
-      );
-      const held = new Set(
-        subjectsOf(out.Role!.AssumeRolePolicyDocument!, {
-          providerArn: world.oidcProviderArn,
-          audience: "sts.amazonaws.com",
-          format: "wildcard",
-          quota: QUOTA,
-        }),
-      );
+      const held = new Set(await heldSubjects(admin, world, r));
       for (const s of expected) if (!held.has(s)) missing++;
     }
     return missing;
@@ -145,17 +136,11 @@ try {
         `${dir}/token`,
       ]
       : ["--insecure-http", "--mapping-file", `${dir}/mappings.json`];
-    const env = {
-      ...moto.env,
+    const env = serverEnv(moto, world, issuer, {
       AWS_ENDPOINT_URL_IAM: proxy.url,
-      AWS_ACCESS_KEY_ID: world.serverCredentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: world.serverCredentials.secretAccessKey,
-      OIDC_PROVIDER: EXAMPLE.oidcHost,
-      IRSA_CLUSTER_ISSUER: issuer.clusterIssuer,
-      IRSA_JWT_ISSUER: issuer.issuer,
       IRSA_TRUST_POLICY_QUOTA: String(QUOTA),
       IRSA_CLEANUP_INTERVAL_SECONDS: "0",
-    };
+    });
     const servers: ServerProcess[] = [];
     for (let i = 0; i < replicas; i++) servers.push(await startServerProcess(args, env));
     // Warm each replica's user-token keys, so the run measures starts, not the first JWKS fetch.

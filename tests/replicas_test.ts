@@ -3,12 +3,11 @@
  * semantics: many simultaneous starts on shared roles, and not one subject lost.
  */
 import assert from "node:assert/strict";
-import { GetRoleCommand } from "@aws-sdk/client-iam";
-import { subjectsOf } from "../src/core/trust_policy.ts";
 import { startFakeKubernetes } from "./fakes/kubernetes.ts";
-import { EXAMPLE, inAccount, seedExampleRoles, startMoto } from "./fixtures/moto.ts";
+import { EXAMPLE, seedExampleRoles, startMoto } from "./fixtures/moto.ts";
 import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
 import { startServerProcess } from "./server_process.ts";
+import { heldSubjects, serverEnv } from "./world.ts";
 
 const STARTS = Number(Deno.env.get("IRSA_REPLICA_TEST_STARTS") ?? "30");
 
@@ -31,15 +30,7 @@ Deno.test(`${STARTS} simultaneous starts over 3 replicas and 2 shared roles lose
       "org-list": pair("acme-list-bucket-role"),
       "org-read": pair("acme-read-bucket-role"),
     });
-    const env = {
-      ...moto.env,
-      AWS_ACCESS_KEY_ID: world.serverCredentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: world.serverCredentials.secretAccessKey,
-      OIDC_PROVIDER: EXAMPLE.oidcHost,
-      IRSA_CLUSTER_ISSUER: issuer.clusterIssuer,
-      IRSA_JWT_ISSUER: issuer.issuer,
-      IRSA_TRUST_POLICY_QUOTA: "8192",
-    };
+    const env = serverEnv(moto, world, issuer, { IRSA_TRUST_POLICY_QUOTA: "8192" });
     const args = [
       "--insecure-http",
       "--mapping-store",
@@ -74,15 +65,7 @@ Deno.test(`${STARTS} simultaneous starts over 3 replicas and 2 shared roles lose
       assert.deepEqual(a.body.roles.map((r: { status: string }) => r.status), ["added", "added"]);
     }
     for (const role of ["acme-list-bucket-role", "acme-read-bucket-role"]) {
-      const out = await iam.send(
-        inAccount(EXAMPLE.eksAccount, new GetRoleCommand({ RoleName: role })),
-      );
-      const held = subjectsOf(out.Role!.AssumeRolePolicyDocument!, {
-        providerArn: world.oidcProviderArn,
-        audience: "sts.amazonaws.com",
-        format: "wildcard",
-        quota: 8192,
-      });
+      const held = await heldSubjects(iam, world, role);
       assert.deepEqual(held.sort(), runs.map((id) => `*:domino-compute:run-${id}`).sort(), role);
     }
     // The replicas took turns through the Leases (and edited in batches, not once per request).
