@@ -66,14 +66,17 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
       const mapped = await Promise.all(
         chains.map((chain) => mapPair(deps, chain.pair, pod.subject, audit)),
       );
-      const usable = mapped.filter((m) => m.outcome.status !== "failed").map((m) => m.pair);
       const failed = mapped.filter((m) => m.outcome.status === "failed").map((m) => m.outcome);
-      if (failed.length > 0 && usable.length === 0) {
+      if (failed.length > 0 && failed.length === mapped.length) {
         // Nothing usable: an error, so that today's sidecar does not write an empty file over a good one.
         throw failureOf(failed);
       }
-      // The profiles name the proxy role each pair really went to (a pool member when the first was full).
-      const written = profilesFor(usable, { webIdentityTokenFile: deps.webIdentityTokenFile });
+      // The profiles name the proxy role each pair really went to (a pool member when the first was
+      // full); the same asset roles as `chains`, so the same profile names.
+      const written = profilesFor(mapped.map((m) => m.pair), {
+        webIdentityTokenFile: deps.webIdentityTokenFile,
+      })
+        .filter((_, i) => mapped[i].outcome.status !== "failed");
       deps.activity?.touch(pod.subject);
       const config = renderProfiles(written.flatMap((p) => p.profiles));
       if (failed.length > 0) deps.metrics.failedMappingRequests.inc();
