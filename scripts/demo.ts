@@ -10,7 +10,7 @@ import { EXAMPLE, inAccount, seedExampleRoles, startMoto } from "../tests/fixtur
 import { startOidcIssuer } from "../tests/fixtures/oidc_issuer.ts";
 import { makeTestTls } from "../tests/fixtures/tls.ts";
 import { baseEnv, RUN_PERMISSIONS, startIrsaProcess } from "../tests/server_process.ts";
-import { pairJson as pair, serverEnv, sidecarEnv } from "../tests/world.ts";
+import { pairJson as pair, serverEnv, startWorkspace } from "../tests/world.ts";
 
 const RUN = "646d27b817c28b5ea4b5b0c1";
 const CLIENT = decodeURIComponent(new URL("../tests/e2e_client.ts", import.meta.url).pathname);
@@ -82,34 +82,17 @@ try {
   step(
     `Starting a workspace: user jdoe in irsa-iamrole-list-bucket and irsa-iamrole-read-bucket, run ${RUN}`,
   );
-  platform.setAccessToken(
-    await issuer.userToken({
-      username: "jdoe",
-      groups: ["irsa-iamrole-list-bucket", "irsa-iamrole-read-bucket"],
-    }),
-  );
-  await Deno.writeTextFile(
-    `${dir}/token`,
-    await issuer.serviceAccountToken({ serviceAccount: `run-${RUN}` }),
-  );
-  await Deno.writeTextFile(
-    `${dir}/labels`,
-    `dominodatalab.com/execution-id="${RUN}"\ndominodatalab.com/irsa-workload-type="edge-workload"\n`,
-  );
-  const configFile = `${dir}/.aws/config`;
-  const sidecar = await startIrsaProcess(
-    "sidecar",
-    [],
-    sidecarEnv({
-      apiProxy: platform.url,
-      serverUrl: server.url,
-      caFile: tls.caCertPath,
-      dir,
-      runId: RUN,
-      username: "jdoe",
-      sts: moto.endpoint,
-    }),
-  );
+  const { sidecar, configFile } = await startWorkspace({
+    issuer,
+    platform,
+    server,
+    caFile: tls.caCertPath,
+    sts: moto.endpoint,
+    dir,
+    runId: RUN,
+    username: "jdoe",
+    groups: ["irsa-iamrole-list-bucket", "irsa-iamrole-read-bucket"],
+  });
   cleanups.push(() => sidecar.stop());
   let health: Response;
   for (let i = 0;; i++) {

@@ -8,7 +8,7 @@ import { EXAMPLE, seedExampleRoles, startMoto } from "./fixtures/moto.ts";
 import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
 import { makeTestTls } from "./fixtures/tls.ts";
 import { baseEnv, RUN_PERMISSIONS, startIrsaProcess } from "./server_process.ts";
-import { heldSubjects, pairJson as pair, serverEnv, sidecarEnv } from "./world.ts";
+import { heldSubjects, pairJson as pair, serverEnv, startWorkspace } from "./world.ts";
 
 const RUN = "646d27b817c28b5ea4b5b0c1";
 const SUBJECT = `*:domino-compute:run-${RUN}`;
@@ -54,34 +54,17 @@ Deno.test("a workspace starts, its profiles chain to the asset role through the 
     stopped.push(() => server.stop());
 
     // The workspace pod: its user token behind the pod-local proxy, its projected token and labels as files.
-    platform.setAccessToken(
-      await issuer.userToken({
-        username: "jdoe",
-        groups: ["irsa-iamrole-list-bucket", "irsa-iamrole-update-bucket"],
-      }),
-    );
-    await Deno.writeTextFile(
-      `${dir}/token`,
-      await issuer.serviceAccountToken({ serviceAccount: `run-${RUN}` }),
-    );
-    await Deno.writeTextFile(
-      `${dir}/labels`,
-      `dominodatalab.com/execution-id="${RUN}"\ndominodatalab.com/irsa-workload-type="edge-workload"\n`,
-    );
-    const configFile = `${dir}/.aws/config`;
-    const sidecar = await startIrsaProcess(
-      "sidecar",
-      [],
-      sidecarEnv({
-        apiProxy: platform.url,
-        serverUrl: server.url,
-        caFile: tls.caCertPath,
-        dir,
-        runId: RUN,
-        username: "jdoe",
-        sts: moto.endpoint,
-      }),
-    );
+    const { sidecar, configFile } = await startWorkspace({
+      issuer,
+      platform,
+      server,
+      caFile: tls.caCertPath,
+      sts: moto.endpoint,
+      dir,
+      runId: RUN,
+      username: "jdoe",
+      groups: ["irsa-iamrole-list-bucket", "irsa-iamrole-update-bucket"],
+    });
     let sidecarStopped = false;
     stopped.push(() => (sidecarStopped ? Promise.resolve() : sidecar.stop()));
     const health = async () => {

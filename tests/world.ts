@@ -4,6 +4,8 @@ import { GetRoleCommand, type IAMClient } from "@aws-sdk/client-iam";
 import { subjectsOf } from "../src/core/trust_policy.ts";
 import { EXAMPLE, inAccount, type Moto, type SeededWorld } from "./fixtures/moto.ts";
 import type { OidcIssuer } from "./fixtures/oidc_issuer.ts";
+import type { FakePlatformApi } from "./fakes/platform_api.ts";
+import { type ServerProcess, startIrsaProcess } from "./server_process.ts";
 
 /** The wire form of the example pair for a role name: asset in the assets account, proxy in the EKS account. */
 export function pairJson(name: string, assetName = name) {
@@ -73,4 +75,45 @@ export async function heldSubjects(
     format: "wildcard",
     quota: Number.MAX_SAFE_INTEGER,
   });
+}
+
+/** What a workspace pod is made of here: a user, a run, and the folder that stands for its volumes. */
+export interface WorkspaceOptions {
+  readonly issuer: OidcIssuer;
+  readonly platform: FakePlatformApi;
+  readonly server: ServerProcess;
+  readonly caFile: string;
+  readonly sts: string;
+  readonly dir: string;
+  readonly runId: string;
+  readonly username: string;
+  readonly groups: string[];
+}
+
+/**
+ * Starts a workspace as the platform would: the user's token behind the pod-local proxy, the pod's
+ * projected token and labels as files, and `irsa sidecar` with the mutation's environment.
+ */
+export async function startWorkspace(
+  o: WorkspaceOptions,
+): Promise<{ sidecar: ServerProcess; configFile: string }> {
+  o.platform.setAccessToken(await o.issuer.userToken({ username: o.username, groups: o.groups }));
+  await Deno.writeTextFile(
+    `${o.dir}/token`,
+    await o.issuer.serviceAccountToken({ serviceAccount: `run-${o.runId}` }),
+  );
+  await Deno.writeTextFile(
+    `${o.dir}/labels`,
+    `dominodatalab.com/execution-id="${o.runId}"\ndominodatalab.com/irsa-workload-type="edge-workload"\n`,
+  );
+  const env = sidecarEnv({
+    apiProxy: o.platform.url,
+    serverUrl: o.server.url,
+    caFile: o.caFile,
+    dir: o.dir,
+    runId: o.runId,
+    username: o.username,
+    sts: o.sts,
+  });
+  return { sidecar: await startIrsaProcess("sidecar", [], env), configFile: env.AWS_CONFIG_FILE };
 }
