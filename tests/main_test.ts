@@ -87,3 +87,17 @@ Deno.test("the sidecar reads the variables the platform's mutation injects, and 
   assert.match(bad.stderr, /DOMINO_IRSA_ENDPOINT: expected a URL/);
   assert.match(bad.stderr, /AWS_STS_REGIONAL_ENDPOINTS: expected "regional" or "legacy"/);
 });
+
+Deno.test("the sidecar's import graph holds no AWS SDK: it starts with every workspace", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", new URL("../src/sidecar/run.ts", import.meta.url).pathname],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const graph = JSON.parse(new TextDecoder().decode(out.stdout));
+  // `modules` is the graph itself; `npmPackages` lists every package of the lockfile, used or not.
+  const specifiers: string[] = graph.modules.map((m: { specifier: string }) => m.specifier);
+  assert.ok(specifiers.some((s) => s.includes("hono")), "the graph was read");
+  assert.deepEqual(specifiers.filter((s) => /aws-sdk|@smithy/.test(s)), []);
+});
