@@ -100,14 +100,7 @@ export function createConfigMapStore(
     },
 
     async put(organization: string, pairs: readonly RolePair[]): Promise<void> {
-      checkOrganization(organization);
-      if (pairs.length === 0) {
-        throw new AppError(
-          "bad_request",
-          `Cannot map organization ${JSON.stringify(organization)} to no roles; remove it instead`,
-        );
-      }
-      const value = encodeValue(pairs);
+      const value = entryValue(organization, pairs);
       await lock(() =>
         modify((data) =>
           Object.hasOwn(data, organization) && data[organization] === value
@@ -129,6 +122,18 @@ export function createConfigMapStore(
       });
     },
   };
+}
+
+/** The stored value of an organization's pairs; throws `bad_request` for a bad name or no pairs. */
+export function entryValue(organization: string, pairs: readonly RolePair[]): string {
+  checkOrganization(organization);
+  if (pairs.length === 0) {
+    throw new AppError(
+      "bad_request",
+      `Cannot map organization ${JSON.stringify(organization)} to no roles; remove it instead`,
+    );
+  }
+  return encodeValue(pairs);
 }
 
 /** Throws `bad_request` unless `organization` can be a ConfigMap key (and so a mapping). */

@@ -1,9 +1,15 @@
 /** The mappings store in a JSON file shaped like the ConfigMap's `data`, for a single instance. */
 
-import { decodeMappings, encodeValue, type MappingProblem } from "../core/mapping.ts";
+import { decodeMappings, type MappingProblem } from "../core/mapping.ts";
 import type { RolePair } from "../core/role_chain.ts";
 import { AppError } from "../errors.ts";
-import { checkOrganization, createLock, withEntry, withoutEntry } from "./configmap_store.ts";
+import {
+  checkOrganization,
+  createLock,
+  entryValue,
+  withEntry,
+  withoutEntry,
+} from "./configmap_store.ts";
 import type { MappingSnapshot, MappingStore } from "./mapping_store.ts";
 
 /** The file operations the store uses; `readTextFile` must throw `Deno.errors.NotFound` for a missing file. */
@@ -126,14 +132,7 @@ export function createFileStore(path: string, fs: Partial<FileStoreFs> = {}): Ma
     },
 
     async put(organization: string, pairs: readonly RolePair[]): Promise<void> {
-      checkOrganization(organization);
-      if (pairs.length === 0) {
-        throw new AppError(
-          "bad_request",
-          `Cannot map organization ${JSON.stringify(organization)} to no roles; remove it instead`,
-        );
-      }
-      const value = encodeValue(pairs);
+      const value = entryValue(organization, pairs);
       await modify((data) => ({
         data: Object.hasOwn(data, organization) && data[organization] === value
           ? undefined
