@@ -40,6 +40,20 @@ function editorWith(iam: FakeIamRoles, lock?: RoleLock, now?: () => number) {
   return { editor, metrics };
 }
 
+/** Mappings with one organization whose proxy role is ROLE; writes are not needed here. */
+const store: MappingStore = {
+  read: () =>
+    Promise.resolve({
+      mappings: new Map([["org", [{
+        assetRoleArn: "arn:aws:iam::222222222222:role/acme-list-bucket-role",
+        proxyRoleArn: ROLE,
+      }]]]),
+      problems: [],
+    }),
+  put: () => Promise.resolve(),
+  remove: () => Promise.resolve(false),
+};
+
 function fakeIam(latencyMs = 20) {
   const iam = new FakeIamRoles();
   iam.policies.set("acme-list-bucket-role", FRESH);
@@ -151,18 +165,6 @@ Deno.test("the cleanup removes only managed subjects of ended runs, and never a 
   iam.policies.set("acme-list-bucket-role", JSON.stringify(doc));
   let t = 1_000_000;
   const { editor, metrics } = editorWith(iam, undefined, () => t);
-  const store: MappingStore = {
-    read: () =>
-      Promise.resolve({
-        mappings: new Map([["org", [{
-          assetRoleArn: "arn:aws:iam::222222222222:role/acme-list-bucket-role",
-          proxyRoleArn: ROLE,
-        }]]]),
-        problems: [],
-      }),
-    put: () => Promise.resolve(),
-    remove: () => Promise.resolve(false),
-  };
   const live = new Set([`run-${"1".padStart(24, "0")}`]);
   const cleanup = createCleanup({
     editor,
@@ -193,18 +195,6 @@ Deno.test("without Kubernetes, a run lives while its sidecar syncs within the le
   const iam = fakeIam(0);
   let t = 0;
   const { editor, metrics } = editorWith(iam, undefined, () => t);
-  const store: MappingStore = {
-    read: () =>
-      Promise.resolve({
-        mappings: new Map([["org", [{
-          assetRoleArn: "arn:aws:iam::222222222222:role/acme-list-bucket-role",
-          proxyRoleArn: ROLE,
-        }]]]),
-        problems: [],
-      }),
-    put: () => Promise.resolve(),
-    remove: () => Promise.resolve(false),
-  };
   const cleanup = createCleanup({
     editor,
     store,
