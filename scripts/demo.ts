@@ -9,8 +9,8 @@ import { startFakePlatformApi } from "../tests/fakes/platform_api.ts";
 import { EXAMPLE, inAccount, seedExampleRoles, startMoto } from "../tests/fixtures/moto.ts";
 import { startOidcIssuer } from "../tests/fixtures/oidc_issuer.ts";
 import { makeTestTls } from "../tests/fixtures/tls.ts";
-import { baseEnv, RUN_PERMISSIONS, startIrsaProcess } from "../tests/server_process.ts";
-import { pairJson as pair, serverEnv, startWorkspace } from "../tests/world.ts";
+import { baseEnv, RUN_PERMISSIONS } from "../tests/server_process.ts";
+import { pairJson as pair, startFileStoreServer, startWorkspace } from "../tests/world.ts";
 
 const RUN = "646d27b817c28b5ea4b5b0c1";
 const CLIENT = decodeURIComponent(new URL("../tests/e2e_client.ts", import.meta.url).pathname);
@@ -58,19 +58,7 @@ try {
   );
 
   step("Starting irsa server (HTTPS, file store) with the organization mappings");
-  const server = await startIrsaProcess(
-    "server",
-    [
-      "--tls-cert",
-      tls.certPath,
-      "--tls-key",
-      tls.keyPath,
-      "--mapping-file",
-      `${dir}/mappings.json`,
-    ],
-    serverEnv(moto, world, issuer),
-    tls.caCert,
-  );
+  const server = await startFileStoreServer(moto, world, issuer, tls, `${dir}/mappings.json`);
   cleanups.push(() => server.stop());
   console.log(`irsa server at ${server.url}`);
   console.log(

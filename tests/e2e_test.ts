@@ -7,8 +7,8 @@ import { startFakePlatformApi } from "./fakes/platform_api.ts";
 import { EXAMPLE, seedExampleRoles, startMoto } from "./fixtures/moto.ts";
 import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
 import { makeTestTls } from "./fixtures/tls.ts";
-import { baseEnv, RUN_PERMISSIONS, startIrsaProcess } from "./server_process.ts";
-import { heldSubjects, pairJson as pair, serverEnv, startWorkspace } from "./world.ts";
+import { baseEnv, RUN_PERMISSIONS } from "./server_process.ts";
+import { heldSubjects, pairJson as pair, startFileStoreServer, startWorkspace } from "./world.ts";
 
 const RUN = "646d27b817c28b5ea4b5b0c1";
 const SUBJECT = `*:domino-compute:run-${RUN}`;
@@ -38,19 +38,7 @@ Deno.test("a workspace starts, its profiles chain to the asset role through the 
       `${dir}/mappings.json`,
       JSON.stringify({ "irsa-iamrole-list-bucket": JSON.stringify(pair("acme-list-bucket-role")) }),
     );
-    const server = await startIrsaProcess(
-      "server",
-      [
-        "--tls-cert",
-        tls.certPath,
-        "--tls-key",
-        tls.keyPath,
-        "--mapping-file",
-        `${dir}/mappings.json`,
-      ],
-      serverEnv(moto, world, issuer),
-      tls.caCert,
-    );
+    const server = await startFileStoreServer(moto, world, issuer, tls, `${dir}/mappings.json`);
     stopped.push(() => server.stop());
 
     // The workspace pod: its user token behind the pod-local proxy, its projected token and labels as files.

@@ -4,6 +4,7 @@ import { GetRoleCommand, type IAMClient } from "@aws-sdk/client-iam";
 import { subjectsOf } from "../src/core/trust_policy.ts";
 import { EXAMPLE, inAccount, type Moto, type SeededWorld } from "./fixtures/moto.ts";
 import type { OidcIssuer } from "./fixtures/oidc_issuer.ts";
+import type { TestTls } from "./fixtures/tls.ts";
 import type { FakePlatformApi } from "./fakes/platform_api.ts";
 import { type ServerProcess, startIrsaProcess } from "./server_process.ts";
 
@@ -116,4 +117,20 @@ export async function startWorkspace(
     sts: o.sts,
   });
   return { sidecar: await startIrsaProcess("sidecar", [], env), configFile: env.AWS_CONFIG_FILE };
+}
+
+/** `irsa server` over HTTPS with the file store, as the e2e test and the demo run it. */
+export function startFileStoreServer(
+  moto: Moto,
+  world: SeededWorld,
+  issuer: OidcIssuer,
+  tls: TestTls,
+  mappingFile: string,
+): Promise<ServerProcess> {
+  return startIrsaProcess(
+    "server",
+    ["--tls-cert", tls.certPath, "--tls-key", tls.keyPath, "--mapping-file", mappingFile],
+    serverEnv(moto, world, issuer),
+    tls.caCert,
+  );
 }
