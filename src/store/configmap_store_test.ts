@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { fromWire } from "../core/mapping.ts";
 import type { RolePair } from "../core/role_chain.ts";
 import { AppError } from "../errors.ts";
 import { createKubeClient, type KubeClient } from "../kube/client.ts";
@@ -10,10 +11,12 @@ const NS = "domino-field";
 const NAME = "domino-org-iamrole-mapping";
 const CM_PATH = `/api/v1/namespaces/${NS}/configmaps/${NAME}`;
 
-const pair = (role: string): RolePair => ({
-  assetRoleArn: `arn:aws:iam::222222222222:role/${role}`,
-  proxyRoleArn: `arn:aws:iam::111111111111:role/${role}`,
-});
+// As a store reads it back: the pair and the wire object it came from.
+const pair = (role: string): RolePair =>
+  fromWire({
+    iam_role_arn: `arn:aws:iam::222222222222:role/${role}`,
+    proxy_iam_role_arn: `arn:aws:iam::111111111111:role/${role}`,
+  });
 const LIST = pair("acme-list-bucket-role");
 const READ = pair("acme-read-bucket-role");
 
