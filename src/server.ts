@@ -45,20 +45,27 @@ export async function startServer(
   const caCert = config.caFile ? await io.readTextFile(config.caFile) : undefined;
   const closers: (() => void)[] = [];
 
+  // The platform API, when there is one: the domino verifier itself, or, beside the jwt
+  // verifier, the resolver of platform API keys.
+  const platform = config.dominoUserHost === undefined ? undefined : createDominoVerifier({
+    apiUrl: config.dominoUserHost,
+    cacheTtlMs: config.principalCacheMs,
+    timeoutMs: HTTP_TIMEOUT_MS,
+    onPrincipalQuery: (ok) =>
+      (ok ? metrics.principalQueries : metrics.failedPrincipalQueries).inc(),
+    onOrgQuery: (ok) => (ok ? metrics.orgQueries : metrics.failedOrgQueries).inc(),
+  });
   let users: UserVerifier;
   if (config.verifier === "jwt") {
     const jwt = createJwtVerifier({ ...config.jwt, caCert, timeoutMs: HTTP_TIMEOUT_MS });
     closers.push(() => jwt.close());
-    users = jwt;
+    users = {
+      verify: (token) => jwt.verify(token),
+      ready: () => jwt.ready(),
+      ...(platform ? { verifyApiKey: (key: string) => platform.verifyApiKey(key) } : {}),
+    };
   } else {
-    users = createDominoVerifier({
-      apiUrl: config.dominoUserHost,
-      cacheTtlMs: config.principalCacheMs,
-      timeoutMs: HTTP_TIMEOUT_MS,
-      onPrincipalQuery: (ok) =>
-        (ok ? metrics.principalQueries : metrics.failedPrincipalQueries).inc(),
-      onOrgQuery: (ok) => (ok ? metrics.orgQueries : metrics.failedOrgQueries).inc(),
-    });
+    users = platform!;
   }
   const cluster = createWorkloadVerifier({
     issuer: config.clusterIssuer,
