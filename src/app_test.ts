@@ -471,6 +471,7 @@ Deno.test("openapi.json describes every route with the schemas that validate the
     "/openapi.json",
     "/readyz",
     "/role_mappings",
+    "/service_account",
     "/update_multirole_mapping",
     "/update_role_mapping",
   ]);
@@ -585,4 +586,80 @@ Deno.test("proxy-role pools: a full first role sends the subject to the next, an
   );
   assert.equal(second.quota, 2048);
   assert.ok(second.characters <= 2048 && second.free_characters < 48);
+});
+
+Deno.test("X-Domino-Api-Key without a platform API answers 401 naming the header and the setting", async () => {
+  await using w = await world();
+  const res = await w.call("GET", "/role_mappings", { headers: { "X-Domino-Api-Key": "k-123" } });
+  assert.equal(res.status, 401);
+  const body = await res.json();
+  assert.match(body.message, /X-Domino-Api-Key is not accepted here/);
+  assert.match(body.message, /DOMINO_USER_HOST/);
+  assert.ok(!JSON.stringify(body).includes("k-123"));
+});
+
+Deno.test("/service_account: admins only, DNS-1123 names checked first, 503 without Kubernetes", async () => {
+  await using w = await world();
+  const body = { service_account_name: "fake-sa" };
+  for (const method of ["POST", "DELETE"]) {
+    assert.equal((await w.call(method, "/service_account", { token: w.jdoe, body })).status, 403);
+    const bad = await w.call(method, "/service_account", {
+      token: w.admin,
+      body: { service_account_name: "Not_A_Label" },
+    });
+    assert.equal(bad.status, 400);
+    assert.match((await bad.json()).message, /DNS-1123 label/);
+    const none = await w.call(method, "/service_account", { token: w.admin, body });
+    assert.equal(none.status, 503);
+    assert.match((await none.json()).message, /no Kubernetes API/);
+  }
+});
+
+Deno.test("update_iam_role_trust_policy false: the profiles are written, the policy never read or written", async () => {
+  await using w = await world({
+    [RUN]: [{ name: `run-${RUN}-x`, serviceAccountName: `run-${RUN}`, startingUsername: "jdoe" }],
+  });
+  for (const flag of [false, "false", "False"]) {
+    const put = await w.call("POST", "/update_role_mapping", {
+      token: w.admin,
+      body: {
+        domino_org: "irsa-iamrole-list-bucket",
+        ...pairOf(ROLES[0]),
+        update_iam_role_trust_policy: flag,
+      },
+    });
+    assert.equal(put.status, 200);
+    const before = w.iam.policies.get(ROLES[0]);
+    const calls = w.iam.calls.length;
+    const res = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+      token: w.jdoe,
+      body: { run_id: RUN, irsa_workload_type: "cluster-edge" },
+      headers: { Accept: "application/json" },
+    });
+    assert.equal(res.status, 200);
+    const answer = await res.json();
+    const list = answer.roles.find((r: { profile: string }) => r.profile === ROLES[0]);
+    assert.equal(list.status, "unmanaged");
+    assert.match(answer.config, /\[profile acme-list-bucket-role\]/);
+    assert.equal(w.iam.policies.get(ROLES[0]), before);
+    // The other roles were edited; the unmanaged one was not even read.
+    assert.ok(w.iam.calls.slice(calls).every((c) => c.role !== ROLES[0]), JSON.stringify(flag));
+    assert.deepEqual(w.subjects(ROLES[1]), [`*:domino-compute:run-${RUN}`]);
+  }
+  const capacity = await (await w.call("GET", "/capacity", { token: w.admin })).json();
+  assert.deepEqual(
+    capacity.roles.find((r: { proxy_iam_role_arn: string }) =>
+      r.proxy_iam_role_arn.endsWith(ROLES[0])
+    ),
+    { proxy_iam_role_arn: `arn:aws:iam::111111111111:role/${ROLES[0]}`, managed: false },
+  );
+  // DELETE leaves it alone too.
+  const before = w.iam.policies.get(ROLES[0]);
+  const del = await w.call("DELETE", "/map_iam_roles_to_pod_sa", {
+    token: w.jdoe,
+    body: { run_id: RUN },
+  });
+  assert.equal(del.status, 200);
+  assert.equal(w.iam.policies.get(ROLES[0]), before);
+  assert.deepEqual(w.subjects(ROLES[1]), []);
 });

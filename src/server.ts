@@ -10,6 +10,7 @@ import type { ServerConfig } from "./config.ts";
 import { ApiDescription } from "./http.ts";
 import { createKubeClient, type KubeClient } from "./kube/client.ts";
 import { createRunLookup } from "./kube/run_lookup.ts";
+import { createServiceAccountAdmin, type ServiceAccountAdmin } from "./kube/service_accounts.ts";
 import type { Logger } from "./log.ts";
 import { createServerMetrics, renderMetrics } from "./metrics.ts";
 import { createConfigMapStore } from "./store/configmap_store.ts";
@@ -79,6 +80,7 @@ export async function startServer(
 
   let kube: KubeClient | undefined;
   let runs: RunLookup | undefined;
+  let serviceAccounts: ServiceAccountAdmin | undefined;
   if (config.kubernetes) {
     const { apiUrl, tokenFile, caFile } = config.kubernetes;
     const kubeCa = await io.readTextFile(caFile).catch(() => undefined);
@@ -90,6 +92,7 @@ export async function startServer(
     });
     closers.push(() => kube!.close());
     runs = createRunLookup(kube, { namespace: config.computeNamespace });
+    serviceAccounts = createServiceAccountAdmin(kube, config.computeNamespace);
   }
   const store: MappingStore = config.mappingStore === "configmap"
     ? createConfigMapStore(kube!, {
@@ -146,6 +149,7 @@ export async function startServer(
     users,
     workloads,
     runs,
+    serviceAccounts,
     store,
     editor,
     ownership: {
