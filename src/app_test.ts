@@ -37,7 +37,10 @@ const OPTS = {
 };
 
 /** One world per test: issuer, verifiers, file store, fake IAM, and the app. */
-async function world(pods: Record<string, RunPod[]> = {}) {
+async function world(
+  pods: Record<string, RunPod[]> = {},
+  options: { userBasedServiceAccounts?: boolean } = {},
+) {
   const issuer = await startOidcIssuer();
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(`${dir}/mappings.json`, JSON.stringify(MAPPINGS));
@@ -73,7 +76,7 @@ async function world(pods: Record<string, RunPod[]> = {}) {
     ownership: {
       computeNamespace: "domino-compute",
       runIdPattern: /^[0-9a-f]{24}$/,
-      userBasedServiceAccounts: false,
+      userBasedServiceAccounts: options.userBasedServiceAccounts ?? false,
       format: "wildcard",
     },
     webIdentityTokenFile: "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
@@ -662,4 +665,80 @@ Deno.test("update_iam_role_trust_policy false: the profiles are written, the pol
   assert.equal(del.status, 200);
   assert.equal(w.iam.policies.get(ROLES[0]), before);
   assert.deepEqual(w.subjects(ROLES[1]), []);
+});
+
+Deno.test("per-user service accounts: the subject is the pod's own service account, by run lookup and by token", async () => {
+  // The platform's mutation mapped jdoe to "aws-test" (user_mappings), not to "jdoe".
+  const pod = {
+    name: `run-${RUN}-abcde`,
+    serviceAccountName: "aws-test",
+    startingUsername: "jdoe",
+    phase: "Running",
+  };
+  await using w = await world({ [RUN]: [pod] }, { userBasedServiceAccounts: true });
+  const map = async (token: string, headers: Record<string, string> = {}) => {
+    const res = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+      token,
+      body: { run_id: RUN },
+      headers: { Accept: "application/json", ...headers },
+    });
+    return { status: res.status, body: await res.json() };
+  };
+  const lookedUp = await map(w.jdoe);
+  assert.equal(lookedUp.status, 200, JSON.stringify(lookedUp.body));
+  assert.equal(lookedUp.body.subject, "*:domino-compute:aws-test");
+  assert.equal(lookedUp.body.proof, "run-lookup");
+  assert.deepEqual(w.subjects(ROLES[0]), ["*:domino-compute:aws-test"]);
+
+  const token = await w.issuer.serviceAccountToken({
+    serviceAccount: "aws-test",
+    podName: pod.name,
+  });
+  const byToken = await map(w.jdoe, { "X-Irsa-Workload-Token": token });
+  assert.equal(byToken.status, 200, JSON.stringify(byToken.body));
+  assert.equal(byToken.body.subject, "*:domino-compute:aws-test");
+  assert.equal(byToken.body.proof, "workload-token");
+
+  // Another user's token with jdoe's pod token: the run is not theirs.
+  const asmith = await w.issuer.userToken({
+    username: "asmith",
+    groups: ["irsa-iamrole-list-bucket"],
+  });
+  assert.equal((await map(asmith, { "X-Irsa-Workload-Token": token })).status, 403);
+  // A token of a service account the run's pods do not run as.
+  const other = await w.issuer.serviceAccountToken({ serviceAccount: "someone-else" });
+  const refused = await map(w.jdoe, { "X-Irsa-Workload-Token": other });
+  assert.equal(refused.status, 403);
+  assert.match(refused.body.message, /no live pod of run/);
+});
+
+Deno.test("per-user service accounts: a run on the shared default service account or an ended pod proves nothing", async () => {
+  const OTHER = "646f604955daf764547c5b77";
+  await using w = await world({
+    [RUN]: [{
+      name: "p",
+      serviceAccountName: "default",
+      startingUsername: "jdoe",
+      phase: "Running",
+    }],
+    [OTHER]: [{
+      name: "q",
+      serviceAccountName: "jdoe",
+      startingUsername: "jdoe",
+      phase: "Succeeded",
+    }],
+  }, { userBasedServiceAccounts: true });
+  const shared = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: w.jdoe,
+    body: { run_id: RUN },
+  });
+  assert.equal(shared.status, 403);
+  assert.match((await shared.json()).message, /"default", which every pod without its own shares/);
+  const ended = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: w.jdoe,
+    body: { run_id: OTHER },
+  });
+  assert.equal(ended.status, 403);
+  assert.match((await ended.json()).message, /no live pod/);
+  for (const role of ROLES) assert.deepEqual(w.subjects(role), []);
 });
