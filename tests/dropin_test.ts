@@ -1,11 +1,10 @@
 /**
  * The current service's own published notebooks (1.8), cell by cell, against the real server
  * process over HTTPS: in both verifier modes and with both stores, the answers they recorded or
- * check. moto is IAM; the platform API is its contract fake.
+ * check. moto is IAM, a real kube-apiserver is Kubernetes; the platform API is its contract fake.
  */
 import assert from "node:assert/strict";
 import { GetRoleCommand, type IAMClient } from "@aws-sdk/client-iam";
-import { type FakeKubernetes, startFakeKubernetes } from "./fakes/kubernetes.ts";
 import { type FakePlatformApi, startFakePlatformApi } from "./fakes/platform_api.ts";
 import {
   EXAMPLE,
@@ -15,6 +14,7 @@ import {
   seedExampleRoles,
   startMoto,
 } from "./fixtures/moto.ts";
+import { type KubeApiServer, sharedKubeApiServer } from "./fixtures/kube_apiserver.ts";
 import { type OidcIssuer, startOidcIssuer } from "./fixtures/oidc_issuer.ts";
 import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
@@ -88,9 +88,12 @@ async function startWorld({ verifier, store }: Setup) {
   const issuer: OidcIssuer = await startOidcIssuer({ tls: { cert: tls.cert, key: tls.key } });
   const platform: FakePlatformApi = startFakePlatformApi();
   const dir = await Deno.makeTempDir();
-  const kube: FakeKubernetes | undefined = store === "configmap"
-    ? await startFakeKubernetes({ tls: { cert: tls.cert, key: tls.key } })
+  // With the ConfigMap store, the real API server, in namespaces of this test's own.
+  const cluster: KubeApiServer | undefined = store === "configmap"
+    ? await sharedKubeApiServer()
     : undefined;
+  const field = cluster ? await cluster.createNamespace("field") : "domino-field";
+  const compute = cluster ? await cluster.createNamespace("compute") : "domino-compute";
   // Bearer tokens: the identity provider's JWTs (jwt) or tokens the platform knows (domino).
   const adminToken = verifier === "jwt"
     ? await issuer.userToken({ username: "boss", admin: true })
@@ -114,29 +117,26 @@ async function startWorld({ verifier, store }: Setup) {
   });
   const args = ["--tls-cert", tls.certPath, "--tls-key", tls.keyPath, "--ca-file", tls.caCertPath];
   if (verifier === "domino") args.push("--verifier", "domino");
-  if (kube) {
-    await Deno.writeTextFile(`${dir}/kube-token`, kube.token);
-    kube.addPod("domino-compute", {
-      metadata: {
-        name: `run-${RUN}-abcde`,
-        labels: {
-          "dominodatalab.com/execution-id": RUN,
-          "dominodatalab.com/starting-user-id": "u-jdoe",
-          "dominodatalab.com/starting-user-username": "jdoe",
-        },
+  if (cluster) {
+    // The run's pod as the platform labels it; Pending, since the test cluster has no nodes.
+    await cluster.createPod(compute, {
+      name: `run-${RUN}-abcde`,
+      labels: {
+        "dominodatalab.com/execution-id": RUN,
+        "dominodatalab.com/starting-user-id": "u-jdoe",
+        "dominodatalab.com/starting-user-username": "jdoe",
       },
-      spec: { serviceAccountName: `run-${RUN}` },
-      status: { phase: "Running" },
+      serviceAccountName: `run-${RUN}`,
     });
     args.push(
       "--mapping-store",
       "configmap",
       "--kubernetes-api",
-      kube.url,
+      cluster.url,
       "--kubernetes-token-file",
-      `${dir}/kube-token`,
+      cluster.adminTokenFile,
       "--kubernetes-ca-file",
-      tls.caCertPath,
+      cluster.caCertPath,
     );
   } else {
     args.push("--mapping-file", `${dir}/mappings.json`);
@@ -144,11 +144,15 @@ async function startWorld({ verifier, store }: Setup) {
   // DOMINO_USER_HOST is set in both modes, as the 1.8 chart sets it: with jwt, it resolves API keys.
   const server: ServerProcess = await startServerProcess(
     args,
-    serverEnv(moto, world, issuer, { DOMINO_USER_HOST: platform.url }),
+    serverEnv(moto, world, issuer, {
+      DOMINO_USER_HOST: platform.url,
+      DEFAULT_FIELD_NS: field,
+      DEFAULT_COMPUTE_NS: compute,
+    }),
     tls.caCert,
   );
   // Without Kubernetes, the pod proves itself with its projected token, as the sidecar sends it.
-  const podToken = kube ? undefined : await issuer.serviceAccountToken({
+  const podToken = cluster ? undefined : await issuer.serviceAccountToken({
     serviceAccount: `run-${RUN}`,
   });
 
@@ -167,7 +171,9 @@ async function startWorld({ verifier, store }: Setup) {
     return { status: res.status, text, json: () => JSON.parse(text) };
   };
   return {
-    kube,
+    cluster,
+    field,
+    compute,
     server,
     admin: { Authorization: `Bearer ${adminToken}` },
     user: { Authorization: `Bearer ${userToken}` },
@@ -177,7 +183,6 @@ async function startWorld({ verifier, store }: Setup) {
     call,
     async [Symbol.asyncDispose]() {
       await server.stop();
-      await kube?.close();
       await platform.close();
       await issuer.close();
       await Deno.remove(dir, { recursive: true });
@@ -302,7 +307,7 @@ for (const setup of SETUPS) {
     });
     assert.equal(granted.status, 200, granted.text);
     assert.deepEqual(await heldSubjects(iam, world, EXAMPLE.roleNames[0]), [
-      `*:domino-compute:run-${RUN}`,
+      `*:${w.compute}:run-${RUN}`,
     ]);
 
     // A workload type no mutation sets today is accepted, and logged as unknown.
@@ -333,7 +338,7 @@ Deno.test("values the current service wrote into the ConfigMap read as before, a
     // A 1.8 value: a list of the posted bodies, the flag a string, an extra key.
     [ORGS[1]]: JSON.stringify([{ ...ROLE[1], note: "kept" }, ROLE[2]]),
   };
-  w.kube!.setConfigMap("domino-field", "domino-org-iamrole-mapping", old);
+  await w.cluster!.setConfigMap(w.field, "domino-org-iamrole-mapping", old);
   const all = (await w.call("GET", "/role_mappings", w.admin)).json().all_role_mappings;
   assert.deepEqual(all, {
     [ORGS[0]]: [{
@@ -346,8 +351,144 @@ Deno.test("values the current service wrote into the ConfigMap read as before, a
   });
   const put = await w.call("POST", "/update_role_mapping", w.admin, ROLE[2]);
   assert.equal(put.status, 200);
-  const data = w.kube!.configMap("domino-field", "domino-org-iamrole-mapping")!.data;
+  const data = (await w.cluster!.configMap(w.field, "domino-org-iamrole-mapping"))!.data;
   assert.equal(data[ORGS[0]], old[ORGS[0]]);
   assert.equal(data[ORGS[1]], old[ORGS[1]]);
   assert.deepEqual(JSON.parse(data[ORGS[2]]), ROLE[2]);
+});
+
+Deno.test("1.8 test notebook: /service_account creates and deletes a per-user ServiceAccount, only irsa's own", async () => {
+  await using w = await startWorld({ verifier: "domino", store: "configmap" });
+  const cluster = w.cluster!;
+  const path = `/api/v1/namespaces/${w.compute}/serviceaccounts`;
+  const body = { service_account_name: "fake-sa" };
+  // create_sa and delete_sa; a non-admin's key answers 403, as 1.8 recorded.
+  assert.equal((await w.call("POST", "/service_account", w.nonAdminKey, body)).status, 403);
+  const created = await w.call("POST", "/service_account", w.admin, body);
+  assert.equal(created.status, 200, created.text);
+  assert.equal(created.json().status, "created");
+  const sa = await cluster.must("GET", `${path}/fake-sa`);
+  assert.equal(sa.metadata.labels["app.kubernetes.io/managed-by"], "irsa");
+  const again = await w.call("POST", "/service_account", w.adminKey, body);
+  assert.equal(again.status, 200);
+  assert.equal(again.json().status, "exists");
+  assert.equal((await w.call("DELETE", "/service_account", w.nonAdminKey, body)).status, 403);
+  const deleted = await w.call("DELETE", "/service_account", w.admin, body);
+  assert.equal(deleted.status, 200, deleted.text);
+  assert.equal(deleted.json().status, "deleted");
+  assert.equal((await cluster.request("GET", `${path}/fake-sa`)).status, 404);
+  const absent = await w.call("DELETE", "/service_account", w.admin, body);
+  assert.equal(absent.status, 200);
+  assert.equal(absent.json().status, "absent");
+
+  // A ServiceAccount irsa did not create is never deleted, nor claimed.
+  await cluster.createServiceAccount(w.compute, "platform-made");
+  const theirs = { service_account_name: "platform-made" };
+  for (const method of ["POST", "DELETE"]) {
+    const res = await w.call(method, "/service_account", w.admin, theirs);
+    assert.equal(res.status, 409, res.text);
+    assert.match(res.json().message, /was not created by irsa/);
+  }
+  assert.equal((await cluster.request("GET", `${path}/platform-made`)).status, 200);
+  // A name that is no DNS-1123 label is refused before any call.
+  const bad = await w.call("POST", "/service_account", w.admin, {
+    service_account_name: "Fake_SA",
+  });
+  assert.equal(bad.status, 400);
+});
+
+Deno.test("per-user service accounts: a pod the mutation ran as another name gets exactly its subject, by run lookup and by its token", async () => {
+  const cluster = await sharedKubeApiServer();
+  const field = await cluster.createNamespace("field");
+  const compute = await cluster.createNamespace("compute");
+  const platform = startFakePlatformApi();
+  const issuer = await startOidcIssuer();
+  platform.addUser({
+    token: "user-token-integration-test",
+    canonicalName: "integration-test",
+    canonicalId: "u-it",
+    organizations: [ORGS[0]],
+  });
+  platform.addUser({
+    token: "user-token-boss",
+    canonicalName: "boss",
+    canonicalId: "u-boss",
+    isAdmin: true,
+  });
+  // The mutation's user_mappings said integration-test: aws-test.
+  const pod = `run-${RUN}-xyz12`;
+  await cluster.createPod(compute, {
+    name: pod,
+    labels: {
+      "dominodatalab.com/execution-id": RUN,
+      "dominodatalab.com/starting-user-id": "u-it",
+      "dominodatalab.com/starting-user-username": "integration-test",
+    },
+    serviceAccountName: "aws-test",
+  });
+  const server = await startServerProcess(
+    [
+      "--tls-cert",
+      tls.certPath,
+      "--tls-key",
+      tls.keyPath,
+      "--verifier",
+      "domino",
+      "--user-based-service-accounts",
+      "--mapping-store",
+      "configmap",
+      "--kubernetes-api",
+      cluster.url,
+      "--kubernetes-token-file",
+      cluster.adminTokenFile,
+      "--kubernetes-ca-file",
+      cluster.caCertPath,
+    ],
+    serverEnv(moto, world, issuer, {
+      DOMINO_USER_HOST: platform.url,
+      DEFAULT_FIELD_NS: field,
+      DEFAULT_COMPUTE_NS: compute,
+      // Pod tokens are the API server's own, verified against its discovery and JWKS.
+      IRSA_CLUSTER_ISSUER: cluster.issuer,
+      IRSA_CA_FILE: cluster.caCertPath,
+    }),
+    tls.caCert,
+  );
+  try {
+    const user = { Authorization: "Bearer user-token-integration-test" };
+    const put = await server.fetch("/update_role_mapping", {
+      method: "POST",
+      headers: { Authorization: "Bearer user-token-boss" },
+      body: JSON.stringify({ ...ROLE[0], update_iam_role_trust_policy: true }),
+    });
+    assert.equal(put.status, 200);
+    await put.body?.cancel();
+    const map = async (headers: Record<string, string>) => {
+      const res = await server.fetch("/map_iam_roles_to_pod_sa", {
+        method: "POST",
+        headers: { ...user, ...headers, Accept: "application/json" },
+        body: JSON.stringify({ run_id: RUN, irsa_workload_type: "edge-workload" }),
+      });
+      return { status: res.status, body: await res.json() };
+    };
+    const lookedUp = await map({});
+    assert.equal(lookedUp.status, 200, JSON.stringify(lookedUp.body));
+    assert.equal(lookedUp.body.subject, `*:${compute}:aws-test`);
+    assert.equal(lookedUp.body.proof, "run-lookup");
+    const token = await cluster.tokenRequest(compute, "aws-test", {
+      audience: "sts.amazonaws.com",
+      pod,
+    });
+    const byToken = await map({ "X-Irsa-Workload-Token": token });
+    assert.equal(byToken.status, 200, JSON.stringify(byToken.body));
+    assert.equal(byToken.body.subject, `*:${compute}:aws-test`);
+    assert.equal(byToken.body.proof, "workload-token");
+    assert.deepEqual(await heldSubjects(iam, world, EXAMPLE.roleNames[0]), [
+      `*:${compute}:aws-test`,
+    ]);
+  } finally {
+    await server.stop();
+    await platform.close();
+    await issuer.close();
+  }
 });
