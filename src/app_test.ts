@@ -9,6 +9,7 @@ import { ApiDescription } from "./http.ts";
 import { silentLogger } from "./log.ts";
 import { createServerMetrics } from "./metrics.ts";
 import { createFileStore } from "./store/file_store.ts";
+import { createFileGrantStore } from "./store/grant_store.ts";
 import { createTrustEditor } from "./trust_editor.ts";
 import { FakeIamRoles } from "../tests/fakes/iam_roles.ts";
 import { startOidcIssuer } from "../tests/fixtures/oidc_issuer.ts";
@@ -72,6 +73,8 @@ async function world(
     workloads,
     runs,
     store: createFileStore(`${dir}/mappings.json`),
+    grants: createFileGrantStore(`${dir}/irsa-grants.json`),
+    now: () => Date.now(),
     editor,
     ownership: {
       computeNamespace: "domino-compute",

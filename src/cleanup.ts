@@ -1,15 +1,18 @@
 /**
- * The cleanup loop: removes from the proxy roles the subjects of runs that have ended, so trust
- * policies do not fill up. It removes only subjects of the managed form in the compute namespace,
- * never one it first saw less than a grace period ago (a pod that is starting), under the same
- * role lock as the edits.
+ * The cleanup loop: visits every proxy role irsa has ever edited (the grant record) and every
+ * managed role of the mappings, and removes the subjects of runs that have ended, so trust
+ * policies do not fill up, and the subjects that no current mapping entitles to the role. It
+ * removes only subjects of the managed form in the compute namespace, never a live one it first
+ * saw less than a grace period ago (a pod that is starting), under the same role lock as the edits.
  */
 
-import { proxyRolesOf } from "./core/mapping.ts";
+import { entitledTo, type Revocation, withoutRevoked, withRoles } from "./core/grants.ts";
+import { proxyRolesOf, unmanagedRolesOf } from "./core/mapping.ts";
 import { isManagedSubject, parseSubject, type SubjectFormat } from "./core/subject.ts";
 import type { KubeClient } from "./kube/client.ts";
 import type { Logger } from "./log.ts";
 import type { ServerMetrics } from "./metrics.ts";
+import type { GrantStore } from "./store/grant_store.ts";
 import type { MappingStore } from "./store/mapping_store.ts";
 import type { TrustEditor } from "./trust_editor.ts";
 
@@ -35,6 +38,7 @@ export function kubernetesLiveness(
 export interface CleanupOptions {
   readonly editor: TrustEditor;
   readonly store: MappingStore;
+  readonly grants: GrantStore;
   /** Kubernetes liveness, or none: then a subject lives while its sidecar syncs within `syncLeaseMs`. */
   readonly liveness?: LiveServiceAccounts;
   readonly format: SubjectFormat;
@@ -50,7 +54,7 @@ export interface CleanupOptions {
 export interface Cleanup {
   /** Records that a pod's sidecar synced (or started): its subject is live and young. */
   touch(subject: string): void;
-  /** One pass over every proxy role of the mappings; returns the subjects removed. */
+  /** One pass over every role ever edited or mapped; returns the subjects removed. */
   reconcile(): Promise<string[]>;
   /** Runs `reconcile` every `intervalMs` until `stop()`. */
   start(intervalMs: number): void;
@@ -73,35 +77,80 @@ export function createCleanup(o: CleanupOptions): Cleanup {
 
   async function reconcile(): Promise<string[]> {
     const live = o.liveness ? await o.liveness() : undefined;
-    const { mappings } = await o.store.read();
-    const roles = proxyRolesOf(mappings);
+    const [{ mappings }, record] = await Promise.all([o.store.read(), o.grants.read()]);
+    const unmanaged = new Set(unmanagedRolesOf(mappings));
+    const roles = [...new Set([...record.roles, ...proxyRolesOf(mappings)])].sort()
+      .filter((role) => !unmanaged.has(role));
+    // A run has ended when no live pod runs as its service account (Kubernetes), or when its
+    // sidecar has not synced within the lease (the record keeps the last sync across restarts).
+    const ended = (s: string, sa: string, at: number) => {
+      if (!firstSeen.has(s)) firstSeen.set(s, at);
+      if (at - firstSeen.get(s)! < o.graceMs) return false;
+      if (live) return !live.has(sa);
+      const synced = Math.max(lastSync.get(s) ?? 0, record.grants[s]?.syncedAt ?? 0);
+      return at - (synced || firstSeen.get(s)!) > o.syncLeaseMs;
+    };
     const removed: string[] = [];
+    const revoked: Revocation[] = [];
+    const endedRuns = new Set<string>();
     for (const role of roles) {
       try {
+        const reasons = new Map<string, Revocation["reason"]>();
         const gone = await o.editor.prune(role, (subjects) => {
           const at = now();
           return Promise.resolve(subjects.filter((s) => {
             const sa = serviceAccountOf(s);
             if (sa === undefined) return false; // Not ours to remove.
-            if (!firstSeen.has(s)) firstSeen.set(s, at);
-            if (at - firstSeen.get(s)! < o.graceMs) return false;
-            return live
-              ? !live.has(sa)
-              : at - (lastSync.get(s) ?? firstSeen.get(s)!) > o.syncLeaseMs;
+            if (ended(s, sa, at)) {
+              reasons.set(s, "run_ended");
+              endedRuns.add(s);
+              return true;
+            }
+            if (!entitledTo(record, mappings, s, role)) {
+              reasons.set(s, "mapping");
+              return true;
+            }
+            return false;
           }));
         }, { user: "irsa-cleanup" });
         for (const s of gone) {
-          firstSeen.delete(s);
-          lastSync.delete(s);
+          const reason = reasons.get(s) ?? "run_ended";
+          revoked.push({ role, subject: s, reason });
+          o.metrics.revokedSubjects.inc({ reason });
+          if (reason === "run_ended") o.metrics.cleanupRemoved.inc();
         }
         if (gone.length) {
-          o.metrics.cleanupRemoved.inc({}, gone.length);
-          o.logger.info("removed subjects of ended runs", { role, subjects: gone });
+          o.logger.info("removed subjects", {
+            audit: true,
+            user: "irsa-cleanup",
+            role,
+            subjects: gone,
+            reasons: gone.map((s) => reasons.get(s)),
+          });
         }
         removed.push(...gone);
       } catch (e) {
         o.logger.warn("cleanup of a role failed", { role, error: e });
       }
+    }
+    // Ended runs leave the record whole; so do recorded runs that hold no role any more.
+    const at = now();
+    for (const [s, grant] of Object.entries(record.grants)) {
+      const sa = serviceAccountOf(s);
+      if (
+        sa !== undefined && !endedRuns.has(s) && at - grant.syncedAt > o.graceMs && ended(s, sa, at)
+      ) {
+        endedRuns.add(s);
+      }
+    }
+    if (revoked.length > 0 || endedRuns.size > 0) {
+      await o.grants.update((r) =>
+        [...endedRuns].reduce((next, s) => withRoles(next, s, []), withoutRevoked(r, revoked))
+      ).catch((e) => o.logger.warn("cannot update the grant record", { error: e }));
+    }
+    for (const s of endedRuns) {
+      firstSeen.delete(s);
+      lastSync.delete(s);
     }
     return removed;
   }

@@ -112,6 +112,10 @@ export function createServerMetrics() {
       "irsa_cleanup_removed_subjects_total",
       "Subjects of ended runs removed by the cleanup loop.",
     ),
+    revokedSubjects: new Counter(
+      "irsa_revoked_subjects_total",
+      "Subjects taken off a proxy role, by reason: sync, stop, mapping or run_ended.",
+    ),
     batchSize: new Histogram(
       "irsa_trust_policy_batch_size",
       "Requests applied together in one trust-policy edit.",

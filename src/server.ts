@@ -16,6 +16,13 @@ import type { Logger } from "./log.ts";
 import { createServerMetrics, renderMetrics } from "./metrics.ts";
 import { createConfigMapStore } from "./store/configmap_store.ts";
 import { createFileStore } from "./store/file_store.ts";
+import {
+  createConfigMapGrantStore,
+  createFileGrantStore,
+  GRANT_CONFIGMAP,
+  grantFileBeside,
+  type GrantStore,
+} from "./store/grant_store.ts";
 import type { MappingStore } from "./store/mapping_store.ts";
 import { createTrustEditor } from "./trust_editor.ts";
 import { createCleanup, kubernetesLiveness } from "./cleanup.ts";
@@ -101,6 +108,8 @@ export async function startServer(
           ...(config.mappingStore === "configmap"
             ? { mappingConfigMap: config.mappingConfigMap }
             : {}),
+          grantConfigMap: GRANT_CONFIGMAP,
+          serviceAccounts: config.userBasedServiceAccounts,
         }),
         logger,
       );
@@ -117,6 +126,9 @@ export async function startServer(
       name: config.mappingConfigMap,
     })
     : createFileStore(config.mappingFile);
+  const grants: GrantStore = kube
+    ? createConfigMapGrantStore(kube, { namespace: config.fieldNamespace, logger })
+    : createFileGrantStore(grantFileBeside(config.mappingFile));
 
   const iam = createIamClient({
     region: config.awsRegion,
@@ -151,6 +163,7 @@ export async function startServer(
   const cleanup = createCleanup({
     editor,
     store,
+    grants,
     liveness: kube ? kubernetesLiveness(kube, config.computeNamespace) : undefined,
     format: config.subjectFormat,
     computeNamespace: config.computeNamespace,
@@ -168,6 +181,8 @@ export async function startServer(
     runs,
     serviceAccounts,
     store,
+    grants,
+    now: () => Date.now(),
     editor,
     ownership: {
       computeNamespace: config.computeNamespace,

@@ -3,6 +3,7 @@ import { subjectsOf } from "./core/trust_policy.ts";
 import { silentLogger } from "./log.ts";
 import { createServerMetrics } from "./metrics.ts";
 import { createLeaseRoleLock, type RoleLock } from "./role_lock.ts";
+import { createMemoryGrantStore } from "./store/grant_store.ts";
 import { createTrustEditor } from "./trust_editor.ts";
 import { createCleanup, kubernetesLiveness } from "./cleanup.ts";
 import { createKubeClient } from "./kube/client.ts";
@@ -191,6 +192,7 @@ Deno.test("the cleanup removes only managed subjects of ended runs, and never a 
     let t = 1_000_000;
     const { editor, metrics } = editorWith(iam, undefined, () => t);
     const cleanup = createCleanup({
+      grants: createMemoryGrantStore(),
       editor,
       store,
       liveness: kubernetesLiveness(kube, compute),
@@ -225,6 +227,7 @@ Deno.test("without Kubernetes, a run lives while its sidecar syncs within the le
   let t = 0;
   const { editor, metrics } = editorWith(iam, undefined, () => t);
   const cleanup = createCleanup({
+    grants: createMemoryGrantStore(),
     editor,
     store,
     format: "wildcard",

@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { describeAction, requiredPermissions } from "../src/kube/permissions.ts";
+import { GRANT_CONFIGMAP } from "../src/store/grant_store.ts";
 import {
   CHART,
   CHART_NAMESPACES,
@@ -82,6 +83,8 @@ Deno.test("the chart on a real API server: the server runs as its ServiceAccount
       "SelfSubjectRulesReview: nothing beyond what the server's calls need",
       async () => {
         const needed = requiredPermissions({
+          grantConfigMap: GRANT_CONFIGMAP,
+          serviceAccounts: false,
           fieldNamespace: field,
           computeNamespace: compute,
           mappingConfigMap: CONFIGMAP,
@@ -215,6 +218,8 @@ Deno.test("the chart on a real API server: the server runs as its ServiceAccount
       try {
         await assert.rejects(startServerProcess(args, env), (e: Error) => {
           const missing = requiredPermissions({
+            grantConfigMap: GRANT_CONFIGMAP,
+            serviceAccounts: false,
             fieldNamespace: field,
             computeNamespace: compute,
             mappingConfigMap: CONFIGMAP,

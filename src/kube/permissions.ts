@@ -14,23 +14,35 @@ export interface KubeUse {
   readonly computeNamespace: string;
   /** The mappings ConfigMap's name, when the mappings live in a ConfigMap. */
   readonly mappingConfigMap?: string;
+  /** The grant record's ConfigMap, in the field namespace. */
+  readonly grantConfigMap: string;
+  /** Per-user service accounts: `/service_account` creates and deletes them in the compute namespace. */
+  readonly serviceAccounts: boolean;
 }
 
 /**
- * Every action the server takes: the mappings ConfigMap read and replaced by name (created only
- * when missing, which the chart prevents, so create is not required), the per-role Leases, and the
- * pod listing of the run lookup and the cleanup. The chart's Role grants exactly these.
+ * Every action the server takes: the mappings ConfigMap and the grant record's ConfigMap read and
+ * replaced by name (created only when missing, which the chart prevents, so create is not
+ * required), the per-role Leases, the pod listing of the run lookup and the cleanup, and, with
+ * per-user service accounts, the ServiceAccounts of `/service_account`. The chart's Role grants
+ * exactly these.
  */
 export function requiredPermissions(use: KubeUse): KubeAction[] {
   const field = use.fieldNamespace;
-  const configMap = use.mappingConfigMap === undefined ? [] : (["get", "update"] as const).map(
-    (verb) => ({
+  const byName = (name: string) =>
+    (["get", "update"] as const).map((verb) => ({
       verb,
       group: "",
       resource: "configmaps",
       namespace: field,
-      name: use.mappingConfigMap,
-    }),
+      name,
+    }));
+  const configMap = [
+    ...(use.mappingConfigMap === undefined ? [] : byName(use.mappingConfigMap)),
+    ...byName(use.grantConfigMap),
+  ];
+  const serviceAccounts = !use.serviceAccounts ? [] : (["get", "create", "delete"] as const).map(
+    (verb) => ({ verb, group: "", resource: "serviceaccounts", namespace: use.computeNamespace }),
   );
   const leases = (["get", "create", "update"] as const).map((verb) => ({
     verb,
@@ -39,7 +51,7 @@ export function requiredPermissions(use: KubeUse): KubeAction[] {
     namespace: field,
   }));
   const pods = { verb: "list", group: "", resource: "pods", namespace: use.computeNamespace };
-  return [...configMap, ...leases, pods];
+  return [...configMap, ...leases, pods, ...serviceAccounts];
 }
 
 /** `update configmaps "x" in "ns"`, `create leases.coordination.k8s.io in "ns"`: RBAC's terms. */

@@ -6,6 +6,7 @@ import type { Logger } from "../log.ts";
 import type { ServerMetrics } from "../metrics.ts";
 import type { ServiceAccountAdmin } from "../kube/service_accounts.ts";
 import type { OwnershipOptions } from "../ownership.ts";
+import type { GrantStore } from "../store/grant_store.ts";
 import type { MappingStore } from "../store/mapping_store.ts";
 import type { TrustEditor } from "../trust_editor.ts";
 
@@ -17,6 +18,10 @@ export interface ServerDeps {
   /** Per-user ServiceAccounts in the compute namespace; absent without a Kubernetes API. */
   readonly serviceAccounts?: ServiceAccountAdmin;
   readonly store: MappingStore;
+  /** The durable record of every role irsa edited and what it granted there, for revocation. */
+  readonly grants: GrantStore;
+  /** Epoch milliseconds. */
+  readonly now: () => number;
   readonly editor: TrustEditor;
   readonly ownership: OwnershipOptions;
   /** The web-identity token path written into config files (`AWS_WEB_IDENTITY_TOKEN_FILE` in pods). */

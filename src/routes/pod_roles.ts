@@ -4,11 +4,20 @@ import type { Hono } from "hono";
 import * as v from "valibot";
 import { type AuthEnv, bearerAuth } from "../auth/bearer.ts";
 import { renderProfiles } from "../core/aws_config.ts";
+import {
+  EMPTY_RECORD,
+  entitledRoles,
+  type GrantRecord,
+  type Revocation,
+  syncRevocations,
+  withGrant,
+} from "../core/grants.ts";
 import { pairsFor, proxyRolesOf, unmanagedRolesOf } from "../core/mapping.ts";
 import { profilesFor, type RolePair } from "../core/role_chain.ts";
 import { AppError, type ErrorCode } from "../errors.ts";
 import { jsonBody } from "../http.ts";
 import { provePod } from "../ownership.ts";
+import { recordRevoked, revoke } from "../revocation.ts";
 import type { AuditContext, RoleOutcome } from "../trust_editor.ts";
 import type { ServerDeps } from "./deps.ts";
 
@@ -77,9 +86,31 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
       const chains = profilesFor(pairs, { webIdentityTokenFile: deps.webIdentityTokenFile });
       const audit = { user: caller.username, run: pod.runId, requestId: c.get("requestId") };
       const unmanaged = new Set(unmanagedRolesOf(snapshot.mappings));
+      const entitled = entitledRoles(snapshot.mappings, caller.organizations);
+      // The grant is recorded before IAM is edited, so a crash in between leaves a record of a
+      // role the subject may be on, never a subject on a role the record does not know.
+      let before: GrantRecord = EMPTY_RECORD;
+      await deps.grants.update((record) => {
+        before = record;
+        return withGrant(record, pod.subject, {
+          user: caller.username,
+          organizations: caller.organizations,
+          roles: [...(record.grants[pod.subject]?.roles ?? []), ...entitled],
+          syncedAt: deps.now(),
+        });
+      });
       const mapped = await Promise.all(
         chains.map((chain) => mapPair(deps, chain.pair, pod.subject, audit, unmanaged)),
       );
+      // A sync is a reconcile: off every role irsa manages that the organizations no longer map
+      // to (a mapping changed, or the user left an organization).
+      const stale = syncRevocations(
+        before,
+        pod.subject,
+        entitled,
+        (role) => deps.editor.holds(role, pod.subject),
+      ).filter((r) => !unmanaged.has(r.role));
+      await revoke(deps, stale, audit);
       const failed = mapped.filter((m) => m.outcome.status === "failed").map((m) => m.outcome);
       if (failed.length > 0 && failed.length === mapped.length) {
         // Nothing usable: an error, so that today's sidecar does not write an empty file over a good one.
@@ -121,7 +152,7 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
     method: "delete",
     path: "/map_iam_roles_to_pod_sa",
     summary:
-      "Removes the pod's service account from the trust policy of every proxy role in the mappings; the sidecar calls it when the pod stops.",
+      "Removes the pod's service account from the trust policy of every proxy role irsa has ever edited or the mappings name; the sidecar calls it when the pod stops.",
     access: "user",
     body: PodRolesBody,
     headers,
@@ -137,12 +168,24 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
     const caller = c.get("caller");
     const pod = await provePod(caller, body.run_id, c.req.header(WORKLOAD_HEADER), deps);
     const snapshot = await readMappings(deps);
-    // Every proxy role in the mappings, not only the caller's: mappings may have changed since the start.
-    const proxies = proxyRolesOf(snapshot.mappings);
+    // Every role irsa has ever edited and every managed role of the mappings, not only the
+    // caller's: mappings may have changed, or been deleted, since the start.
+    const unmanaged = new Set(unmanagedRolesOf(snapshot.mappings));
+    const record = await deps.grants.read();
+    const proxies = [...new Set([...record.roles, ...proxyRolesOf(snapshot.mappings)])].sort()
+      .filter((role) => !unmanaged.has(role));
     const audit = { user: caller.username, run: pod.runId, requestId: c.get("requestId") };
     const outcomes = await Promise.all(
       proxies.map((arn) => deps.editor.edit(arn, { remove: pod.subject }, audit)),
     );
+    const done: Revocation[] = [];
+    outcomes.forEach((o, i) => {
+      if (o.status === "removed") deps.metrics.revokedSubjects.inc({ reason: "stop" });
+      if (o.status !== "failed") {
+        done.push({ role: proxies[i], subject: pod.subject, reason: "stop" });
+      }
+    });
+    await recordRevoked(deps.grants, done);
     return c.json({
       run_id: pod.runId ?? null,
       subject: pod.subject,

@@ -13,6 +13,8 @@ import {
 } from "../core/mapping.ts";
 import type { RolePair } from "../core/role_chain.ts";
 import { jsonBody } from "../http.ts";
+import { mappingRevocations } from "../core/grants.ts";
+import { revoke } from "../revocation.ts";
 import type { ServerDeps } from "./deps.ts";
 import { readMappings } from "./pod_roles.ts";
 
@@ -47,10 +49,25 @@ function byOrganization(mappings: Mappings) {
 export function registerRoleMappingRoutes(app: Hono<AuthEnv>, deps: ServerDeps): void {
   const user = bearerAuth(deps.users);
   const admin = bearerAuth(deps.users, { admin: true });
-  const putMapping = async (user: string, organization: string, pairs: RolePair[]) => {
+  // A mapping change takes away at once what it no longer entitles; the cleanup retries failures.
+  const revokeUnentitled = async (user: string, requestId: string) => {
+    const [record, { mappings }] = await Promise.all([deps.grants.read(), readMappings(deps)]);
+    return (await revoke(deps, mappingRevocations(record, mappings), { user, requestId })).length;
+  };
+  const putMapping = async (
+    user: string,
+    requestId: string,
+    organization: string,
+    pairs: RolePair[],
+  ) => {
     await deps.store.put(organization, pairs);
     deps.logger.info("mapping updated", { audit: true, user, organization, pairs: pairs.length });
-    return { status: "updated", domino_org: organization, role_data: pairs.map(toWire) };
+    return {
+      status: "updated",
+      domino_org: organization,
+      role_data: pairs.map(toWire),
+      revoked_subjects: await revokeUnentitled(user, requestId),
+    };
   };
 
   deps.api.add({
@@ -92,7 +109,11 @@ export function registerRoleMappingRoutes(app: Hono<AuthEnv>, deps: ServerDeps):
   });
   app.post("/update_role_mapping", admin, async (c) => {
     const body = await jsonBody(c, UpdateRoleMappingBody);
-    return c.json(await putMapping(c.get("caller").username, body.domino_org, [fromWire(body)]));
+    return c.json(
+      await putMapping(c.get("caller").username, c.get("requestId"), body.domino_org, [
+        fromWire(body),
+      ]),
+    );
   });
 
   deps.api.add({
@@ -106,7 +127,12 @@ export function registerRoleMappingRoutes(app: Hono<AuthEnv>, deps: ServerDeps):
   app.post("/update_multirole_mapping", admin, async (c) => {
     const body = await jsonBody(c, UpdateMultiRoleMappingBody);
     return c.json(
-      await putMapping(c.get("caller").username, body.domino_org, body.role_data.map(fromWire)),
+      await putMapping(
+        c.get("caller").username,
+        c.get("requestId"),
+        body.domino_org,
+        body.role_data.map(fromWire),
+      ),
     );
   });
 
@@ -135,11 +161,12 @@ export function registerRoleMappingRoutes(app: Hono<AuthEnv>, deps: ServerDeps):
         } had no mapping; nothing was deleted`,
       });
     }
-    deps.logger.info("mapping deleted", {
-      audit: true,
-      user: c.get("caller").username,
-      organization: body.domino_org,
+    const user = c.get("caller").username;
+    deps.logger.info("mapping deleted", { audit: true, user, organization: body.domino_org });
+    return c.json({
+      status: "deleted",
+      domino_org: body.domino_org,
+      revoked_subjects: await revokeUnentitled(user, c.get("requestId")),
     });
-    return c.json({ status: "deleted", domino_org: body.domino_org });
   });
 }

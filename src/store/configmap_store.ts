@@ -30,31 +30,42 @@ const DEFAULT_MAX_RETRIES = 8;
 const BASE_BACKOFF_MS = 25;
 const MAX_BACKOFF_MS = 1_000;
 
-type Edit = (data: Readonly<Record<string, string>>) => Record<string, string> | undefined;
+/** An edit of a ConfigMap's data; undefined writes nothing. */
+export type ConfigMapEdit = (
+  data: Readonly<Record<string, string>>,
+) => Record<string, string> | undefined;
+
+/** Where a ConfigMap is and how hard to retry its writes. */
+export interface ConfigMapTarget {
+  readonly namespace: string;
+  readonly name: string;
+  readonly maxRetries?: number;
+  readonly sleep?: (ms: number) => Promise<void>;
+  readonly random?: () => number;
+  readonly logger?: Logger;
+}
 
 /**
- * A store over one ConfigMap: one key per organization, its value the JSON text of its pairs
- * (`encodeValue`). Writes read, edit and replace at the resourceVersion read, and start again
- * when another replica wrote in between (409), so no writer loses another's change. Writes of
- * one store are also serialised in-process, so its own callers do not race each other. Entries it
- * cannot read are reported by `read` and copied unchanged by writes of other organizations.
+ * Read-edit-write of one ConfigMap at the resourceVersion read, started again (with jittered
+ * backoff) when another writer got there first (409) or it was deleted meanwhile (404), so no
+ * writer loses another's change; creates the ConfigMap when missing. Writes through one returned
+ * function are also serialised in-process.
  */
-export function createConfigMapStore(
+export function configMapWriter(
   kube: Pick<KubeClient, "getConfigMap" | "createConfigMap" | "replaceConfigMap">,
-  options: ConfigMapStoreOptions = {},
-): MappingStore {
-  const namespace = options.namespace ?? DEFAULT_NAMESPACE;
-  const name = options.name ?? DEFAULT_NAME;
-  const maxRetries = options.maxRetries ?? DEFAULT_MAX_RETRIES;
-  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  const random = options.random ?? Math.random;
-  const logger = options.logger ?? silentLogger;
+  target: ConfigMapTarget,
+): (edit: ConfigMapEdit) => Promise<void> {
+  const { namespace, name } = target;
+  const maxRetries = target.maxRetries ?? DEFAULT_MAX_RETRIES;
+  const sleep = target.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const random = target.random ?? Math.random;
+  const logger = target.logger ?? silentLogger;
   const lock = createLock();
   const where = `ConfigMap "${namespace}/${name}"`;
 
   // One read-edit-write. "stale" when the ConfigMap changed or was created by someone else (409)
-  // or was deleted (404) since it was read; `edit` returns undefined to write nothing.
-  async function attempt(edit: Edit): Promise<"done" | "stale"> {
+  // or was deleted (404) since it was read.
+  async function attempt(edit: ConfigMapEdit): Promise<"done" | "stale"> {
     const current = await kube.getConfigMap(namespace, name);
     const next = edit(current?.data ?? {});
     if (next === undefined) return "done";
@@ -71,27 +82,43 @@ export function createConfigMapStore(
     }
   }
 
-  // Attempts until one lands on the version it read, backing off with jitter in between.
-  async function modify(edit: Edit): Promise<void> {
-    for (let n = 0;; n++) {
-      if (await attempt(edit) === "done") return;
-      if (n >= maxRetries) {
-        throw new AppError(
-          "conflict",
-          `Cannot update ${where}: other writers kept changing it; gave up after ${n + 1} attempts`,
-          { namespace, name, attempts: n + 1 },
-        );
+  return (edit) =>
+    lock(async () => {
+      for (let n = 0;; n++) {
+        if (await attempt(edit) === "done") return;
+        if (n >= maxRetries) {
+          throw new AppError(
+            "conflict",
+            `Cannot update ${where}: other writers kept changing it; gave up after ${
+              n + 1
+            } attempts`,
+            { namespace, name, attempts: n + 1 },
+          );
+        }
+        const delay = Math.min(MAX_BACKOFF_MS, BASE_BACKOFF_MS * 2 ** n) * (0.5 + random() / 2);
+        logger.debug("configmap changed meanwhile; retrying", {
+          namespace,
+          name,
+          attempt: n + 1,
+          delay_ms: Math.round(delay),
+        });
+        await sleep(delay);
       }
-      const delay = Math.min(MAX_BACKOFF_MS, BASE_BACKOFF_MS * 2 ** n) * (0.5 + random() / 2);
-      logger.debug("configmap changed meanwhile; retrying", {
-        namespace,
-        name,
-        attempt: n + 1,
-        delay_ms: Math.round(delay),
-      });
-      await sleep(delay);
-    }
-  }
+    });
+}
+
+/**
+ * A store over one ConfigMap: one key per organization, its value the JSON text of its pairs
+ * (`encodeValue`), written through {@link configMapWriter}. Entries it cannot read are reported by
+ * `read` and copied unchanged by writes of other organizations.
+ */
+export function createConfigMapStore(
+  kube: Pick<KubeClient, "getConfigMap" | "createConfigMap" | "replaceConfigMap">,
+  options: ConfigMapStoreOptions = {},
+): MappingStore {
+  const namespace = options.namespace ?? DEFAULT_NAMESPACE;
+  const name = options.name ?? DEFAULT_NAME;
+  const modify = configMapWriter(kube, { ...options, namespace, name });
 
   return {
     async read(): Promise<MappingSnapshot> {
@@ -101,25 +128,21 @@ export function createConfigMapStore(
 
     async put(organization: string, pairs: readonly RolePair[]): Promise<void> {
       const value = entryValue(organization, pairs);
-      await lock(() =>
-        modify((data) =>
-          Object.hasOwn(data, organization) && data[organization] === value
-            ? undefined
-            : withEntry(data, organization, value)
-        )
+      await modify((data) =>
+        Object.hasOwn(data, organization) && data[organization] === value
+          ? undefined
+          : withEntry(data, organization, value)
       );
     },
 
     async remove(organization: string): Promise<boolean> {
       checkOrganization(organization);
-      return await lock(async () => {
-        let removed = false;
-        await modify((data) => {
-          removed = Object.hasOwn(data, organization);
-          return removed ? withoutEntry(data, organization) : undefined;
-        });
-        return removed;
+      let removed = false;
+      await modify((data) => {
+        removed = Object.hasOwn(data, organization);
+        return removed ? withoutEntry(data, organization) : undefined;
       });
+      return removed;
     },
   };
 }

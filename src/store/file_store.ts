@@ -28,81 +28,10 @@ export interface FileStoreFs {
  * Entries it cannot read are reported by `read` and written back unchanged.
  */
 export function createFileStore(path: string, fs: Partial<FileStoreFs> = {}): MappingStore {
-  const ops: FileStoreFs = {
-    readTextFile: fs.readTextFile ?? ((p) => Deno.readTextFile(p)),
-    writeTextFile: fs.writeTextFile ?? writeSynced,
-    rename: fs.rename ?? ((from, to) => Deno.rename(from, to)),
-    remove: fs.remove ?? ((p) => Deno.remove(p)),
-  };
-  const lock = createLock();
-  const slash = path.lastIndexOf("/");
-  const dir = slash < 0 ? "" : path.slice(0, slash + 1);
-  const base = path.slice(slash + 1);
-
-  // The file's object, or undefined when the file does not exist.
-  async function load(): Promise<Record<string, unknown> | undefined> {
-    let text: string;
-    try {
-      text = await ops.readTextFile(path);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return undefined;
-      throw new AppError(
-        "unavailable",
-        `Cannot read mapping file ${JSON.stringify(path)}: ${(error as Error).message}`,
-        { path },
-      );
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (error) {
-      throw notAnObject(`it is not JSON (${(error as Error).message})`);
-    }
-    if (typeof json !== "object" || json === null || Array.isArray(json)) {
-      throw notAnObject(
-        `it holds ${json === null ? "null" : Array.isArray(json) ? "an array" : typeof json}`,
-      );
-    }
-    return json as Record<string, unknown>;
-  }
-
-  function notAnObject(why: string): AppError {
-    return new AppError(
-      "internal",
-      `Mapping file ${
-        JSON.stringify(path)
-      } must be a JSON object of organization to role mapping text, but ${why}`,
-      { path },
-    );
-  }
-
-  async function save(data: Readonly<Record<string, unknown>>): Promise<void> {
-    const temp = `${dir}.${base}.${crypto.randomUUID()}.tmp`;
-    try {
-      await ops.writeTextFile(temp, JSON.stringify(data, null, 2) + "\n");
-      await ops.rename(temp, path);
-    } catch (error) {
-      await ops.remove(temp).catch(() => {});
-      throw new AppError(
-        "unavailable",
-        `Cannot write mapping file ${JSON.stringify(path)}: ${(error as Error).message}`,
-        { path },
-      );
-    }
-  }
-
-  // Read-modify-write under the lock; `edit` returns undefined to write nothing.
-  function modify<T>(
-    edit: (
-      data: Readonly<Record<string, unknown>>,
-    ) => { data?: Record<string, unknown>; result: T },
-  ): Promise<T> {
-    return lock(async () => {
-      const { data, result } = edit((await load()) ?? {});
-      if (data !== undefined) await save(data);
-      return result;
-    });
-  }
+  const { load, save, lock, modify } = jsonObjectFile(path, fs, {
+    label: "mapping file",
+    contents: "organization to role mapping text",
+  });
 
   return {
     async read(): Promise<MappingSnapshot> {
@@ -149,6 +78,96 @@ export function createFileStore(path: string, fs: Partial<FileStoreFs> = {}): Ma
       });
     },
   };
+}
+
+/**
+ * One file holding a JSON object, read whole and replaced atomically on each write (a temp file in
+ * the same folder, flushed, then a rename): a crash leaves the old file or the new one. Writes
+ * are serialised in-process: one file wants one writer. Errors name it by `label` (`mapping
+ * file`) and say what it should hold (`contents`).
+ */
+export function jsonObjectFile(
+  path: string,
+  fs: Partial<FileStoreFs>,
+  names: { label: string; contents: string },
+) {
+  const ops: FileStoreFs = {
+    readTextFile: fs.readTextFile ?? ((p) => Deno.readTextFile(p)),
+    writeTextFile: fs.writeTextFile ?? writeSynced,
+    rename: fs.rename ?? ((from, to) => Deno.rename(from, to)),
+    remove: fs.remove ?? ((p) => Deno.remove(p)),
+  };
+  const lock = createLock();
+  const slash = path.lastIndexOf("/");
+  const dir = slash < 0 ? "" : path.slice(0, slash + 1);
+  const base = path.slice(slash + 1);
+
+  // The file's object, or undefined when the file does not exist.
+  async function load(): Promise<Record<string, unknown> | undefined> {
+    let text: string;
+    try {
+      text = await ops.readTextFile(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      throw new AppError(
+        "unavailable",
+        `Cannot read ${names.label} ${JSON.stringify(path)}: ${(error as Error).message}`,
+        { path },
+      );
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (error) {
+      throw notAnObject(`it is not JSON (${(error as Error).message})`);
+    }
+    if (typeof json !== "object" || json === null || Array.isArray(json)) {
+      throw notAnObject(
+        `it holds ${json === null ? "null" : Array.isArray(json) ? "an array" : typeof json}`,
+      );
+    }
+    return json as Record<string, unknown>;
+  }
+
+  function notAnObject(why: string): AppError {
+    return new AppError(
+      "internal",
+      `${names.label[0].toUpperCase()}${names.label.slice(1)} ${
+        JSON.stringify(path)
+      } must be a JSON object of ${names.contents}, but ${why}`,
+      { path },
+    );
+  }
+
+  async function save(data: Readonly<Record<string, unknown>>): Promise<void> {
+    const temp = `${dir}.${base}.${crypto.randomUUID()}.tmp`;
+    try {
+      await ops.writeTextFile(temp, JSON.stringify(data, null, 2) + "\n");
+      await ops.rename(temp, path);
+    } catch (error) {
+      await ops.remove(temp).catch(() => {});
+      throw new AppError(
+        "unavailable",
+        `Cannot write ${names.label} ${JSON.stringify(path)}: ${(error as Error).message}`,
+        { path },
+      );
+    }
+  }
+
+  // Read-modify-write under the lock; `edit` returns undefined data to write nothing.
+  function modify<T>(
+    edit: (
+      data: Readonly<Record<string, unknown>>,
+    ) => { data?: Record<string, unknown>; result: T },
+  ): Promise<T> {
+    return lock(async () => {
+      const { data, result } = edit((await load()) ?? {});
+      if (data !== undefined) await save(data);
+      return result;
+    });
+  }
+
+  return { load, save, lock, modify };
 }
 
 // Flushed before the rename, so a crash leaves the old file or the new one, not an empty one.

@@ -1,0 +1,135 @@
+/**
+ * The durable grant record (src/core/grants.ts): in ConfigMap `irsa-grants` beside the mappings
+ * ConfigMap when Kubernetes is there, in a JSON file beside the mappings file otherwise. It
+ * survives restarts and mapping deletions, and every replica reads and writes the same one.
+ */
+
+import { decodeRecord, EMPTY_RECORD, encodeRecord, type GrantRecord } from "../core/grants.ts";
+import { AppError } from "../errors.ts";
+import type { KubeClient } from "../kube/client.ts";
+import { type ConfigMapTarget, configMapWriter } from "./configmap_store.ts";
+import { type FileStoreFs, jsonObjectFile } from "./file_store.ts";
+
+/** The record, read and changed whole. */
+export interface GrantStore {
+  read(): Promise<GrantRecord>;
+  /**
+   * Applies `edit` to the current record and stores it; resolves once it is stored. Edits that
+   * arrive while a write is in flight are applied together in the next write, so a burst of syncs
+   * costs a few writes, not one each.
+   */
+  update(edit: (record: GrantRecord) => GrantRecord): Promise<void>;
+}
+
+/** The ConfigMap of the record, in the field namespace. */
+export const GRANT_CONFIGMAP = "irsa-grants";
+const KEY = "grants.json";
+
+// A stored record that cannot be read is an error, never an empty record: writing over it would
+// forget grants that must still be taken back.
+function parse(text: string, where: string): GrantRecord {
+  try {
+    return decodeRecord(text);
+  } catch (e) {
+    throw new AppError("internal", `${(e as Error).message} (in ${where}); fix or remove it`);
+  }
+}
+
+/** The record in one key of a ConfigMap, written at the resourceVersion read. */
+export function createConfigMapGrantStore(
+  kube: Pick<KubeClient, "getConfigMap" | "createConfigMap" | "replaceConfigMap">,
+  target: Omit<ConfigMapTarget, "name"> & { name?: string },
+): GrantStore {
+  const namespace = target.namespace;
+  const name = target.name ?? GRANT_CONFIGMAP;
+  const where = `ConfigMap "${namespace}/${name}" key "${KEY}"`;
+  const write = configMapWriter(kube, { ...target, name });
+  const decode = (data: Readonly<Record<string, string>>) =>
+    data[KEY] === undefined ? EMPTY_RECORD : parse(data[KEY], where);
+  return coalesced({
+    read: async () => decode((await kube.getConfigMap(namespace, name))?.data ?? {}),
+    write: (edit) =>
+      write((data) => {
+        const before = decode(data);
+        const after = edit(before);
+        return after === before ? undefined : { ...data, [KEY]: encodeRecord(after) };
+      }),
+  });
+}
+
+/** The record in a JSON file, `{"roles": [...], "grants": {...}}`, replaced atomically. */
+export function createFileGrantStore(path: string, fs: Partial<FileStoreFs> = {}): GrantStore {
+  const file = jsonObjectFile(path, fs, { label: "grant record", contents: "roles and grants" });
+  const decode = (data: Readonly<Record<string, unknown>> | undefined) =>
+    data === undefined ? EMPTY_RECORD : parse(JSON.stringify(data), JSON.stringify(path));
+  return coalesced({
+    read: async () => decode(await file.load()),
+    write: (edit) =>
+      file.modify((data) => {
+        const before = decode(Object.keys(data).length ? data : undefined);
+        const after = edit(before);
+        return {
+          data: after === before ? undefined : JSON.parse(encodeRecord(after)),
+          result: undefined,
+        };
+      }),
+  });
+}
+
+/** The grant file beside a mappings file: `<its folder>/irsa-grants.json`. */
+export function grantFileBeside(mappingFile: string): string {
+  const slash = mappingFile.lastIndexOf("/");
+  return `${slash < 0 ? "" : mappingFile.slice(0, slash + 1)}irsa-grants.json`;
+}
+
+interface Backend {
+  read(): Promise<GrantRecord>;
+  write(edit: (record: GrantRecord) => GrantRecord): Promise<void>;
+}
+
+// One write in flight; edits queued meanwhile go together into the next one, each caller
+// learning the outcome of the write that carried its edit.
+function coalesced(backend: Backend): GrantStore {
+  let queue: { edit: (r: GrantRecord) => GrantRecord; done: PromiseWithResolvers<void> }[] = [];
+  let running: Promise<void> | undefined;
+
+  const drain = async () => {
+    while (queue.length > 0) {
+      const batch = queue;
+      queue = [];
+      try {
+        await backend.write((record) => batch.reduce((r, item) => item.edit(r), record));
+        batch.forEach((item) => item.done.resolve());
+      } catch (error) {
+        batch.forEach((item) => item.done.reject(error));
+      }
+    }
+    running = undefined;
+  };
+
+  return {
+    read: () => backend.read(),
+    update(edit) {
+      const done = Promise.withResolvers<void>();
+      queue.push({ edit, done });
+      running ??= drain();
+      return done.promise;
+    },
+  };
+}
+
+/** The record in memory, for one process that needs no durability (tests of the shell). */
+export function createMemoryGrantStore(initial: GrantRecord = EMPTY_RECORD): GrantStore & {
+  /** The record as stored now. */
+  current(): GrantRecord;
+} {
+  let record = initial;
+  const store = coalesced({
+    read: () => Promise.resolve(record),
+    write: (edit) => {
+      record = edit(record);
+      return Promise.resolve();
+    },
+  });
+  return { ...store, current: () => record };
+}
