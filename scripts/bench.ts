@@ -14,7 +14,7 @@ import {
 } from "@aws-sdk/client-iam";
 import { createIamClient } from "../src/aws/iam.ts";
 import { editTrustPolicy } from "../src/core/trust_policy.ts";
-import { startFakeKubernetes } from "../tests/fakes/kubernetes.ts";
+import { startKubeApiServer } from "../tests/fixtures/kube_apiserver.ts";
 import { startFaultProxy } from "../tests/fault_proxy.ts";
 import {
   EXAMPLE,
@@ -59,7 +59,8 @@ const pct = (xs: number[], p: number) => {
 
 const moto = await startMoto();
 const issuer = await startOidcIssuer();
-const kube = await startFakeKubernetes();
+// Replicas coordinate through Leases on a real API server (etcd and kube-apiserver, ~5 s to start).
+const kube = await startKubeApiServer();
 const proxy = startFaultProxy(moto.endpoint, { readLatencyMs: READ_MS, writeLatencyMs: WRITE_MS });
 const dir = await Deno.makeTempDir({ prefix: "irsa-bench-" });
 const admin = moto.iamClient();
@@ -87,7 +88,6 @@ try {
       proxy_iam_role_arn: `arn:aws:iam::${EXAMPLE.eksAccount}:role/${r}`,
     }),
   ]));
-  await Deno.writeTextFile(`${dir}/token`, kube.token);
 
   /** Fresh roles for one run of the workload; returns the server's credentials. */
   const freshWorld = async () => {
@@ -122,7 +122,9 @@ try {
 
   for (const replicas of REPLICAS) {
     const world = await freshWorld();
-    kube.setConfigMap("domino-field", "domino-org-iamrole-mapping", mappings);
+    // A namespace per run, so that Leases and mappings of the last run are not this one's.
+    const field = await kube.createNamespace("field");
+    await kube.setConfigMap(field, "domino-org-iamrole-mapping", mappings);
     await Deno.writeTextFile(`${dir}/mappings.json`, JSON.stringify(mappings));
     // One replica runs embedded (file store, in-process queue); several coordinate through Leases.
     const args = replicas > 1
@@ -133,13 +135,16 @@ try {
         "--kubernetes-api",
         kube.url,
         "--kubernetes-token-file",
-        `${dir}/token`,
+        kube.adminTokenFile,
+        "--kubernetes-ca-file",
+        kube.caCertPath,
       ]
       : ["--insecure-http", "--mapping-file", `${dir}/mappings.json`];
     const env = serverEnv(moto, world, issuer, {
       AWS_ENDPOINT_URL_IAM: proxy.url,
       IRSA_TRUST_POLICY_QUOTA: String(QUOTA),
       IRSA_CLEANUP_INTERVAL_SECONDS: "0",
+      DEFAULT_FIELD_NS: field,
     });
     const servers: ServerProcess[] = [];
     for (let i = 0; i < replicas; i++) servers.push(await startServerProcess(args, env));
@@ -318,7 +323,7 @@ try {
 } finally {
   admin.destroy();
   await proxy.close();
-  await kube.close();
+  await kube.stop();
   await issuer.close();
   await moto.stop();
   await Deno.remove(dir, { recursive: true });

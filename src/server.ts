@@ -9,6 +9,7 @@ import { createIamClient, createIamTrustPolicyStore } from "./aws/iam.ts";
 import type { ServerConfig } from "./config.ts";
 import { ApiDescription } from "./http.ts";
 import { createKubeClient, type KubeClient } from "./kube/client.ts";
+import { checkPermissions, requiredPermissions } from "./kube/permissions.ts";
 import { createRunLookup } from "./kube/run_lookup.ts";
 import type { Logger } from "./log.ts";
 import { createServerMetrics, renderMetrics } from "./metrics.ts";
@@ -82,6 +83,22 @@ export async function startServer(
       timeoutMs: HTTP_TIMEOUT_MS,
     });
     closers.push(() => kube!.close());
+    try {
+      await checkPermissions(
+        kube,
+        requiredPermissions({
+          fieldNamespace: config.fieldNamespace,
+          computeNamespace: config.computeNamespace,
+          ...(config.mappingStore === "configmap"
+            ? { mappingConfigMap: config.mappingConfigMap }
+            : {}),
+        }),
+        logger,
+      );
+    } catch (error) {
+      for (const close of closers) close();
+      throw error;
+    }
     runs = createRunLookup(kube, { namespace: config.computeNamespace });
   }
   const store: MappingStore = config.mappingStore === "configmap"

@@ -4,10 +4,11 @@ import { silentLogger } from "./log.ts";
 import { createServerMetrics } from "./metrics.ts";
 import { createLeaseRoleLock, type RoleLock } from "./role_lock.ts";
 import { createTrustEditor } from "./trust_editor.ts";
-import { createCleanup } from "./cleanup.ts";
+import { createCleanup, kubernetesLiveness } from "./cleanup.ts";
 import { createKubeClient } from "./kube/client.ts";
 import { FakeIamRoles } from "../tests/fakes/iam_roles.ts";
-import { startFakeKubernetes } from "../tests/fakes/kubernetes.ts";
+import { sharedKubeApiServer } from "../tests/fixtures/kube_apiserver.ts";
+import { startKubeFaultProxy } from "../tests/kube_fault_proxy.ts";
 import type { MappingStore } from "./store/mapping_store.ts";
 
 const HOST = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
@@ -124,12 +125,17 @@ Deno.test("a batch that does not fit admits the earliest requests and tells the 
 });
 
 Deno.test("the cache never claims a subject another replica removed (versions on the role's Lease)", async () => {
-  const kubeFake = await startFakeKubernetes();
-  const kube = createKubeClient({ apiUrl: kubeFake.url, token: () => kubeFake.token });
+  const cluster = await sharedKubeApiServer();
+  const field = await cluster.createNamespace("field");
+  const kube = createKubeClient({
+    apiUrl: cluster.url,
+    token: () => cluster.adminToken,
+    caCert: cluster.caCert,
+  });
   try {
     const iam = fakeIam(0);
     const lock = (identity: string) =>
-      createLeaseRoleLock({ kube, namespace: "domino-field", identity, logger: silentLogger });
+      createLeaseRoleLock({ kube, namespace: field, identity, logger: silentLogger });
     const a = editorWith(iam, lock("replica-a"));
     const b = editorWith(iam, lock("replica-b"));
     assert.equal((await a.editor.edit(ROLE, { add: run(1) }, AUDIT)).status, "added");
@@ -141,54 +147,77 @@ Deno.test("the cache never claims a subject another replica removed (versions on
     assert.equal(again.status, "added");
     assert.equal(a.metrics.cacheHits.get(), 1);
     assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [run(1)]);
-    const lease = kubeFake.lease("domino-field", (await import("./role_lock.ts")).leaseName(ROLE))!;
-    assert.equal(
-      (lease.spec as Record<string, unknown>).holderIdentity,
-      null,
-      "released after each edit",
+    const name = (await import("./role_lock.ts")).leaseName(ROLE);
+    const lease = await cluster.must(
+      "GET",
+      `/apis/coordination.k8s.io/v1/namespaces/${field}/leases/${name}`,
     );
+    assert.equal(lease.spec.holderIdentity, undefined, "released after each edit");
   } finally {
     kube.close();
-    await kubeFake.close();
   }
 });
 
 Deno.test("the cleanup removes only managed subjects of ended runs, and never a young one", async () => {
-  const iam = fakeIam(0);
-  const doc = JSON.parse(FRESH);
-  doc.Statement[0].Condition.StringLike[`${HOST}:sub`] = [
-    run(1),
-    run(2),
-    "*:domino-compute:hand-made-*",
-    "*:other-ns:run-x",
-  ];
-  iam.policies.set("acme-list-bucket-role", JSON.stringify(doc));
-  let t = 1_000_000;
-  const { editor, metrics } = editorWith(iam, undefined, () => t);
-  const live = new Set([`run-${"1".padStart(24, "0")}`]);
-  const cleanup = createCleanup({
-    editor,
-    store,
-    liveness: () => Promise.resolve(live),
-    format: "wildcard",
-    computeNamespace: "domino-compute",
-    graceMs: 60_000,
-    syncLeaseMs: 900_000,
-    logger: silentLogger,
-    metrics,
-    now: () => t,
+  const cluster = await sharedKubeApiServer();
+  const compute = await cluster.createNamespace("compute");
+  const kube = createKubeClient({
+    apiUrl: cluster.url,
+    token: () => cluster.adminToken,
+    caCert: cluster.caCert,
   });
-  assert.deepEqual(await cleanup.reconcile(), [], "nothing is removed on first sight");
-  t += 61_000;
-  assert.deepEqual(await cleanup.reconcile(), [run(2)]);
-  const left = JSON.parse(iam.policies.get("acme-list-bucket-role")!).Statement[0].Condition
-    .StringLike[`${HOST}:sub`];
-  assert.deepEqual(left, [run(1), "*:domino-compute:hand-made-*", "*:other-ns:run-x"]);
-  assert.equal(metrics.cleanupRemoved.get(), 1);
-  // A subject added just now is young, even though no pod lists it yet.
-  await editor.edit(ROLE, { add: run(3) }, AUDIT);
-  cleanup.touch(run(3));
-  assert.deepEqual(await cleanup.reconcile(), []);
+  const id = (i: number) => i.toString(16).padStart(24, "0");
+  const runPod = (i: number) => ({
+    name: `run-${id(i)}-abcde`,
+    labels: { "dominodatalab.com/execution-id": id(i) },
+    serviceAccountName: `run-${id(i)}`,
+  });
+  try {
+    // Run 1 is Pending (live), run 2's pod failed, run 4's pod was deleted; run 3 has none yet.
+    await cluster.createPod(compute, runPod(1));
+    await cluster.createPod(compute, runPod(2));
+    await cluster.setPodPhase(compute, runPod(2).name, "Failed");
+    await cluster.createPod(compute, runPod(4));
+    const iam = fakeIam(0);
+    const doc = JSON.parse(FRESH);
+    doc.Statement[0].Condition.StringLike[`${HOST}:sub`] = [
+      run(1),
+      run(2),
+      run(4),
+      "*:domino-compute:hand-made-*",
+      "*:other-ns:run-x",
+    ];
+    iam.policies.set("acme-list-bucket-role", JSON.stringify(doc));
+    let t = 1_000_000;
+    const { editor, metrics } = editorWith(iam, undefined, () => t);
+    const cleanup = createCleanup({
+      editor,
+      store,
+      liveness: kubernetesLiveness(kube, compute),
+      format: "wildcard",
+      computeNamespace: "domino-compute",
+      graceMs: 60_000,
+      syncLeaseMs: 900_000,
+      logger: silentLogger,
+      metrics,
+      now: () => t,
+    });
+    assert.deepEqual(await cleanup.reconcile(), [], "nothing is removed on first sight");
+    t += 61_000;
+    assert.deepEqual(await cleanup.reconcile(), [run(2)]);
+    await cluster.deletePod(compute, runPod(4).name);
+    assert.deepEqual(await cleanup.reconcile(), [run(4)]);
+    const left = JSON.parse(iam.policies.get("acme-list-bucket-role")!).Statement[0].Condition
+      .StringLike[`${HOST}:sub`];
+    assert.deepEqual(left, [run(1), "*:domino-compute:hand-made-*", "*:other-ns:run-x"]);
+    assert.equal(metrics.cleanupRemoved.get(), 2);
+    // A subject added just now is young, even though no pod lists it yet.
+    await editor.edit(ROLE, { add: run(3) }, AUDIT);
+    cleanup.touch(run(3));
+    assert.deepEqual(await cleanup.reconcile(), []);
+  } finally {
+    kube.close();
+  }
 });
 
 Deno.test("without Kubernetes, a run lives while its sidecar syncs within the lease", async () => {
@@ -218,30 +247,34 @@ Deno.test("without Kubernetes, a run lives while its sidecar syncs within the le
 });
 
 Deno.test("a Kubernetes API that answers 409 or 500 while taking the Lease is retried, and no edit is lost", async () => {
-  const kubeFake = await startFakeKubernetes();
-  const kube = createKubeClient({ apiUrl: kubeFake.url, token: () => kubeFake.token });
+  const cluster = await sharedKubeApiServer();
+  const field = await cluster.createNamespace("field");
+  const proxy = startKubeFaultProxy(cluster);
+  const kube = createKubeClient({ apiUrl: proxy.url, token: () => cluster.adminToken });
   try {
     const iam = fakeIam(0);
     const lock = createLeaseRoleLock({
       kube,
-      namespace: "domino-field",
+      namespace: field,
       identity: "r1",
       logger: silentLogger,
       sleep: () => Promise.resolve(),
     });
     const { editor } = editorWith(iam, lock);
-    kubeFake.failNext(2, 500, { path: "/apis/coordination.k8s.io" });
+    proxy.failNext(2, 500, { path: "/apis/coordination.k8s.io" });
     assert.equal((await editor.edit(ROLE, { add: run(1) }, AUDIT)).status, "added");
-    kubeFake.failNext(2, 409, { method: "PUT", path: "/apis/coordination.k8s.io" });
+    proxy.failNext(2, 409, { method: "PUT", path: "/apis/coordination.k8s.io" });
     assert.equal((await editor.edit(ROLE, { add: run(2) }, AUDIT)).status, "added");
     assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [
       run(1),
       run(2),
     ]);
-    assert.ok(kubeFake.requests.filter((r) => r.status === 500).length === 2);
-    assert.ok(kubeFake.requests.filter((r) => r.status === 409).length >= 1);
+    assert.equal(proxy.requests.filter((r) => r.status === 500).length, 2);
+    assert.ok(proxy.requests.filter((r) => r.status === 409).length >= 1);
+    // Past the injected failures, the Lease was taken and released on the real API server.
+    assert.ok(proxy.requests.some((r) => r.method === "PUT" && r.status === 200 && !r.injected));
   } finally {
     kube.close();
-    await kubeFake.close();
+    await proxy.close();
   }
 });

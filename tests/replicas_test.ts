@@ -1,9 +1,11 @@
 /**
- * Three real server processes against one moto and one Kubernetes fake with real resourceVersion
- * semantics: many simultaneous starts on shared roles, and not one subject lost.
+ * Three real server processes against one moto and the real Kubernetes API server (Leases through
+ * resourceVersion): many simultaneous starts on shared roles, and not one subject lost. Pod tokens
+ * come from the TokenRequest API, verified against the API server's own discovery and JWKS.
  */
 import assert from "node:assert/strict";
-import { startFakeKubernetes } from "./fakes/kubernetes.ts";
+import { sharedKubeApiServer } from "./fixtures/kube_apiserver.ts";
+import { startKubeFaultProxy } from "./kube_fault_proxy.ts";
 import { EXAMPLE, seedExampleRoles, startMoto } from "./fixtures/moto.ts";
 import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
 import { startServerProcess } from "./server_process.ts";
@@ -14,23 +16,30 @@ const STARTS = Number(Deno.env.get("IRSA_REPLICA_TEST_STARTS") ?? "30");
 Deno.test(`${STARTS} simultaneous starts over 3 replicas and 2 shared roles lose no subject`, async () => {
   const moto = await startMoto();
   const issuer = await startOidcIssuer();
-  const kube = await startFakeKubernetes();
-  const dir = await Deno.makeTempDir();
+  const cluster = await sharedKubeApiServer();
+  const field = await cluster.createNamespace("field");
+  const compute = await cluster.createNamespace("compute");
+  const kube = startKubeFaultProxy(cluster);
   const iam = moto.iamClient();
   const servers: Awaited<ReturnType<typeof startServerProcess>>[] = [];
   try {
     const world = await seedExampleRoles(iam);
-    await Deno.writeTextFile(`${dir}/token`, kube.token);
     const pair = (name: string) =>
       JSON.stringify({
         iam_role_arn: `arn:aws:iam::${EXAMPLE.assetsAccount}:role/${name}`,
         proxy_iam_role_arn: `arn:aws:iam::${EXAMPLE.eksAccount}:role/${name}`,
       });
-    kube.setConfigMap("domino-field", "domino-org-iamrole-mapping", {
+    await cluster.setConfigMap(field, "domino-org-iamrole-mapping", {
       "org-list": pair("acme-list-bucket-role"),
       "org-read": pair("acme-read-bucket-role"),
     });
-    const env = serverEnv(moto, world, issuer, { IRSA_TRUST_POLICY_QUOTA: "8192" });
+    const env = serverEnv(moto, world, issuer, {
+      IRSA_TRUST_POLICY_QUOTA: "8192",
+      DEFAULT_FIELD_NS: field,
+      DEFAULT_COMPUTE_NS: compute,
+      IRSA_CLUSTER_ISSUER: cluster.issuer,
+      IRSA_CA_FILE: cluster.caCertPath,
+    });
     const args = [
       "--insecure-http",
       "--mapping-store",
@@ -38,7 +47,7 @@ Deno.test(`${STARTS} simultaneous starts over 3 replicas and 2 shared roles lose
       "--kubernetes-api",
       kube.url,
       "--kubernetes-token-file",
-      `${dir}/token`,
+      cluster.adminTokenFile,
     ];
     for (let i = 0; i < 3; i++) servers.push(await startServerProcess(args, env));
 
@@ -47,8 +56,18 @@ Deno.test(`${STARTS} simultaneous starts over 3 replicas and 2 shared roles lose
       { length: STARTS },
       (_, i) => (0xabc000 + i).toString(16).padStart(24, "0"),
     );
+    // Each run a Pending pod with its service account, and a pod-bound token as the kubelet mounts.
+    const podTokens = await Promise.all(runs.map(async (id) => {
+      const pod = `run-${id}-abcde`;
+      await cluster.createPod(compute, {
+        name: pod,
+        labels: { "dominodatalab.com/execution-id": id },
+        serviceAccountName: `run-${id}`,
+      });
+      return await cluster.tokenRequest(compute, `run-${id}`, { pod });
+    }));
     const answers = await Promise.all(runs.map(async (id, i) => {
-      const sa = await issuer.serviceAccountToken({ serviceAccount: `run-${id}` });
+      const sa = podTokens[i];
       const res = await servers[i % 3].fetch("/map_iam_roles_to_pod_sa", {
         method: "POST",
         headers: {
@@ -66,7 +85,7 @@ Deno.test(`${STARTS} simultaneous starts over 3 replicas and 2 shared roles lose
     }
     for (const role of ["acme-list-bucket-role", "acme-read-bucket-role"]) {
       const held = await heldSubjects(iam, world, role);
-      assert.deepEqual(held.sort(), runs.map((id) => `*:domino-compute:run-${id}`).sort(), role);
+      assert.deepEqual(held.sort(), runs.map((id) => `*:${compute}:run-${id}`).sort(), role);
     }
     // The replicas took turns through the Leases (and edited in batches, not once per request).
     const writes = await Promise.all(servers.map(async (s) => {
@@ -90,6 +109,5 @@ Deno.test(`${STARTS} simultaneous starts over 3 replicas and 2 shared roles lose
     await kube.close();
     await issuer.close();
     await moto.stop();
-    await Deno.remove(dir, { recursive: true });
   }
 });

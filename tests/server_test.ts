@@ -1,10 +1,9 @@
 /**
  * The real server, started as users start it, over HTTPS: against moto's IAM, the test OIDC
- * issuer, and the contract fakes of the Kubernetes and platform APIs.
+ * issuer, the real Kubernetes API server, and the contract fake of the platform API.
  */
 import assert from "node:assert/strict";
 import type { IAMClient } from "@aws-sdk/client-iam";
-import { startFakeKubernetes } from "./fakes/kubernetes.ts";
 import { startFakePlatformApi } from "./fakes/platform_api.ts";
 import {
   EXAMPLE,
@@ -13,7 +12,9 @@ import {
   seedExampleRoles,
   startMoto,
 } from "./fixtures/moto.ts";
+import { sharedKubeApiServer } from "./fixtures/kube_apiserver.ts";
 import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
+import { startKubeFaultProxy } from "./kube_fault_proxy.ts";
 import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
 import { startServerProcess } from "./server_process.ts";
 import { heldSubjects, pairJson, serverEnv } from "./world.ts";
@@ -220,9 +221,12 @@ Deno.test("jwt verifier, file store, workload-token proof: the pod's subject lan
 Deno.test("domino verifier, ConfigMap store, run-lookup proof, over the Kubernetes API", async () => {
   const issuer = await startOidcIssuer();
   const platform = startFakePlatformApi();
-  const kube = await startFakeKubernetes({ tls: { cert: tls.cert, key: tls.key } });
-  const dir = await Deno.makeTempDir();
-  await Deno.writeTextFile(`${dir}/token`, kube.token);
+  const cluster = await sharedKubeApiServer();
+  const field = await cluster.createNamespace("field");
+  const compute = await cluster.createNamespace("compute");
+  // Over HTTPS, as in a pod; the proxy only watches.
+  const kube = startKubeFaultProxy(cluster, { tls: { cert: tls.cert, key: tls.key } });
+  const subject = `*:${compute}:run-${RUN}`;
   platform.addUser({
     token: "user-token-jdoe",
     canonicalName: "jdoe",
@@ -235,26 +239,22 @@ Deno.test("domino verifier, ConfigMap store, run-lookup proof, over the Kubernet
     canonicalId: "u-boss",
     isAdmin: true,
   });
-  kube.addPod("domino-compute", {
-    metadata: {
-      name: `run-${RUN}-abcde`,
-      labels: {
-        "dominodatalab.com/execution-id": RUN,
-        "dominodatalab.com/starting-user-id": "u-jdoe",
-      },
+  // Run pods as the platform labels them; Pending, since the test cluster has no nodes.
+  await cluster.createPod(compute, {
+    name: `run-${RUN}-abcde`,
+    labels: {
+      "dominodatalab.com/execution-id": RUN,
+      "dominodatalab.com/starting-user-id": "u-jdoe",
     },
-    spec: { serviceAccountName: `run-${RUN}` },
-    status: { phase: "Running" },
+    serviceAccountName: `run-${RUN}`,
   });
-  kube.addPod("domino-compute", {
-    metadata: {
-      name: `run-${OTHER_RUN}-abcde`,
-      labels: {
-        "dominodatalab.com/execution-id": OTHER_RUN,
-        "dominodatalab.com/starting-user-id": "u-other",
-      },
+  await cluster.createPod(compute, {
+    name: `run-${OTHER_RUN}-abcde`,
+    labels: {
+      "dominodatalab.com/execution-id": OTHER_RUN,
+      "dominodatalab.com/starting-user-id": "u-other",
     },
-    spec: { serviceAccountName: `run-${OTHER_RUN}` },
+    serviceAccountName: `run-${OTHER_RUN}`,
   });
   const server = await startServerProcess(
     [
@@ -269,11 +269,15 @@ Deno.test("domino verifier, ConfigMap store, run-lookup proof, over the Kubernet
       "--kubernetes-api",
       kube.url,
       "--kubernetes-token-file",
-      `${dir}/token`,
+      cluster.adminTokenFile,
       "--kubernetes-ca-file",
       tls.caCertPath,
     ],
-    serverEnv(moto, world, issuer, { DOMINO_USER_HOST: platform.url }),
+    serverEnv(moto, world, issuer, {
+      DOMINO_USER_HOST: platform.url,
+      DEFAULT_FIELD_NS: field,
+      DEFAULT_COMPUTE_NS: compute,
+    }),
     tls.caCert,
   );
   try {
@@ -291,7 +295,7 @@ Deno.test("domino verifier, ConfigMap store, run-lookup proof, over the Kubernet
     assert.equal(put.status, 200);
     await put.body?.cancel();
     // The ConfigMap holds the current service's exact format.
-    const cm = kube.configMap("domino-field", "domino-org-iamrole-mapping")!;
+    const cm = (await cluster.configMap(field, "domino-org-iamrole-mapping"))!;
     assert.deepEqual(
       JSON.parse(cm.data["irsa-iamrole-list-bucket"]),
       pairJson(EXAMPLE.roleNames[0]),
@@ -304,7 +308,7 @@ Deno.test("domino verifier, ConfigMap store, run-lookup proof, over the Kubernet
     });
     assert.equal(mine.status, 200);
     assert.match(await mine.text(), /\[profile acme-list-bucket-role\]/);
-    assert.deepEqual(await subjectsIn("acme-list-bucket-role"), [SUBJECT]);
+    assert.deepEqual(await subjectsIn("acme-list-bucket-role"), [subject]);
     // The lookup was one label-selector query, never a listing of every pod.
     const podQueries = kube.requests.filter((r) => r.path.endsWith("/pods"));
     assert.ok(
@@ -331,7 +335,7 @@ Deno.test("domino verifier, ConfigMap store, run-lookup proof, over the Kubernet
     });
     assert.equal(noToken.status, 401);
     await noToken.body?.cancel();
-    assert.deepEqual(await subjectsIn("acme-list-bucket-role"), [SUBJECT]);
+    assert.deepEqual(await subjectsIn("acme-list-bucket-role"), [subject]);
     assert.deepEqual(await (await server.fetch("/my_role_mappings", { headers: user })).json(), {
       "irsa-iamrole-list-bucket": pairJson(EXAMPLE.roleNames[0]),
     });
@@ -344,7 +348,7 @@ Deno.test("domino verifier, ConfigMap store, run-lookup proof, over the Kubernet
       200,
     );
     assert.equal(
-      kube.configMap("domino-field", "domino-org-iamrole-mapping")!
+      (await cluster.configMap(field, "domino-org-iamrole-mapping"))!
         .data["irsa-iamrole-list-bucket"],
       undefined,
     );
@@ -353,6 +357,5 @@ Deno.test("domino verifier, ConfigMap store, run-lookup proof, over the Kubernet
     await kube.close();
     await platform.close();
     await issuer.close();
-    await Deno.remove(dir, { recursive: true });
   }
 });

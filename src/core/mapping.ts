@@ -41,6 +41,11 @@ export const OrganizationName = v.pipe(
     /^[-._a-zA-Z0-9]{1,253}$/,
     'domino_org must be 1 to 253 characters of letters, digits, "-", "_" and "."',
   ),
+  // The API server's IsConfigMapKey also refuses these (they name directories when mounted).
+  v.check(
+    (name) => name !== "." && !name.startsWith(".."),
+    'domino_org must not be "." or start with ".."',
+  ),
 );
 
 /** Organization name to role pairs, as every store holds them. */

@@ -1,4 +1,4 @@
-/** A minimal Kubernetes API client over fetch: the ConfigMap and pod calls irsa makes, errors as AppError. */
+/** A minimal Kubernetes API client over fetch: the ConfigMap, pod, Lease and access-review calls irsa makes, errors as AppError. */
 
 import * as v from "valibot";
 import { AppError, type ErrorCode } from "../errors.ts";
@@ -59,8 +59,20 @@ export interface KubeClient {
   createLease(namespace: string, lease: Lease): Promise<Lease>;
   /** Replaces a Lease at its `resourceVersion`; throws {@link KubeConflictError} (`Conflict`) when stale. */
   replaceLease(namespace: string, lease: Lease): Promise<Lease>;
+  /** Whether this client's credentials allow an action, by a `SelfSubjectAccessReview`. */
+  canI(action: KubeAction): Promise<boolean>;
   /** Releases the TLS client, if one was made. */
   close(): void;
+}
+
+/** An action in RBAC's terms: `update` `configmaps` (group "") named `x` in namespace `ns`. */
+export interface KubeAction {
+  readonly verb: string;
+  /** The API group; "" for the core group. */
+  readonly group: string;
+  readonly resource: string;
+  readonly namespace: string;
+  readonly name?: string;
 }
 
 /** Options of {@link createKubeClient}. */
@@ -167,6 +179,10 @@ const LeaseWire = v.object({
     acquireTime: v.optional(v.nullable(v.string())),
     renewTime: v.optional(v.nullable(v.string())),
   }))),
+});
+
+const AccessReviewWire = v.object({
+  status: v.optional(v.object({ allowed: v.optional(v.boolean()) })),
 });
 
 // What a request is about, for error messages in RBAC's terms: `get configmaps "x" in "ns"`.
@@ -361,6 +377,25 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
         leaseBody(namespace, l),
       );
       return lease(json, target);
+    },
+
+    async canI(action) {
+      const target: Target = {
+        verb: "create",
+        resource: "selfsubjectaccessreviews",
+        namespace: action.namespace,
+      };
+      const { json } = await call(
+        target,
+        "POST",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        {
+          apiVersion: "authorization.k8s.io/v1",
+          kind: "SelfSubjectAccessReview",
+          spec: { resourceAttributes: { ...action } },
+        },
+      );
+      return parse(AccessReviewWire, json, target).status?.allowed === true;
     },
 
     close() {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { AppError } from "../errors.ts";
-import { startFakeKubernetes } from "../../tests/fakes/kubernetes.ts";
-import { makeTestTls } from "../../tests/fixtures/tls.ts";
+import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
+import { startKubeFaultProxy } from "../../tests/kube_fault_proxy.ts";
 import {
   createKubeClient,
   inClusterKubeConfig,
@@ -12,150 +12,174 @@ import {
 const NS = "domino-field";
 const NAME = "domino-org-iamrole-mapping";
 
-Deno.test("kube client: ConfigMap get, create, replace and a stale replace as KubeConflictError", async () => {
-  const fake = await startFakeKubernetes();
-  const kube = createKubeClient({ apiUrl: fake.url, token: () => fake.token });
-  try {
-    assert.equal(await kube.getConfigMap(NS, NAME), undefined);
-    const created = await kube.createConfigMap(NS, NAME, { a: "1" });
-    assert.deepEqual(created.data, { a: "1" });
-    const replaced = await kube.replaceConfigMap(NS, NAME, { a: "2" }, created.resourceVersion);
-    assert.deepEqual(await kube.getConfigMap(NS, NAME), replaced);
+// Every test gets its own namespace on the one real API server of the test run.
+async function setup(prefix: string) {
+  const cluster = await sharedKubeApiServer();
+  const ns = await cluster.createNamespace(prefix);
+  const proxy = startKubeFaultProxy(cluster);
+  const kube = createKubeClient({ apiUrl: proxy.url, token: () => cluster.adminToken });
+  return {
+    cluster,
+    ns,
+    proxy,
+    kube,
+    async [Symbol.asyncDispose]() {
+      kube.close();
+      await proxy.close();
+    },
+  };
+}
 
-    await assert.rejects(
-      kube.replaceConfigMap(NS, NAME, { a: "3" }, created.resourceVersion),
-      (e) => e instanceof KubeConflictError && e.code === "conflict" && e.reason === "Conflict",
-    );
-    await assert.rejects(
-      kube.createConfigMap(NS, NAME, {}),
-      (e) => e instanceof KubeConflictError && e.reason === "AlreadyExists",
-    );
-    assert.deepEqual(fake.configMap(NS, NAME)?.data, { a: "2" });
-  } finally {
-    kube.close();
-    await fake.close();
-  }
+Deno.test("kube client: ConfigMap get, create, replace and a stale replace as KubeConflictError", async () => {
+  await using t = await setup("cm");
+  const { kube, ns } = t;
+  assert.equal(await kube.getConfigMap(ns, NAME), undefined);
+  const created = await kube.createConfigMap(ns, NAME, { a: "1" });
+  assert.deepEqual(created.data, { a: "1" });
+  const replaced = await kube.replaceConfigMap(ns, NAME, { a: "2" }, created.resourceVersion);
+  assert.deepEqual(await kube.getConfigMap(ns, NAME), replaced);
+
+  await assert.rejects(
+    kube.replaceConfigMap(ns, NAME, { a: "3" }, created.resourceVersion),
+    (e) => e instanceof KubeConflictError && e.code === "conflict" && e.reason === "Conflict",
+  );
+  await assert.rejects(
+    kube.createConfigMap(ns, NAME, {}),
+    (e) => e instanceof KubeConflictError && e.reason === "AlreadyExists",
+  );
+  assert.deepEqual((await t.cluster.configMap(ns, NAME))?.data, { a: "2" });
 });
 
 Deno.test("kube client: an empty ConfigMap reads as empty data, and keys like __proto__ stay data", async () => {
-  const fake = await startFakeKubernetes();
-  const kube = createKubeClient({ apiUrl: fake.url, token: () => fake.token });
-  try {
-    await kube.createConfigMap(NS, "empty", {});
-    assert.deepEqual((await kube.getConfigMap(NS, "empty"))?.data, {});
-    fake.setConfigMap(NS, "odd", JSON.parse('{"__proto__": "x", "constructor": "y"}'));
-    const odd = await kube.getConfigMap(NS, "odd");
-    assert.deepEqual(Object.entries(odd!.data), [["__proto__", "x"], ["constructor", "y"]]);
-  } finally {
-    kube.close();
-    await fake.close();
+  await using t = await setup("cm");
+  const { kube, ns } = t;
+  await kube.createConfigMap(ns, "empty", {});
+  assert.deepEqual((await kube.getConfigMap(ns, "empty"))?.data, {});
+  await t.cluster.setConfigMap(ns, "odd", JSON.parse('{"__proto__": "x", "constructor": "y"}'));
+  const odd = await kube.getConfigMap(ns, "odd");
+  assert.deepEqual(Object.entries(odd!.data), [["__proto__", "x"], ["constructor", "y"]]);
+});
+
+Deno.test("kube client: the API server refuses keys that are not config keys, as 422 bad_request", async () => {
+  await using t = await setup("cm");
+  for (const key of ["bad key", "..", "a/b", ""]) {
+    await assert.rejects(
+      t.kube.createConfigMap(t.ns, NAME, { [key]: "x" }),
+      (e) =>
+        e instanceof KubeApiError && e.code === "bad_request" && e.status === 422 &&
+        /is invalid/.test(e.message),
+      JSON.stringify(key),
+    );
   }
+  assert.equal(await t.cluster.configMap(t.ns, NAME), undefined);
 });
 
 Deno.test("kube client: listPods sends the label selector and keeps only the fields irsa reads", async () => {
-  const fake = await startFakeKubernetes();
-  const kube = createKubeClient({ apiUrl: fake.url, token: () => fake.token });
-  try {
-    fake.addPod("domino-compute", {
-      metadata: { name: "p", labels: { app: "x" }, annotations: { big: "y" } },
-      spec: { serviceAccountName: "run-1", containers: [] },
-      status: { phase: "Pending", conditions: [] },
-    });
-    const pods = await kube.listPods("domino-compute", "app=x");
-    assert.deepEqual(pods, [{
-      metadata: { name: "p", namespace: "domino-compute", labels: { app: "x" } },
-      spec: { serviceAccountName: "run-1" },
-      status: { phase: "Pending" },
-    }]);
-    assert.deepEqual(fake.requests.map((r) => [r.method, r.path, r.query]), [
-      ["GET", "/api/v1/namespaces/domino-compute/pods", "labelSelector=app%3Dx"],
-    ]);
-  } finally {
-    kube.close();
-    await fake.close();
-  }
+  await using t = await setup("pods");
+  const { kube, ns } = t;
+  await t.cluster.createPod(ns, {
+    name: "p",
+    labels: { app: "x" },
+    annotations: { big: "y" },
+    serviceAccountName: "run-1",
+  });
+  await t.cluster.createPod(ns, { name: "q", labels: { app: "y" }, serviceAccountName: "run-1" });
+  const pods = await kube.listPods(ns, "app=x");
+  assert.deepEqual(pods, [{
+    metadata: { name: "p", namespace: ns, labels: { app: "x" } },
+    spec: { serviceAccountName: "run-1" },
+    status: { phase: "Pending" },
+  }]);
+  assert.deepEqual(t.proxy.requests.map((r) => [r.method, r.path, r.query]), [
+    ["GET", `/api/v1/namespaces/${ns}/pods`, "labelSelector=app%3Dx"],
+  ]);
 });
 
 Deno.test("kube client: Status failures become AppErrors naming the verb and resource", async () => {
-  const fake = await startFakeKubernetes();
-  const kube = createKubeClient({ apiUrl: fake.url, token: () => fake.token });
+  await using t = await setup("status");
+  const { cluster, proxy, ns } = t;
+  // A service account without any role: the API server's own 403s.
+  await cluster.createServiceAccount(ns, "nobody");
+  const nobodyToken = await cluster.tokenRequest(ns, "nobody", { audience: cluster.issuer });
+  const nobody = createKubeClient({ apiUrl: proxy.url, token: () => nobodyToken });
   try {
-    fake.failNext(1, 403);
-    await assert.rejects(kube.getConfigMap(NS, NAME), (e) => {
+    await assert.rejects(nobody.getConfigMap(ns, NAME), (e) => {
       assert.ok(e instanceof KubeApiError);
       assert.equal(e.code, "upstream_error");
       assert.equal(e.status, 403);
-      assert.equal(e.message, `Kubernetes API denied get configmaps "${NAME}" in "${NS}"`);
+      assert.equal(e.message, `Kubernetes API denied get configmaps "${NAME}" in "${ns}"`);
       assert.match(String(e.details.kubeMessage), /is forbidden/);
       return true;
     });
-    fake.failNext(1, 403);
     await assert.rejects(
-      kube.listPods("domino-compute", "a=b"),
-      { message: 'Kubernetes API denied list pods in "domino-compute"' },
+      nobody.listPods(ns, "a=b"),
+      { message: `Kubernetes API denied list pods in "${ns}"` },
     );
-    fake.failNext(1, 500);
-    await assert.rejects(kube.replaceConfigMap(NS, NAME, {}, "1"), {
-      code: "upstream_error",
-      message:
-        `Kubernetes API failed to update configmaps "${NAME}" in "${NS}": HTTP 500 (InternalError)`,
-    });
-    fake.failNext(1, 429);
-    await assert.rejects(kube.getConfigMap(NS, NAME), { code: "unavailable" });
-    await assert.rejects(
-      kube.createConfigMap(NS, NAME, { "bad key": "x" }),
-      (e) => e instanceof AppError && e.code === "bad_request" && /is invalid/.test(e.message),
-    );
-    await assert.rejects(kube.replaceConfigMap(NS, "missing", {}, "1"), { code: "not_found" });
   } finally {
-    kube.close();
-    await fake.close();
+    nobody.close();
   }
+  const { kube } = t;
+  proxy.failNext(1, 500);
+  await assert.rejects(kube.replaceConfigMap(ns, NAME, {}, "1"), {
+    code: "upstream_error",
+    message:
+      `Kubernetes API failed to update configmaps "${NAME}" in "${ns}": HTTP 500 (InternalError)`,
+  });
+  proxy.failNext(1, 429);
+  await assert.rejects(kube.getConfigMap(ns, NAME), { code: "unavailable" });
+  await assert.rejects(kube.replaceConfigMap(ns, "missing", {}, "1"), { code: "not_found" });
+  await assert.rejects(kube.listPods(ns, "a in (b"), { code: "bad_request" });
 });
 
 Deno.test("kube client: the token is read again for every request, and a rejected token is upstream_error", async () => {
-  const fake = await startFakeKubernetes({ token: "t1" });
-  let current = "t1";
+  await using t = await setup("token");
+  const { cluster, ns } = t;
+  const rules = [{ apiGroups: [""], resources: ["configmaps"], verbs: ["get"] }];
+  const tokens: string[] = [];
+  for (const sa of ["reader-1", "reader-2"]) {
+    await cluster.createServiceAccount(ns, sa);
+    await cluster.bindRole(ns, sa, { namespace: ns, serviceAccount: sa }, rules);
+    tokens.push(await cluster.tokenRequest(ns, sa, { audience: cluster.issuer }));
+  }
+  let current = tokens[0];
   let reads = 0;
   const kube = createKubeClient({
-    apiUrl: fake.url,
+    apiUrl: t.proxy.url,
     token: () => {
       reads++;
       return Promise.resolve(`${current}\n`); // token files end with a newline sometimes
     },
   });
   try {
-    await kube.getConfigMap(NS, NAME);
-    fake.setToken("t2");
-    current = "t2";
-    await kube.getConfigMap(NS, NAME);
+    await kube.getConfigMap(ns, NAME);
+    current = tokens[1];
+    await kube.getConfigMap(ns, NAME);
     assert.equal(reads, 2);
-    fake.setToken("t3");
-    await assert.rejects(kube.getConfigMap(NS, NAME), (e) => {
+    current = "not-a-token";
+    await assert.rejects(kube.getConfigMap(ns, NAME), (e) => {
       assert.ok(e instanceof KubeApiError);
       assert.equal(e.code, "upstream_error");
       assert.equal(e.status, 401);
-      assert.ok(!JSON.stringify({ m: e.message, d: e.details }).includes("t2"));
+      assert.ok(!JSON.stringify({ m: e.message, d: e.details }).includes(tokens[1]));
       return true;
     });
+    assert.deepEqual(t.proxy.requests.map((r) => r.status), [404, 404, 401]);
   } finally {
     kube.close();
-    await fake.close();
   }
 });
 
 Deno.test("kube client: an unreadable token is unavailable, without a request", async () => {
-  const fake = await startFakeKubernetes();
+  await using t = await setup("token");
   const kube = createKubeClient({
-    apiUrl: fake.url,
+    apiUrl: t.proxy.url,
     token: () => Promise.reject(new Deno.errors.NotFound("no such file")),
   });
   try {
-    await assert.rejects(kube.getConfigMap(NS, NAME), { code: "unavailable" });
-    assert.equal(fake.requests.length, 0);
+    await assert.rejects(kube.getConfigMap(t.ns, NAME), { code: "unavailable" });
+    assert.equal(t.proxy.requests.length, 0);
   } finally {
     kube.close();
-    await fake.close();
   }
 });
 
@@ -192,31 +216,24 @@ Deno.test("kube client: a refused connection and a silent server are unavailable
   }
 });
 
-Deno.test({
-  name: "kube client: speaks TLS to a server signed by the given CA, and refuses it without",
-  // Making the certificates runs openssl; `deno task test` allows it.
-  ignore: (await Deno.permissions.query({ name: "run", command: "openssl" })).state !== "granted",
-  async fn() {
-    const tls = await makeTestTls();
-    const fake = await startFakeKubernetes({ tls });
-    const kube = createKubeClient({
-      apiUrl: fake.url,
-      token: () => fake.token,
-      caCert: tls.caCert,
-    });
-    const untrusting = createKubeClient({ apiUrl: fake.url, token: () => fake.token });
-    try {
-      assert.ok(fake.url.startsWith("https://127.0.0.1:"));
-      fake.setConfigMap(NS, NAME, { a: "1" });
-      assert.deepEqual((await kube.getConfigMap(NS, NAME))?.data, { a: "1" });
-      await assert.rejects(untrusting.getConfigMap(NS, NAME), { code: "unavailable" });
-    } finally {
-      kube.close();
-      untrusting.close();
-      await fake.close();
-      await tls.cleanup();
-    }
-  },
+Deno.test("kube client: speaks TLS to the API server signed by the given CA, and refuses it without", async () => {
+  const cluster = await sharedKubeApiServer();
+  const ns = await cluster.createNamespace("tls");
+  const kube = createKubeClient({
+    apiUrl: cluster.url,
+    token: () => cluster.adminToken,
+    caCert: cluster.caCert,
+  });
+  const untrusting = createKubeClient({ apiUrl: cluster.url, token: () => cluster.adminToken });
+  try {
+    assert.ok(cluster.url.startsWith("https://127.0.0.1:"));
+    await cluster.setConfigMap(ns, NAME, { a: "1" });
+    assert.deepEqual((await kube.getConfigMap(ns, NAME))?.data, { a: "1" });
+    await assert.rejects(untrusting.getConfigMap(ns, NAME), { code: "unavailable" });
+  } finally {
+    kube.close();
+    untrusting.close();
+  }
 });
 
 Deno.test("inClusterKubeConfig: the API from the service env, token and CA from the mount", async () => {

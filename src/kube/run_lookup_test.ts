@@ -1,36 +1,38 @@
 import assert from "node:assert/strict";
-import { startFakeKubernetes } from "../../tests/fakes/kubernetes.ts";
+import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
+import { startKubeFaultProxy } from "../../tests/kube_fault_proxy.ts";
 import { createKubeClient } from "./client.ts";
 import { createRunLookup } from "./run_lookup.ts";
 
 const RUN = "646d27b817c28b5ea4b5b0c1";
 const OTHER = "646f604955daf764547c5b77";
 
+// A run pod as the platform labels it; Pending for ever, since the test cluster has no nodes.
 const runPod = (name: string, runId: string, extra: Record<string, string> = {}) => ({
-  metadata: {
-    name,
-    labels: {
-      "dominodatalab.com/execution-id": runId,
-      "dominodatalab.com/starting-user-id": "6400aa11bb22cc33dd44ee55",
-      "dominodatalab.com/starting-user-username": "jdoe",
-      "dominodatalab.com/workload-type": "Workspace",
-      ...extra,
-    },
+  name,
+  labels: {
+    "dominodatalab.com/execution-id": runId,
+    "dominodatalab.com/starting-user-id": "6400aa11bb22cc33dd44ee55",
+    "dominodatalab.com/starting-user-username": "jdoe",
+    "dominodatalab.com/workload-type": "Workspace",
+    ...extra,
   },
-  spec: { serviceAccountName: `run-${runId}`, containers: [{ name: "run" }] },
-  status: { phase: "Running" },
+  serviceAccountName: `run-${runId}`,
 });
 
 Deno.test("run lookup: one label-selector query in the compute namespace, mapped to RunPods", async () => {
-  const fake = await startFakeKubernetes();
-  const kube = createKubeClient({ apiUrl: fake.url, token: () => fake.token });
+  const cluster = await sharedKubeApiServer();
+  const compute = await cluster.createNamespace("compute");
+  const platform = await cluster.createNamespace("platform");
+  const proxy = startKubeFaultProxy(cluster);
+  const kube = createKubeClient({ apiUrl: proxy.url, token: () => cluster.adminToken });
   try {
-    fake.addPod("domino-compute", runPod(`run-${RUN}-fxc2q`, RUN));
-    fake.addPod("domino-compute", runPod(`run-${RUN}-worker-0`, RUN));
-    fake.addPod("domino-compute", runPod(`run-${OTHER}-abcde`, OTHER));
-    fake.addPod("domino-platform", runPod("impostor", RUN));
+    await cluster.createPod(compute, runPod(`run-${RUN}-fxc2q`, RUN));
+    await cluster.createPod(compute, runPod(`run-${RUN}-worker-0`, RUN));
+    await cluster.createPod(compute, runPod(`run-${OTHER}-abcde`, OTHER));
+    await cluster.createPod(platform, runPod("impostor", RUN));
 
-    const pods = await createRunLookup(kube).findRunPods(RUN);
+    const pods = await createRunLookup(kube, { namespace: compute }).findRunPods(RUN);
     assert.deepEqual(
       pods,
       [`run-${RUN}-fxc2q`, `run-${RUN}-worker-0`].map((name) => ({
@@ -38,37 +40,45 @@ Deno.test("run lookup: one label-selector query in the compute namespace, mapped
         serviceAccountName: `run-${RUN}`,
         startingUserId: "6400aa11bb22cc33dd44ee55",
         startingUsername: "jdoe",
-        phase: "Running",
+        phase: "Pending",
       })),
     );
 
-    assert.equal(fake.requests.length, 1);
-    const [request] = fake.requests;
+    assert.equal(proxy.requests.length, 1);
+    const [request] = proxy.requests;
     assert.equal(request.method, "GET");
-    assert.equal(request.path, "/api/v1/namespaces/domino-compute/pods");
+    assert.equal(request.path, `/api/v1/namespaces/${compute}/pods`);
     assert.deepEqual(
       [...new URLSearchParams(request.query)],
       [["labelSelector", `dominodatalab.com/execution-id=${RUN}`]],
     );
   } finally {
     kube.close();
-    await fake.close();
+    await proxy.close();
   }
 });
 
-Deno.test("run lookup: a pod without the labels yields only what it has; no pods is an empty list", async () => {
-  const fake = await startFakeKubernetes();
-  const kube = createKubeClient({ apiUrl: fake.url, token: () => fake.token });
+Deno.test("run lookup: a pod without the user labels yields only what it has; no pods is an empty list", async () => {
+  const cluster = await sharedKubeApiServer();
+  const compute = await cluster.createNamespace("compute");
+  const kube = createKubeClient({
+    apiUrl: cluster.url,
+    token: () => cluster.adminToken,
+    caCert: cluster.caCert,
+  });
   try {
-    fake.addPod("compute", {
-      metadata: { name: "bare", labels: { "dominodatalab.com/execution-id": RUN } },
+    await cluster.createPod(compute, {
+      name: "bare",
+      labels: { "dominodatalab.com/execution-id": RUN },
+      serviceAccountName: "someone",
     });
-    const runs = createRunLookup(kube, { namespace: "compute" });
-    assert.deepEqual(await runs.findRunPods(RUN), [{ name: "bare" }]);
+    const runs = createRunLookup(kube, { namespace: compute });
+    assert.deepEqual(await runs.findRunPods(RUN), [
+      { name: "bare", serviceAccountName: "someone", phase: "Pending" },
+    ]);
     assert.deepEqual(await runs.findRunPods(OTHER), []);
   } finally {
     kube.close();
-    await fake.close();
   }
 });
 
@@ -101,18 +111,22 @@ Deno.test("run lookup: a run id that could change the label selector is refused 
 });
 
 Deno.test("run lookup: API failures surface as AppErrors", async () => {
-  const fake = await startFakeKubernetes();
-  const kube = createKubeClient({ apiUrl: fake.url, token: () => fake.token });
+  const cluster = await sharedKubeApiServer();
+  const compute = await cluster.createNamespace("compute");
+  await cluster.createServiceAccount(compute, "nobody");
+  const token = await cluster.tokenRequest(compute, "nobody", { audience: cluster.issuer });
+  const proxy = startKubeFaultProxy(cluster);
+  const kube = createKubeClient({ apiUrl: proxy.url, token: () => token });
   try {
-    fake.failNext(1, 403);
-    await assert.rejects(createRunLookup(kube).findRunPods(RUN), {
+    // The API server's own answer to a service account without the pods rule.
+    await assert.rejects(createRunLookup(kube, { namespace: compute }).findRunPods(RUN), {
       code: "upstream_error",
-      message: 'Kubernetes API denied list pods in "domino-compute"',
+      message: `Kubernetes API denied list pods in "${compute}"`,
     });
-    fake.failNext(1, 503);
+    proxy.failNext(1, 503);
     await assert.rejects(createRunLookup(kube).findRunPods(RUN), { code: "upstream_error" });
   } finally {
     kube.close();
-    await fake.close();
+    await proxy.close();
   }
 });

@@ -1,0 +1,263 @@
+/**
+ * The chart on a real API server: `helm install` of deploy/helm/irsa, then the real server runs as
+ * the chart's ServiceAccount (a TokenRequest token, the chart's Roles and nothing else) through a
+ * mapping write, a start, a refresh, a stop and a cleanup pass. The ServiceAccount may do what those
+ * calls need and nothing more; a Role without one of its rules stops the server at start, naming
+ * the rule; `helm upgrade` and `helm uninstall` keep the mappings ConfigMap.
+ */
+import assert from "node:assert/strict";
+import { describeAction, requiredPermissions } from "../src/kube/permissions.ts";
+import {
+  CHART,
+  CHART_NAMESPACES,
+  mustHelm,
+  prepareForChart,
+  REQUIRED_VALUES,
+  waitFor,
+} from "./fixtures/helm.ts";
+import { type KubeApiServer, startKubeApiServer } from "./fixtures/kube_apiserver.ts";
+import { EXAMPLE, seedExampleRoles, startMoto } from "./fixtures/moto.ts";
+import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
+import { startKubeFaultProxy } from "./kube_fault_proxy.ts";
+import { startServerProcess } from "./server_process.ts";
+import { heldSubjects, pairJson, serverEnv } from "./world.ts";
+
+const { field, compute } = CHART_NAMESPACES;
+const CONFIGMAP = "domino-org-iamrole-mapping";
+const FULL_VALUES = `${CHART}/ci/full-values.yaml`;
+const RUN = "646d27b817c28b5ea4b5b0c1";
+const OTHER_RUN = "646f604955daf764547c5b77";
+
+// Every authenticated user may review its own access (system:basic-user); not the chart's doing.
+const SELF_REVIEWS = new Set(["authorization.k8s.io", "authentication.k8s.io"]);
+
+/** `verb group/resource[/name]` for every rule a service account holds in a namespace. */
+async function rulesOf(cluster: KubeApiServer, token: string, namespace: string) {
+  const review = await cluster.must(
+    "POST",
+    "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+    { spec: { namespace } },
+    { token },
+  );
+  const out: string[] = [];
+  for (const rule of review.status.resourceRules) {
+    for (const group of rule.apiGroups ?? [""]) {
+      if (SELF_REVIEWS.has(group)) continue;
+      for (const resource of rule.resources ?? []) {
+        for (const verb of rule.verbs) {
+          for (const name of rule.resourceNames ?? [undefined]) {
+            out.push(`${verb} ${group}/${resource}${name ? `/${name}` : ""}`);
+          }
+        }
+      }
+    }
+  }
+  return out.sort();
+}
+
+const asRule = (a: ReturnType<typeof requiredPermissions>[number]) =>
+  `${a.verb} ${a.group}/${a.resource}${a.name ? `/${a.name}` : ""}`;
+
+Deno.test("the chart on a real API server: the server runs as its ServiceAccount, with only the rights it needs", async (t) => {
+  const cluster = await startKubeApiServer();
+  const moto = await startMoto();
+  const iam = moto.iamClient();
+  const issuer = await startOidcIssuer();
+  // The proxy only watches: every call the server makes is logged with the API server's answer.
+  const kube = startKubeFaultProxy(cluster);
+  const dir = await Deno.makeTempDir();
+  try {
+    await prepareForChart(cluster);
+    await t.step("helm install with the 1.8 chart's values keys", async () => {
+      await mustHelm(cluster, ["install", "irsa", CHART, "-n", field, ...REQUIRED_VALUES]);
+      assert.ok(await cluster.configMap(field, CONFIGMAP), "the chart made the mappings ConfigMap");
+    });
+
+    // The chart's ServiceAccount, with a token as the kubelet would mount it in the server's pod.
+    const saToken = await cluster.tokenRequest(field, "irsa", { audience: cluster.issuer });
+    const tokenFile = `${dir}/token`;
+    await Deno.writeTextFile(tokenFile, saToken);
+
+    await t.step(
+      "SelfSubjectRulesReview: nothing beyond what the server's calls need",
+      async () => {
+        const needed = requiredPermissions({
+          fieldNamespace: field,
+          computeNamespace: compute,
+          mappingConfigMap: CONFIGMAP,
+        });
+        for (const ns of [field, compute]) {
+          assert.deepEqual(
+            await rulesOf(cluster, saToken, ns),
+            needed.filter((a) => a.namespace === ns).map(asRule).sort(),
+            ns,
+          );
+        }
+        assert.deepEqual(await rulesOf(cluster, saToken, "default"), []);
+      },
+    );
+
+    const world = await seedExampleRoles(iam);
+    const env = serverEnv(moto, world, issuer, {
+      DEFAULT_FIELD_NS: field,
+      DEFAULT_COMPUTE_NS: compute,
+      IRSA_CLUSTER_ISSUER: cluster.issuer,
+      IRSA_CA_FILE: cluster.caCertPath,
+      IRSA_CLEANUP_INTERVAL_SECONDS: "1",
+      IRSA_CLEANUP_GRACE_SECONDS: "0",
+    });
+    const args = [
+      "--insecure-http",
+      "--mapping-store",
+      "configmap",
+      "--kubernetes-api",
+      kube.url,
+      "--kubernetes-token-file",
+      tokenFile,
+    ];
+
+    await t.step("start, refresh, stop and a cleanup pass, every call allowed", async () => {
+      // Two runs of jdoe, Pending pods as the platform labels them, each with a pod-bound token.
+      const tokens: Record<string, string> = {};
+      for (const id of [RUN, OTHER_RUN]) {
+        const pod = `run-${id}-abcde`;
+        await cluster.createPod(compute, {
+          name: pod,
+          labels: {
+            "dominodatalab.com/execution-id": id,
+            "dominodatalab.com/starting-user-username": "jdoe",
+          },
+          serviceAccountName: `run-${id}`,
+        });
+        tokens[id] = await cluster.tokenRequest(compute, `run-${id}`, { pod });
+      }
+      const server = await startServerProcess(args, env);
+      try {
+        const admin = await issuer.userToken({ username: "boss", admin: true });
+        const mapped = await server.fetch("/update_role_mapping", {
+          method: "POST",
+          headers: { Authorization: `Bearer ${admin}` },
+          body: JSON.stringify({
+            domino_org: "irsa-iamrole-list-bucket",
+            ...pairJson(EXAMPLE.roleNames[0]),
+          }),
+        });
+        assert.equal(mapped.status, 200, await mapped.text());
+
+        const user = await issuer.userToken({
+          username: "jdoe",
+          groups: ["irsa-iamrole-list-bucket"],
+        });
+        const start = (id: string, workloadToken?: string) =>
+          server.fetch("/map_iam_roles_to_pod_sa", {
+            method: "POST",
+            headers: {
+              Authorization: `Bearer ${user}`,
+              Accept: "application/json",
+              ...(workloadToken ? { "X-Irsa-Workload-Token": workloadToken } : {}),
+            },
+            body: JSON.stringify({ run_id: id }),
+          }).then(async (r) => ({ status: r.status, body: await r.json() }));
+        // Proven by the pod's real token, verified against the API server's discovery and JWKS.
+        const first = await start(RUN, tokens[RUN]);
+        assert.equal(first.status, 200, JSON.stringify(first.body));
+        assert.deepEqual(first.body.roles.map((r: { status: string }) => r.status), ["added"]);
+        // Proven by the run lookup (a pod list in the compute namespace).
+        const second = await start(OTHER_RUN);
+        assert.equal(second.status, 200, JSON.stringify(second.body));
+        const refresh = await start(RUN, tokens[RUN]);
+        assert.deepEqual(refresh.body.roles.map((r: { status: string }) => r.status), [
+          "present",
+        ]);
+        const subject = (id: string) => `*:${compute}:run-${id}`;
+        const held = () => heldSubjects(iam, world, EXAMPLE.roleNames[0]);
+        assert.deepEqual((await held()).sort(), [subject(RUN), subject(OTHER_RUN)].sort());
+
+        const stop = await server.fetch("/map_iam_roles_to_pod_sa", {
+          method: "DELETE",
+          headers: { Authorization: `Bearer ${user}`, "X-Irsa-Workload-Token": tokens[RUN] },
+          body: JSON.stringify({ run_id: RUN }),
+        });
+        assert.equal(stop.status, 200, await stop.text());
+        assert.deepEqual(await held(), [subject(OTHER_RUN)]);
+
+        // The other run ends: the cleanup sees no pod for it and removes its subject.
+        await cluster.deletePod(compute, `run-${OTHER_RUN}-abcde`);
+        await waitFor(
+          "the cleanup to remove the ended run",
+          async () => (await held()).length === 0,
+        );
+
+        const calls = kube.requests.map((r) => `${r.method} ${r.path} ${r.status}`);
+        assert.ok(
+          calls.some((c) => /^PUT .*\/configmaps\/domino-org-iamrole-mapping 200$/.test(c)),
+        );
+        assert.ok(calls.some((c) => /^GET .*\/namespaces\/domino-compute\/pods 200$/.test(c)));
+        assert.ok(calls.some((c) => /^PUT .*\/leases\/.* 200$/.test(c)));
+        assert.deepEqual(
+          kube.requests.filter((r) => r.status === 401 || r.status === 403),
+          [],
+          "no call was refused",
+        );
+      } finally {
+        assert.equal(await server.stop(), 0);
+      }
+    });
+
+    await t.step("a Role with one rule removed stops the server at start, naming it", async () => {
+      const path = `/apis/rbac.authorization.k8s.io/v1/namespaces/${field}/roles/irsa`;
+      const role = await cluster.must("GET", path);
+      const leases = role.rules.filter((r: { resources: string[] }) =>
+        !r.resources.includes("leases")
+      );
+      assert.equal(leases.length, role.rules.length - 1);
+      await cluster.must("PUT", path, { ...role, rules: leases });
+      try {
+        await assert.rejects(startServerProcess(args, env), (e: Error) => {
+          const missing = requiredPermissions({
+            fieldNamespace: field,
+            computeNamespace: compute,
+            mappingConfigMap: CONFIGMAP,
+          }).filter((a) => a.resource === "leases").map(describeAction);
+          assert.match(e.message, /irsa server failed to start/);
+          assert.match(
+            e.message,
+            /Cannot start: the Kubernetes service account may not get leases/,
+          );
+          for (const m of missing) assert.ok(e.message.includes(JSON.stringify(m).slice(1, -1)), m);
+          return true;
+        });
+      } finally {
+        // helm upgrade puts the chart's Role back.
+        await mustHelm(cluster, ["upgrade", "irsa", CHART, "-n", field, ...REQUIRED_VALUES]);
+      }
+      assert.equal((await cluster.must("GET", path)).rules.length, role.rules.length);
+    });
+
+    await t.step(
+      "helm upgrade (full values) and helm uninstall keep the mappings ConfigMap",
+      async () => {
+        await cluster.setConfigMap(field, CONFIGMAP, {
+          "irsa-iamrole-list-bucket": JSON.stringify(pairJson(EXAMPLE.roleNames[0])),
+        });
+        const before = (await cluster.configMap(field, CONFIGMAP))!.data;
+        await mustHelm(cluster, ["upgrade", "irsa", CHART, "-n", field, "-f", FULL_VALUES]);
+        assert.deepEqual((await cluster.configMap(field, CONFIGMAP))?.data, before);
+        await mustHelm(cluster, ["uninstall", "irsa", "-n", field]);
+        assert.deepEqual((await cluster.configMap(field, CONFIGMAP))?.data, before);
+        const roles = await cluster.must(
+          "GET",
+          `/apis/rbac.authorization.k8s.io/v1/namespaces/${field}/roles`,
+        );
+        assert.deepEqual(roles.items, [], "uninstall removed the rest");
+      },
+    );
+  } finally {
+    iam.destroy();
+    await kube.close();
+    await issuer.close();
+    await moto.stop();
+    await cluster.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
