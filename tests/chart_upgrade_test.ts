@@ -300,6 +300,23 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "helm rollback to 1.8 keeps every mapping, and the upgrade after it too",
+        async () => {
+          await mustHelm(cluster, ["rollback", RELEASE, "1", "-n", FIELD_NS]);
+          assert.deepEqual((await history(cluster)).at(-1), "5 deployed irsa-1.8.0");
+          assert.deepEqual((await cluster.configMap(FIELD_NS, MAPPINGS))?.data, mappings);
+          const deployment = await cluster.must("GET", pathOf(deploymentOf(rendered)));
+          assert.equal(
+            deployment.spec.template.spec.containers[0].image,
+            "quay.io/domino/field/irsa:v1.8.0-release",
+          );
+          await mustHelm(cluster, upgrade);
+          assert.deepEqual((await history(cluster)).at(-1), "6 deployed irsa-0.1.0");
+          assert.deepEqual((await cluster.configMap(FIELD_NS, MAPPINGS))?.data, mappings);
+        },
+      );
+
       // The server's writes replace the object without Helm's annotations; Helm keeps it anyway,
       // by the keep policy of the release's manifest.
       await t.step(
