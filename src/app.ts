@@ -8,6 +8,7 @@ import { registerCapacityRoutes } from "./routes/capacity.ts";
 import { registerOperationRoutes } from "./routes/operations.ts";
 import { registerPodRoleRoutes } from "./routes/pod_roles.ts";
 import { registerRoleMappingRoutes } from "./routes/role_mappings.ts";
+import { registerServiceAccountRoutes } from "./routes/service_accounts.ts";
 
 /** Builds the server app; tests call `app.request()` on it in-process. */
 export function createApp(deps: ServerDeps): Hono<AuthEnv> {
@@ -28,5 +29,6 @@ export function createApp(deps: ServerDeps): Hono<AuthEnv> {
   registerPodRoleRoutes(app, deps);
   registerRoleMappingRoutes(app, deps);
   registerCapacityRoutes(app, deps);
+  registerServiceAccountRoutes(app, deps);
   return app;
 }

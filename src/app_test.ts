@@ -37,7 +37,10 @@ const OPTS = {
 };
 
 /** One world per test: issuer, verifiers, file store, fake IAM, and the app. */
-async function world(pods: Record<string, RunPod[]> = {}) {
+async function world(
+  pods: Record<string, RunPod[]> = {},
+  options: { userBasedServiceAccounts?: boolean } = {},
+) {
   const issuer = await startOidcIssuer();
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(`${dir}/mappings.json`, JSON.stringify(MAPPINGS));
@@ -73,7 +76,7 @@ async function world(pods: Record<string, RunPod[]> = {}) {
     ownership: {
       computeNamespace: "domino-compute",
       runIdPattern: /^[0-9a-f]{24}$/,
-      userBasedServiceAccounts: false,
+      userBasedServiceAccounts: options.userBasedServiceAccounts ?? false,
       format: "wildcard",
     },
     webIdentityTokenFile: "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
@@ -288,10 +291,18 @@ Deno.test("admin endpoints refuse non-admins with 403 and let admins manage mapp
     body: { domino_org: "multi", role_data: [pairOf("a"), pairOf("b")] },
   });
   assert.equal(multi.status, 200);
-  const all = await (await w.call("GET", "/role_mappings", { token: w.admin })).json();
-  assert.deepEqual(all["new-org"], pairOf("r"));
-  assert.deepEqual(all.multi, [pairOf("a"), pairOf("b")]);
-  assert.deepEqual(all["irsa-iamrole-read-bucket"], [pairOf(ROLES[1]), pairOf(ROLES[2])]);
+  const all = (await (await w.call("GET", "/role_mappings", { token: w.admin })).json())
+    .all_role_mappings;
+  // Echoed as posted, domino_org included; pairs stored without one get their organization's.
+  assert.deepEqual(all["new-org"], [{ domino_org: "new-org", ...pairOf("r") }]);
+  assert.deepEqual(all.multi, [
+    { domino_org: "multi", ...pairOf("a") },
+    { domino_org: "multi", ...pairOf("b") },
+  ]);
+  assert.deepEqual(all["irsa-iamrole-read-bucket"], [
+    { domino_org: "irsa-iamrole-read-bucket", ...pairOf(ROLES[1]) },
+    { domino_org: "irsa-iamrole-read-bucket", ...pairOf(ROLES[2]) },
+  ]);
   assert.equal(all["broken-org"], undefined);
   assert.equal(
     (await w.call("DELETE", "/delete_role_mapping", {
@@ -304,16 +315,25 @@ Deno.test("admin endpoints refuse non-admins with 403 and let admins manage mapp
     token: w.admin,
     body: { domino_org: "multi" },
   });
-  assert.equal(gone.status, 404);
-  assert.match((await gone.json()).message, /"multi" has no mapping/);
+  // Today's clients delete blindly and check for 200: nothing there is still 200, and says so.
+  assert.equal(gone.status, 200);
+  const absent = await gone.json();
+  assert.equal(absent.status, "absent");
+  assert.match(absent.message, /"multi" had no mapping/);
 });
 
 Deno.test("my_role_mappings shows only the caller's organizations", async () => {
   await using w = await world();
   const mine = await (await w.call("GET", "/my_role_mappings", { token: w.jdoe })).json();
-  assert.deepEqual(Object.keys(mine), ["irsa-iamrole-list-bucket", "irsa-iamrole-read-bucket"]);
+  assert.deepEqual(mine.my_role_mappings.map((m: { domino_org: string }) => m.domino_org), [
+    "irsa-iamrole-list-bucket",
+    "irsa-iamrole-read-bucket",
+    "irsa-iamrole-read-bucket",
+  ]);
   const nobody = await w.issuer.userToken({ username: "nobody", groups: ["elsewhere"] });
-  assert.deepEqual(await (await w.call("GET", "/my_role_mappings", { token: nobody })).json(), {});
+  assert.deepEqual(await (await w.call("GET", "/my_role_mappings", { token: nobody })).json(), {
+    my_role_mappings: [],
+  });
 });
 
 Deno.test("bad bodies answer 4xx naming the problem, never 500", async () => {
@@ -352,9 +372,13 @@ Deno.test("bad bodies answer 4xx naming the problem, never 500", async () => {
   );
   await expect(await post("/map_iam_roles_to_pod_sa", { run_id: 7 }, w.jdoe), 400, /"run_id"/);
   await expect(
-    await post("/map_iam_roles_to_pod_sa", { run_id: RUN, irsa_workload_type: "evil" }, w.jdoe),
+    await post(
+      "/map_iam_roles_to_pod_sa",
+      { run_id: RUN, irsa_workload_type: "x".repeat(65) },
+      w.jdoe,
+    ),
     400,
-    /irsa_workload_type/,
+    /irsa_workload_type is longer than 64/,
   );
   await expect(
     await post("/update_role_mapping", {
@@ -450,17 +474,14 @@ Deno.test("openapi.json describes every route with the schemas that validate the
     "/openapi.json",
     "/readyz",
     "/role_mappings",
+    "/service_account",
     "/update_multirole_mapping",
     "/update_role_mapping",
   ]);
   const schema =
     doc.paths["/map_iam_roles_to_pod_sa"].post.requestBody.content["application/json"].schema;
   assert.deepEqual(Object.keys(schema.properties), ["run_id", "irsa_workload_type"]);
-  assert.deepEqual(schema.properties.irsa_workload_type.enum, [
-    "edge-workload",
-    "cluster-master",
-    "cluster-worker",
-  ]);
+  assert.deepEqual(schema.properties.irsa_workload_type, { type: "string", maxLength: 64 });
   assert.deepEqual(
     doc.paths["/update_role_mapping"].post.requestBody.content["application/json"].schema.required,
     ["domino_org", "iam_role_arn", "proxy_iam_role_arn"],
@@ -568,4 +589,156 @@ Deno.test("proxy-role pools: a full first role sends the subject to the next, an
   );
   assert.equal(second.quota, 2048);
   assert.ok(second.characters <= 2048 && second.free_characters < 48);
+});
+
+Deno.test("X-Domino-Api-Key without a platform API answers 401 naming the header and the setting", async () => {
+  await using w = await world();
+  const res = await w.call("GET", "/role_mappings", { headers: { "X-Domino-Api-Key": "k-123" } });
+  assert.equal(res.status, 401);
+  const body = await res.json();
+  assert.match(body.message, /X-Domino-Api-Key is not accepted here/);
+  assert.match(body.message, /DOMINO_USER_HOST/);
+  assert.ok(!JSON.stringify(body).includes("k-123"));
+});
+
+Deno.test("/service_account: admins only, DNS-1123 names checked first, 503 without Kubernetes", async () => {
+  await using w = await world();
+  const body = { service_account_name: "fake-sa" };
+  for (const method of ["POST", "DELETE"]) {
+    assert.equal((await w.call(method, "/service_account", { token: w.jdoe, body })).status, 403);
+    const bad = await w.call(method, "/service_account", {
+      token: w.admin,
+      body: { service_account_name: "Not_A_Label" },
+    });
+    assert.equal(bad.status, 400);
+    assert.match((await bad.json()).message, /DNS-1123 label/);
+    const none = await w.call(method, "/service_account", { token: w.admin, body });
+    assert.equal(none.status, 503);
+    assert.match((await none.json()).message, /no Kubernetes API/);
+  }
+});
+
+Deno.test("update_iam_role_trust_policy false: the profiles are written, the policy never read or written", async () => {
+  await using w = await world({
+    [RUN]: [{ name: `run-${RUN}-x`, serviceAccountName: `run-${RUN}`, startingUsername: "jdoe" }],
+  });
+  for (const flag of [false, "false", "False"]) {
+    const put = await w.call("POST", "/update_role_mapping", {
+      token: w.admin,
+      body: {
+        domino_org: "irsa-iamrole-list-bucket",
+        ...pairOf(ROLES[0]),
+        update_iam_role_trust_policy: flag,
+      },
+    });
+    assert.equal(put.status, 200);
+    const before = w.iam.policies.get(ROLES[0]);
+    const calls = w.iam.calls.length;
+    const res = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+      token: w.jdoe,
+      body: { run_id: RUN, irsa_workload_type: "cluster-edge" },
+      headers: { Accept: "application/json" },
+    });
+    assert.equal(res.status, 200);
+    const answer = await res.json();
+    const list = answer.roles.find((r: { profile: string }) => r.profile === ROLES[0]);
+    assert.equal(list.status, "unmanaged");
+    assert.match(answer.config, /\[profile acme-list-bucket-role\]/);
+    assert.equal(w.iam.policies.get(ROLES[0]), before);
+    // The other roles were edited; the unmanaged one was not even read.
+    assert.ok(w.iam.calls.slice(calls).every((c) => c.role !== ROLES[0]), JSON.stringify(flag));
+    assert.deepEqual(w.subjects(ROLES[1]), [`*:domino-compute:run-${RUN}`]);
+  }
+  const capacity = await (await w.call("GET", "/capacity", { token: w.admin })).json();
+  assert.deepEqual(
+    capacity.roles.find((r: { proxy_iam_role_arn: string }) =>
+      r.proxy_iam_role_arn.endsWith(ROLES[0])
+    ),
+    { proxy_iam_role_arn: `arn:aws:iam::111111111111:role/${ROLES[0]}`, managed: false },
+  );
+  // DELETE leaves it alone too.
+  const before = w.iam.policies.get(ROLES[0]);
+  const del = await w.call("DELETE", "/map_iam_roles_to_pod_sa", {
+    token: w.jdoe,
+    body: { run_id: RUN },
+  });
+  assert.equal(del.status, 200);
+  assert.equal(w.iam.policies.get(ROLES[0]), before);
+  assert.deepEqual(w.subjects(ROLES[1]), []);
+});
+
+Deno.test("per-user service accounts: the subject is the pod's own service account, by run lookup and by token", async () => {
+  // The platform's mutation mapped jdoe to "aws-test" (user_mappings), not to "jdoe".
+  const pod = {
+    name: `run-${RUN}-abcde`,
+    serviceAccountName: "aws-test",
+    startingUsername: "jdoe",
+    phase: "Running",
+  };
+  await using w = await world({ [RUN]: [pod] }, { userBasedServiceAccounts: true });
+  const map = async (token: string, headers: Record<string, string> = {}) => {
+    const res = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+      token,
+      body: { run_id: RUN },
+      headers: { Accept: "application/json", ...headers },
+    });
+    return { status: res.status, body: await res.json() };
+  };
+  const lookedUp = await map(w.jdoe);
+  assert.equal(lookedUp.status, 200, JSON.stringify(lookedUp.body));
+  assert.equal(lookedUp.body.subject, "*:domino-compute:aws-test");
+  assert.equal(lookedUp.body.proof, "run-lookup");
+  assert.deepEqual(w.subjects(ROLES[0]), ["*:domino-compute:aws-test"]);
+
+  const token = await w.issuer.serviceAccountToken({
+    serviceAccount: "aws-test",
+    podName: pod.name,
+  });
+  const byToken = await map(w.jdoe, { "X-Irsa-Workload-Token": token });
+  assert.equal(byToken.status, 200, JSON.stringify(byToken.body));
+  assert.equal(byToken.body.subject, "*:domino-compute:aws-test");
+  assert.equal(byToken.body.proof, "workload-token");
+
+  // Another user's token with jdoe's pod token: the run is not theirs.
+  const asmith = await w.issuer.userToken({
+    username: "asmith",
+    groups: ["irsa-iamrole-list-bucket"],
+  });
+  assert.equal((await map(asmith, { "X-Irsa-Workload-Token": token })).status, 403);
+  // A token of a service account the run's pods do not run as.
+  const other = await w.issuer.serviceAccountToken({ serviceAccount: "someone-else" });
+  const refused = await map(w.jdoe, { "X-Irsa-Workload-Token": other });
+  assert.equal(refused.status, 403);
+  assert.match(refused.body.message, /no live pod of run/);
+});
+
+Deno.test("per-user service accounts: a run on the shared default service account or an ended pod proves nothing", async () => {
+  const OTHER = "646f604955daf764547c5b77";
+  await using w = await world({
+    [RUN]: [{
+      name: "p",
+      serviceAccountName: "default",
+      startingUsername: "jdoe",
+      phase: "Running",
+    }],
+    [OTHER]: [{
+      name: "q",
+      serviceAccountName: "jdoe",
+      startingUsername: "jdoe",
+      phase: "Succeeded",
+    }],
+  }, { userBasedServiceAccounts: true });
+  const shared = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: w.jdoe,
+    body: { run_id: RUN },
+  });
+  assert.equal(shared.status, 403);
+  assert.match((await shared.json()).message, /"default", which every pod without its own shares/);
+  const ended = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: w.jdoe,
+    body: { run_id: OTHER },
+  });
+  assert.equal(ended.status, 403);
+  assert.match((await ended.json()).message, /no live pod/);
+  for (const role of ROLES) assert.deepEqual(w.subjects(role), []);
 });

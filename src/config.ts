@@ -178,6 +178,9 @@ export function helpText(
   return [...head, ...sections].join("\n") + "\n";
 }
 
+/** The platform API inside the cluster, as the current service's chart sets it. */
+const DEFAULT_DOMINO_USER_HOST = "http://nucleus-frontend.domino-platform:80";
+
 /** Settings of `irsa server`. Variable names of the current service are kept where it has them. */
 export const serverSettings: readonly Setting[] = [
   {
@@ -382,9 +385,10 @@ export const serverSettings: readonly Setting[] = [
   {
     flag: "domino-user-host",
     env: ["DOMINO_USER_HOST"],
-    default: "http://nucleus-frontend.domino-platform:80",
-    help: "The platform API (domino verifier: /v4/auth/principal, /v4/organizations/self).",
-    schema: read.url,
+    default: "",
+    help:
+      `The platform API (/v4/auth/principal, /v4/organizations/self): the domino verifier asks it for every caller (empty: ${DEFAULT_DOMINO_USER_HOST}); with the jwt verifier, set it to accept platform API keys in X-Domino-Api-Key, which it resolves (empty: keys are refused).`,
+    schema: read.optionalUrl,
   },
   {
     flag: "principal-cache-seconds",
@@ -716,7 +720,9 @@ export function serverConfig(args: readonly string[], env: (name: string) => str
       adminClaim: str("jwt-admin-claim"),
       adminValue: str("jwt-admin-value"),
     },
-    dominoUserHost: str("domino-user-host").replace(/\/$/, ""),
+    // Undefined: no platform API, so no API keys (jwt verifier only).
+    dominoUserHost: (str("domino-user-host") ||
+      (s.verifier === "domino" ? DEFAULT_DOMINO_USER_HOST : "")).replace(/\/$/, "") || undefined,
     principalCacheMs: (s["principal-cache-seconds"] as number) * 1000,
     caFile: str("ca-file") || undefined,
     mappingStore: s["mapping-store"] as "file" | "configmap",

@@ -169,7 +169,10 @@ export class ApiDescription {
         description: "AWS roles for platform workspaces through IRSA and role chaining.",
       },
       components: {
-        securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" } },
+        securitySchemes: {
+          bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" },
+          apiKey: { type: "apiKey", in: "header", name: "X-Domino-Api-Key" },
+        },
         schemas: {
           Error: {
             type: "object",
@@ -182,7 +185,7 @@ export class ApiDescription {
           },
         },
       },
-      security: [{ bearer: [] }],
+      security: [{ bearer: [] }, { apiKey: [] }],
       paths,
     };
   }

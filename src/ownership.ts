@@ -1,6 +1,6 @@
 /** Proof that a pod belongs to the caller: its service-account token, or a run lookup in Kubernetes. */
 
-import type { Caller, RunLookup, WorkloadVerifier } from "./auth/caller.ts";
+import type { Caller, RunLookup, RunPod, WorkloadVerifier } from "./auth/caller.ts";
 import {
   runServiceAccountName,
   type ServiceAccount,
@@ -25,20 +25,66 @@ export interface ProvenPod {
   readonly proof: "workload-token" | "run-lookup";
 }
 
-/** The service account a run of this caller has, in the configured mode. */
-function expectedServiceAccount(
+// A pod that has ended proves nothing about a run that may be using its name now.
+const LIVE_PHASES = new Set(["Pending", "Running"]);
+
+// A service account every pod without its own gets: granting it would grant every such pod.
+const SHARED_SERVICE_ACCOUNTS = new Set(["default"]);
+
+/**
+ * The run's live pods, checked to be the caller's: every one must carry the caller as its starting
+ * user. Throws 403 when there is none or one is someone else's.
+ */
+async function callersRunPods(
   caller: Caller,
-  runId: string | undefined,
+  runId: string,
+  runs: RunLookup,
   o: OwnershipOptions,
-): string | undefined {
-  if (o.userBasedServiceAccounts) return caller.username.toLowerCase();
-  return runId === undefined ? undefined : runServiceAccountName(runId, o.runIdPattern);
+): Promise<readonly RunPod[]> {
+  const pods = (await runs.findRunPods(runId)).filter((p) =>
+    p.phase === undefined || LIVE_PHASES.has(p.phase)
+  );
+  if (pods.length === 0) {
+    throw new AppError(
+      "forbidden",
+      `Run ${JSON.stringify(runId)} has no live pod in ${JSON.stringify(o.computeNamespace)}`,
+    );
+  }
+  const ours = pods.every((p) =>
+    caller.userId !== undefined
+      ? p.startingUserId === caller.userId
+      : p.startingUsername === caller.username
+  );
+  if (!ours) {
+    throw new AppError(
+      "forbidden",
+      `Run ${JSON.stringify(runId)} was not started by ${JSON.stringify(caller.username)}`,
+    );
+  }
+  return pods;
+}
+
+/** Refuses a per-user service account that is not one: empty, or shared by unmapped pods. */
+function checkPerUserName(name: string, where: string): void {
+  if (SHARED_SERVICE_ACCOUNTS.has(name)) {
+    throw new AppError(
+      "forbidden",
+      `${where} runs as service account ${
+        JSON.stringify(name)
+      }, which every pod without its own shares; irsa grants roles to per-user service accounts only`,
+    );
+  }
 }
 
 /**
- * Proves that the caller's pod is the one to map. With a workload token, the subject comes from
- * the token itself and must agree with `run_id`; without one, the run's pod must carry the
- * caller as its starting user. Anything else is refused with 403: a `run_id` alone proves nothing.
+ * Proves that the caller's pod is the one to map, and finds its subject in the pod itself: the
+ * `sub` of its verified service-account token, or the `spec.serviceAccountName` of the run's pods
+ * (never derived from the user name: with per-user service accounts the platform's mutation may
+ * choose any name). With a token and run service accounts, the token's `run-<id>` must agree with
+ * `run_id`; with per-user service accounts the run's pods must be the caller's and run as the
+ * token's service account (or, without a run lookup, it must be named after the caller). Without a
+ * token, the run's live pods must carry the caller as starting user. Anything else is 403: a
+ * `run_id` alone proves nothing.
  */
 export async function provePod(
   caller: Caller,
@@ -53,13 +99,13 @@ export async function provePod(
       `Invalid run_id ${JSON.stringify(runId)}: expected it to match ${o.runIdPattern.source}`,
     );
   }
-  const expected = expectedServiceAccount(caller, runId, o);
+  const runAccount = runId === undefined ? undefined : runServiceAccountName(runId, o.runIdPattern);
 
   if (workloadToken !== undefined) {
     if (!deps.workloads) {
       throw new AppError("forbidden", "This server does not accept workload tokens");
     }
-    const { serviceAccount } = await deps.workloads.verify(workloadToken);
+    const { serviceAccount, podName } = await deps.workloads.verify(workloadToken);
     if (serviceAccount.namespace !== o.computeNamespace) {
       throw new AppError(
         "forbidden",
@@ -68,15 +114,32 @@ export async function provePod(
         }`,
       );
     }
-    if (o.userBasedServiceAccounts && serviceAccount.name !== expected) {
-      throw new AppError(
-        "forbidden",
-        `Workload token is for service account ${
-          JSON.stringify(serviceAccount.name)
-        }, not the caller's`,
-      );
-    }
-    if (!o.userBasedServiceAccounts) {
+    if (o.userBasedServiceAccounts) {
+      checkPerUserName(serviceAccount.name, "The token's pod");
+      if (deps.runs && runId !== undefined) {
+        const pods = await callersRunPods(caller, runId, deps.runs, o);
+        const match = pods.some((p) =>
+          p.serviceAccountName === serviceAccount.name &&
+          (podName === undefined || p.name === podName)
+        );
+        if (!match) {
+          throw new AppError(
+            "forbidden",
+            `Workload token is for service account ${
+              JSON.stringify(serviceAccount.name)
+            }, which no live pod of run ${JSON.stringify(runId)} runs as`,
+          );
+        }
+      } else if (serviceAccount.name !== caller.username.toLowerCase()) {
+        // No run lookup to tie the token to the caller: only a service account named after them.
+        throw new AppError(
+          "forbidden",
+          `Workload token is for service account ${
+            JSON.stringify(serviceAccount.name)
+          }, not the caller's (without a run lookup, it must be named after the user)`,
+        );
+      }
+    } else {
       const m = /^run-(.+)$/.exec(serviceAccount.name);
       if (!m || !o.runIdPattern.test(m[1])) {
         throw new AppError(
@@ -86,11 +149,11 @@ export async function provePod(
           }, which is not a run's`,
         );
       }
-      if (expected !== undefined && serviceAccount.name !== expected) {
+      if (runAccount !== undefined && serviceAccount.name !== runAccount) {
         throw new AppError(
           "forbidden",
           `Workload token is for ${JSON.stringify(serviceAccount.name)}, but run_id names ${
-            JSON.stringify(expected)
+            JSON.stringify(runAccount)
           }`,
         );
       }
@@ -116,31 +179,25 @@ export async function provePod(
       "Cannot prove the run is yours: send the pod's service-account token in X-Irsa-Workload-Token (this server has no Kubernetes API for run lookups)",
     );
   }
-  const pods = await deps.runs.findRunPods(runId);
-  if (pods.length === 0) {
+  const pods = await callersRunPods(caller, runId, deps.runs, o);
+  const names = [...new Set(pods.map((p) => p.serviceAccountName))];
+  if (names.length !== 1 || names[0] === undefined) {
     throw new AppError(
       "forbidden",
-      `Run ${JSON.stringify(runId)} has no pod in ${JSON.stringify(o.computeNamespace)}`,
+      `Run ${JSON.stringify(runId)} has no single service account: its live pods run as ${
+        names.map((n) => JSON.stringify(n ?? "(none)")).join(", ")
+      }`,
     );
   }
-  const ours = pods.every((p) =>
-    caller.userId !== undefined
-      ? p.startingUserId === caller.userId
-      : p.startingUsername === caller.username
-  );
-  if (!ours) {
+  const name = names[0];
+  if (o.userBasedServiceAccounts) checkPerUserName(name, `Run ${JSON.stringify(runId)}`);
+  else if (name !== runAccount) {
     throw new AppError(
       "forbidden",
-      `Run ${JSON.stringify(runId)} was not started by ${JSON.stringify(caller.username)}`,
+      `Run ${JSON.stringify(runId)} does not run as service account ${JSON.stringify(runAccount)}`,
     );
   }
-  const serviceAccount = { namespace: o.computeNamespace, name: expected! };
-  if (pods.some((p) => p.serviceAccountName !== undefined && p.serviceAccountName !== expected)) {
-    throw new AppError(
-      "forbidden",
-      `Run ${JSON.stringify(runId)} does not run as service account ${JSON.stringify(expected)}`,
-    );
-  }
+  const serviceAccount = { namespace: o.computeNamespace, name };
   return {
     serviceAccount,
     subject: subjectFor(o.format, serviceAccount),

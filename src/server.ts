@@ -11,6 +11,7 @@ import { ApiDescription } from "./http.ts";
 import { createKubeClient, type KubeClient } from "./kube/client.ts";
 import { checkPermissions, requiredPermissions } from "./kube/permissions.ts";
 import { createRunLookup } from "./kube/run_lookup.ts";
+import { createServiceAccountAdmin, type ServiceAccountAdmin } from "./kube/service_accounts.ts";
 import type { Logger } from "./log.ts";
 import { createServerMetrics, renderMetrics } from "./metrics.ts";
 import { createConfigMapStore } from "./store/configmap_store.ts";
@@ -46,20 +47,27 @@ export async function startServer(
   const caCert = config.caFile ? await io.readTextFile(config.caFile) : undefined;
   const closers: (() => void)[] = [];
 
+  // The platform API, when there is one: the domino verifier itself, or, beside the jwt
+  // verifier, the resolver of platform API keys.
+  const platform = config.dominoUserHost === undefined ? undefined : createDominoVerifier({
+    apiUrl: config.dominoUserHost,
+    cacheTtlMs: config.principalCacheMs,
+    timeoutMs: HTTP_TIMEOUT_MS,
+    onPrincipalQuery: (ok) =>
+      (ok ? metrics.principalQueries : metrics.failedPrincipalQueries).inc(),
+    onOrgQuery: (ok) => (ok ? metrics.orgQueries : metrics.failedOrgQueries).inc(),
+  });
   let users: UserVerifier;
   if (config.verifier === "jwt") {
     const jwt = createJwtVerifier({ ...config.jwt, caCert, timeoutMs: HTTP_TIMEOUT_MS });
     closers.push(() => jwt.close());
-    users = jwt;
+    users = {
+      verify: (token) => jwt.verify(token),
+      ready: () => jwt.ready(),
+      ...(platform ? { verifyApiKey: (key: string) => platform.verifyApiKey(key) } : {}),
+    };
   } else {
-    users = createDominoVerifier({
-      apiUrl: config.dominoUserHost,
-      cacheTtlMs: config.principalCacheMs,
-      timeoutMs: HTTP_TIMEOUT_MS,
-      onPrincipalQuery: (ok) =>
-        (ok ? metrics.principalQueries : metrics.failedPrincipalQueries).inc(),
-      onOrgQuery: (ok) => (ok ? metrics.orgQueries : metrics.failedOrgQueries).inc(),
-    });
+    users = platform!;
   }
   const cluster = createWorkloadVerifier({
     issuer: config.clusterIssuer,
@@ -73,6 +81,7 @@ export async function startServer(
 
   let kube: KubeClient | undefined;
   let runs: RunLookup | undefined;
+  let serviceAccounts: ServiceAccountAdmin | undefined;
   if (config.kubernetes) {
     const { apiUrl, tokenFile, caFile } = config.kubernetes;
     const kubeCa = await io.readTextFile(caFile).catch(() => undefined);
@@ -100,6 +109,7 @@ export async function startServer(
       throw error;
     }
     runs = createRunLookup(kube, { namespace: config.computeNamespace });
+    serviceAccounts = createServiceAccountAdmin(kube, config.computeNamespace);
   }
   const store: MappingStore = config.mappingStore === "configmap"
     ? createConfigMapStore(kube!, {
@@ -156,6 +166,7 @@ export async function startServer(
     users,
     workloads,
     runs,
+    serviceAccounts,
     store,
     editor,
     ownership: {

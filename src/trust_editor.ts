@@ -19,8 +19,11 @@ import type { Logger } from "./log.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import { createLocalRoleLock, type RoleLock } from "./role_lock.ts";
 
-/** What became of one role in a request. */
-export type RoleStatus = "added" | "present" | "removed" | "absent" | "failed";
+/**
+ * What became of one role in a request; "unmanaged": the pair says the admin manages the role's
+ * trust policy (`update_iam_role_trust_policy: false`), so irsa neither read nor wrote it.
+ */
+export type RoleStatus = "added" | "present" | "removed" | "absent" | "failed" | "unmanaged";
 
 /** The outcome of editing one role. */
 export interface RoleOutcome {

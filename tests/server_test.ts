@@ -294,12 +294,12 @@ Deno.test("domino verifier, ConfigMap store, run-lookup proof, over the Kubernet
     });
     assert.equal(put.status, 200);
     await put.body?.cancel();
-    // The ConfigMap holds the current service's exact format.
+    // The ConfigMap holds the current service's format: the body as the admin posted it.
     const cm = (await cluster.configMap(field, "domino-org-iamrole-mapping"))!;
-    assert.deepEqual(
-      JSON.parse(cm.data["irsa-iamrole-list-bucket"]),
-      pairJson(EXAMPLE.roleNames[0]),
-    );
+    assert.deepEqual(JSON.parse(cm.data["irsa-iamrole-list-bucket"]), {
+      domino_org: "irsa-iamrole-list-bucket",
+      ...pairJson(EXAMPLE.roleNames[0]),
+    });
 
     const mine = await server.fetch("/map_iam_roles_to_pod_sa", {
       method: "POST",

@@ -15,6 +15,11 @@ export interface Caller {
 /** Turns a bearer token into a {@link Caller}, or throws AppError `unauthorized` with the reason. */
 export interface UserVerifier {
   verify(token: string): Promise<Caller>;
+  /**
+   * Turns a platform API key (`X-Domino-Api-Key`) into a {@link Caller}; absent when this server
+   * has no platform API to ask.
+   */
+  verifyApiKey?(key: string): Promise<Caller>;
   /** True once the verifier can verify (signing keys fetched); for `/readyz`. */
   ready(): Promise<boolean>;
 }

@@ -2,6 +2,7 @@
 
 import * as v from "valibot";
 import { AppError } from "../errors.ts";
+import { API_KEY_HEADER } from "./bearer.ts";
 import type { Caller, UserVerifier } from "./caller.ts";
 
 /** Options of {@link createDominoVerifier}. */
@@ -25,6 +26,8 @@ export interface DominoVerifierOptions {
 
 /** A {@link UserVerifier} backed by the platform API. */
 export interface DominoVerifier extends UserVerifier {
+  /** Asks the platform API with the key in `X-Domino-Api-Key`, cached like tokens. */
+  verifyApiKey(key: string): Promise<Caller>;
   /** The cache's keys, SHA-256 hex digests of tokens (never tokens), oldest first; for tests. */
   cacheKeys(): readonly string[];
 }
@@ -42,6 +45,13 @@ const Principal = v.variant("isAnonymous", [
 
 const Organizations = v.array(v.looseObject({ name: v.pipe(v.string(), v.minLength(1)) }));
 
+// How one kind of user credential is sent to the platform, named in errors and cached.
+interface Credential {
+  readonly what: "Token" | "API key";
+  readonly headers: Readonly<Record<string, string>>;
+  readonly cachePrefix: string;
+}
+
 interface Entry {
   readonly caller: Promise<Caller>;
   /** Unset while the platform API is being asked. */
@@ -56,11 +66,12 @@ export function createDominoVerifier(opts: DominoVerifierOptions): DominoVerifie
   const maxEntries = opts.cacheMaxEntries ?? 10_000;
   const cache = new Map<string, Entry>();
 
-  const get = async (path: string, token: string, what: string): Promise<unknown> => {
+  // The platform takes a user's credential in the header it came in: a bearer token or an API key.
+  const get = async (path: string, credential: Credential, what: string): Promise<unknown> => {
     let response: Response;
     try {
       response = await doFetch(`${apiUrl}${path}`, {
-        headers: { authorization: `Bearer ${token}`, accept: "application/json" },
+        headers: { ...credential.headers, accept: "application/json" },
         signal: AbortSignal.timeout(opts.timeoutMs),
       });
     } catch (error) {
@@ -71,7 +82,7 @@ export function createDominoVerifier(opts: DominoVerifierOptions): DominoVerifie
     }
     if (response.status === 401 || response.status === 403) {
       await response.body?.cancel();
-      throw new AppError("unauthorized", "Token is not accepted by the platform", {
+      throw new AppError("unauthorized", `${credential.what} is not accepted by the platform`, {
         path,
         status: response.status,
       });
@@ -102,17 +113,19 @@ export function createDominoVerifier(opts: DominoVerifierOptions): DominoVerifie
     }
   };
 
-  const ask = async (token: string): Promise<Caller> => {
+  const ask = async (credential: Credential): Promise<Caller> => {
     const path = "/v4/auth/principal";
     const principal = await report(
       opts.onPrincipalQuery,
-      get(path, token, "principal").then((body) => parse(Principal, body, path, "principal")),
+      get(path, credential, "principal").then((body) => parse(Principal, body, path, "principal")),
     );
-    if (principal.isAnonymous) throw new AppError("unauthorized", "Token is anonymous");
+    if (principal.isAnonymous) {
+      throw new AppError("unauthorized", `${credential.what} is anonymous`);
+    }
     const orgPath = "/v4/organizations/self";
     const orgs = await report(
       opts.onOrgQuery,
-      get(orgPath, token, "organizations").then((body) =>
+      get(orgPath, credential, "organizations").then((body) =>
         parse(Organizations, body, orgPath, "organizations")
       ),
     );
@@ -124,28 +137,45 @@ export function createDominoVerifier(opts: DominoVerifierOptions): DominoVerifie
     };
   };
 
+  // One cache for both kinds, keyed by a hash (never the secret); an API key's hash is of its
+  // header name and the key, so a key never shares an entry with an equal token.
+  const verify = async (credential: Credential, secret: string): Promise<Caller> => {
+    if (secret === "") throw new AppError("unauthorized", `${credential.what} is empty`);
+    const key = await sha256Hex(credential.cachePrefix + secret);
+    const now = clock();
+    const cached = cache.get(key);
+    if (cached && (cached.expiresAt === undefined || now < cached.expiresAt)) {
+      return cached.caller;
+    }
+    cache.delete(key);
+    // Stored before the first await so that concurrent verifies of one token share the request.
+    const entry: Entry = { caller: ask(credential) };
+    cache.set(key, entry);
+    if (cache.size > maxEntries) cache.delete(cache.keys().next().value!);
+    entry.caller.then(
+      () => entry.expiresAt = clock() + opts.cacheTtlMs,
+      // Failures are not cached: the next verify asks again. Only this entry is dropped, not
+      // one that replaced it.
+      () => cache.get(key) === entry && cache.delete(key),
+    );
+    return entry.caller;
+  };
+
   return {
-    async verify(token) {
-      if (token === "") throw new AppError("unauthorized", "Token is empty");
-      const key = await sha256Hex(token);
-      const now = clock();
-      const cached = cache.get(key);
-      if (cached && (cached.expiresAt === undefined || now < cached.expiresAt)) {
-        return cached.caller;
-      }
-      cache.delete(key);
-      // Stored before the first await so that concurrent verifies of one token share the request.
-      const entry: Entry = { caller: ask(token) };
-      cache.set(key, entry);
-      if (cache.size > maxEntries) cache.delete(cache.keys().next().value!);
-      entry.caller.then(
-        () => entry.expiresAt = clock() + opts.cacheTtlMs,
-        // Failures are not cached: the next verify asks again. Only this entry is dropped, not
-        // one that replaced it.
-        () => cache.get(key) === entry && cache.delete(key),
-      );
-      return entry.caller;
-    },
+    verify: (token) =>
+      verify(
+        { what: "Token", headers: { authorization: `Bearer ${token}` }, cachePrefix: "" },
+        token,
+      ),
+    verifyApiKey: (apiKey) =>
+      verify(
+        {
+          what: "API key",
+          headers: { [API_KEY_HEADER]: apiKey },
+          cachePrefix: `${API_KEY_HEADER}:`,
+        },
+        apiKey,
+      ),
     // Nothing to fetch in advance: readiness must not hang on the platform API.
     ready: () => Promise.resolve(true),
     cacheKeys: () => [...cache.keys()],

@@ -228,3 +228,29 @@ Deno.test("fake platform API serves the pod-local access token as text", async (
     assert.equal(anonymous.isAnonymous, true);
   });
 });
+
+Deno.test("an API key goes to the platform in X-Domino-Api-Key and is cached by its hash", async () => {
+  await withApi(async (api) => {
+    const key = "jdoe-api-key-abcdef0123456789";
+    api.addUser({ ...JDOE, apiKey: key });
+    const verifier = verifierFor(api);
+    assert.deepEqual(await verifier.verifyApiKey(key), JDOE_CALLER);
+    assert.deepEqual(await verifier.verifyApiKey(key), JDOE_CALLER);
+    assert.equal(principalRequests(api), 1);
+    // Keyed by the hash of header name and key: neither the key nor the token's own entry.
+    const [cacheKey] = verifier.cacheKeys();
+    assert.equal(cacheKey, await sha256(`X-Domino-Api-Key:${key}`));
+    assert.ok(!verifier.cacheKeys().some((k) => k.includes(key)));
+    // A key is not a bearer token: the platform does not know it as one.
+    await rejectsWith(verifier.verify(key), "unauthorized");
+    const wrong = await rejectsWith(verifier.verifyApiKey("not-a-key"), "unauthorized");
+    assert.match(wrong.message, /API key is not accepted by the platform/);
+    assert.ok(!wrong.message.includes("not-a-key"));
+    await rejectsWith(verifier.verifyApiKey(""), "unauthorized");
+  });
+});
+
+async function sha256(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}

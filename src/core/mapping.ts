@@ -11,8 +11,35 @@ const roleArn = (field: string) =>
       `${field} ${JSON.stringify(issue.input)} is not a valid IAM role ARN`),
   );
 
-/** One role pair as the ConfigMap and the API spell it. */
-export const RolePairWire = v.object({
+/** Platform organization names as the ConfigMap can hold them (ConfigMap keys). */
+export const OrganizationName = v.pipe(
+  v.string("domino_org must be a string"),
+  v.regex(
+    /^[-._a-zA-Z0-9]{1,253}$/,
+    'domino_org must be 1 to 253 characters of letters, digits, "-", "_" and "."',
+  ),
+  // Kubernetes refuses these as ConfigMap keys, so the next write of the whole ConfigMap would fail.
+  v.check(
+    (s) => s !== "." && !s.startsWith(".."),
+    'domino_org must not be "." or start with ".."',
+  ),
+);
+
+/**
+ * The current service's `update_iam_role_trust_policy`: `false` (or the string `"false"`) means the
+ * admin manages the proxy role's trust policy and irsa never reads or writes it. Kept as given.
+ */
+export const TrustPolicyFlag = v.union(
+  [v.boolean(), v.pipe(v.string(), v.regex(/^(true|false)$/i))],
+  'update_iam_role_trust_policy must be true, false, "true" or "false"',
+);
+
+/**
+ * One role pair as the ConfigMap and the API spell it. Loose: every other key the admin sent
+ * (`domino_org` of the item, notes) is kept, so the pair is echoed and stored as it was given.
+ */
+export const RolePairWire = v.looseObject({
+  domino_org: v.optional(OrganizationName),
   iam_role_arn: roleArn("iam_role_arn"),
   proxy_iam_role_arn: roleArn("proxy_iam_role_arn"),
   // A pool: more proxy roles to the same asset role. Optional, so the current format still reads
@@ -23,6 +50,7 @@ export const RolePairWire = v.object({
       v.maxLength(50, "proxy_iam_role_arns holds too many roles"),
     ),
   ),
+  update_iam_role_trust_policy: v.optional(TrustPolicyFlag),
 });
 
 /** A ConfigMap value: one pair, or a list of pairs (multi-role mapping). */
@@ -31,22 +59,8 @@ export const MappingValueWire = v.union(
   "expected a role pair or a list of role pairs",
 );
 
-/** The wire shape of one role pair. */
+/** The wire shape of one role pair, with whatever else the admin put in it. */
 export type RolePairWire = v.InferOutput<typeof RolePairWire>;
-
-/** Platform organization names as the ConfigMap can hold them (ConfigMap keys). */
-export const OrganizationName = v.pipe(
-  v.string("domino_org must be a string"),
-  v.regex(
-    /^[-._a-zA-Z0-9]{1,253}$/,
-    'domino_org must be 1 to 253 characters of letters, digits, "-", "_" and "."',
-  ),
-  // The API server's IsConfigMapKey also refuses these (they name directories when mounted).
-  v.check(
-    (name) => name !== "." && !name.startsWith(".."),
-    'domino_org must not be "." or start with ".."',
-  ),
-);
 
 /** Organization name to role pairs, as every store holds them. */
 export type Mappings = ReadonlyMap<string, readonly RolePair[]>;
@@ -57,7 +71,12 @@ export interface MappingProblem {
   readonly message: string;
 }
 
-/** Converts a pair between the wire shape and ours. */
+/** True unless the flag says the admin manages the trust policy (`false` or `"false"`). */
+export function updatesTrustPolicy(flag: RolePairWire["update_iam_role_trust_policy"]): boolean {
+  return !(flag === false || (typeof flag === "string" && flag.toLowerCase() === "false"));
+}
+
+/** Converts a pair from the wire shape to ours; the wire object is kept as the pair's `source`. */
 export function fromWire(p: RolePairWire): RolePair {
   const pool = [...new Set(p.proxy_iam_role_arns ?? [])].filter((arn) =>
     arn !== p.proxy_iam_role_arn
@@ -66,25 +85,54 @@ export function fromWire(p: RolePairWire): RolePair {
     assetRoleArn: p.iam_role_arn,
     proxyRoleArn: p.proxy_iam_role_arn,
     ...(pool.length ? { proxyPool: pool } : {}),
+    ...(updatesTrustPolicy(p.update_iam_role_trust_policy) ? {} : { updateTrustPolicy: false }),
+    source: p,
   };
 }
 
-/** Converts a pair from ours to the wire shape; a pair without a proxy cannot be stored. */
+/**
+ * A pair in the wire shape: the object it was made from when it has one (every key kept), else
+ * one built from its fields. A pair without a proxy cannot be stored.
+ */
 export function toWire(p: RolePair): RolePairWire {
+  if (p.source) return p.source as RolePairWire;
   return {
     iam_role_arn: p.assetRoleArn,
     proxy_iam_role_arn: p.proxyRoleArn ?? p.assetRoleArn,
     ...(p.proxyPool?.length
       ? { proxy_iam_role_arns: [p.proxyRoleArn ?? p.assetRoleArn, ...p.proxyPool] }
       : {}),
+    ...(p.updateTrustPolicy === false ? { update_iam_role_trust_policy: false } : {}),
   };
 }
 
-/** Every proxy role of the mappings, pool members included, sorted. */
+/**
+ * A pair as the current service answers it in `all_role_mappings` and `my_role_mappings`: as
+ * stored, with `domino_org` filled in from the organization when the stored object lacks it (values
+ * written before 1.8 do), since clients read `m["domino_org"]`.
+ */
+export function answerPair(organization: string, p: RolePair): RolePairWire {
+  const wire = toWire(p);
+  return wire.domino_org === undefined ? { domino_org: organization, ...wire } : wire;
+}
+
+// Every proxy role a pair may edit: its first proxy, then its pool.
+const poolOf = (p: RolePair) => [p.proxyRoleArn ?? p.assetRoleArn, ...(p.proxyPool ?? [])];
+
+/**
+ * The proxy roles whose trust policy the admin manages: named by a pair that says
+ * `update_iam_role_trust_policy: false`. One such pair is enough: irsa never touches the role.
+ */
+export function unmanagedRolesOf(mappings: Mappings): string[] {
+  const all = [...mappings.values()].flat().filter((p) => p.updateTrustPolicy === false)
+    .flatMap(poolOf);
+  return [...new Set(all)].sort();
+}
+
+/** Every proxy role of the mappings that irsa edits, pool members included, sorted. */
 export function proxyRolesOf(mappings: Mappings): string[] {
-  const all = [...mappings.values()].flat().flatMap((
-    p,
-  ) => [p.proxyRoleArn ?? p.assetRoleArn, ...(p.proxyPool ?? [])]);
+  const unmanaged = new Set(unmanagedRolesOf(mappings));
+  const all = [...mappings.values()].flat().flatMap(poolOf).filter((r) => !unmanaged.has(r));
   return [...new Set(all)].sort();
 }
 
@@ -134,7 +182,9 @@ export function pairsFor(mappings: Mappings, organizations: readonly string[]): 
   const out: RolePair[] = [];
   for (const org of [...new Set(organizations)].sort()) {
     for (const pair of mappings.get(org) ?? []) {
-      const key = `${pair.assetRoleArn} ${pair.proxyRoleArn} ${pair.proxyPool ?? ""}`;
+      const key = `${pair.assetRoleArn} ${pair.proxyRoleArn} ${
+        pair.proxyPool ?? ""
+      } ${pair.updateTrustPolicy}`;
       if (!seen.has(key)) {
         seen.add(key);
         out.push(pair);

@@ -9,6 +9,10 @@ export interface RolePair {
   readonly proxyRoleArn?: string;
   /** More proxy roles to the same asset role, used in order when the ones before are full. */
   readonly proxyPool?: readonly string[];
+  /** `false`: the admin manages the proxy role's trust policy; irsa writes the profiles only. */
+  readonly updateTrustPolicy?: false;
+  /** The stored object this pair was read from, every key kept, for answers and rewrites. */
+  readonly source?: Readonly<Record<string, unknown>>;
 }
 
 /** Settings shared by every profile written. */

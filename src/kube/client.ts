@@ -31,6 +31,13 @@ export interface Lease {
   readonly renewTime?: string;
 }
 
+/** A ServiceAccount's identity and labels. */
+export interface KubeServiceAccount {
+  readonly name: string;
+  readonly uid: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
 /** The Kubernetes calls irsa makes; stores and lookups take the subset they use. */
 export interface KubeClient {
   /** A ConfigMap, or undefined when it does not exist. */
@@ -59,6 +66,19 @@ export interface KubeClient {
   createLease(namespace: string, lease: Lease): Promise<Lease>;
   /** Replaces a Lease at its `resourceVersion`; throws {@link KubeConflictError} (`Conflict`) when stale. */
   replaceLease(namespace: string, lease: Lease): Promise<Lease>;
+  /** A ServiceAccount, or undefined when it does not exist. */
+  getServiceAccount(namespace: string, name: string): Promise<KubeServiceAccount | undefined>;
+  /** Creates a ServiceAccount with labels; throws {@link KubeConflictError} (`AlreadyExists`) if it exists. */
+  createServiceAccount(
+    namespace: string,
+    name: string,
+    labels: Readonly<Record<string, string>>,
+  ): Promise<KubeServiceAccount>;
+  /**
+   * Deletes the ServiceAccount with this uid (a precondition: one re-created meanwhile under the
+   * same name is left alone, with {@link KubeConflictError}); false when it was already gone.
+   */
+  deleteServiceAccount(namespace: string, name: string, uid: string): Promise<boolean>;
   /** Whether this client's credentials allow an action, by a `SelfSubjectAccessReview`. */
   canI(action: KubeAction): Promise<boolean>;
   /** Releases the TLS client, if one was made. */
@@ -165,6 +185,14 @@ const PodWire = v.object({
   status: v.optional(v.object({ phase: v.optional(v.string()) })),
 });
 
+const ServiceAccountWire = v.object({
+  metadata: v.object({
+    name: v.string(),
+    uid: v.string(),
+    labels: v.optional(v.nullable(StringMap)),
+  }),
+});
+
 const PodListWire = v.object({ items: v.nullable(v.array(PodWire)) });
 
 const LeaseWire = v.object({
@@ -187,7 +215,7 @@ const AccessReviewWire = v.object({
 
 // What a request is about, for error messages in RBAC's terms: `get configmaps "x" in "ns"`.
 interface Target {
-  readonly verb: "get" | "create" | "update" | "list";
+  readonly verb: "get" | "create" | "update" | "list" | "delete";
   readonly resource: string;
   readonly namespace: string;
   readonly name?: string;
@@ -379,6 +407,42 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
       return lease(json, target);
     },
 
+    async getServiceAccount(namespace, name) {
+      const target: Target = { verb: "get", resource: "serviceaccounts", namespace, name };
+      try {
+        const { json } = await call(target, "GET", serviceAccountPath(namespace, name));
+        return serviceAccount(json, target);
+      } catch (error) {
+        if (error instanceof KubeApiError && error.status === 404) return undefined;
+        throw error;
+      }
+    },
+
+    async createServiceAccount(namespace, name, labels) {
+      const target: Target = { verb: "create", resource: "serviceaccounts", namespace, name };
+      const { json } = await call(target, "POST", serviceAccountPath(namespace), {
+        apiVersion: "v1",
+        kind: "ServiceAccount",
+        metadata: { name, namespace, labels },
+      });
+      return serviceAccount(json, target);
+    },
+
+    async deleteServiceAccount(namespace, name, uid) {
+      const target: Target = { verb: "delete", resource: "serviceaccounts", namespace, name };
+      try {
+        await call(target, "DELETE", serviceAccountPath(namespace, name), {
+          apiVersion: "v1",
+          kind: "DeleteOptions",
+          preconditions: { uid },
+        });
+        return true;
+      } catch (error) {
+        if (error instanceof KubeApiError && error.status === 404) return false;
+        throw error;
+      }
+    },
+
     async canI(action) {
       const target: Target = {
         verb: "create",
@@ -403,6 +467,15 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
     },
   };
 
+  function serviceAccount(json: unknown, target: Target): KubeServiceAccount {
+    const w = parse(ServiceAccountWire, json, target);
+    return {
+      name: w.metadata.name,
+      uid: w.metadata.uid,
+      labels: Object.fromEntries(Object.entries(w.metadata.labels ?? {})),
+    };
+  }
+
   function lease(json: unknown, target: Target): Lease {
     const w = parse(LeaseWire, json, target);
     const spec = w.spec ?? {};
@@ -416,6 +489,11 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
       ...(spec.renewTime ? { renewTime: spec.renewTime } : {}),
     };
   }
+}
+
+function serviceAccountPath(namespace: string, name?: string): string {
+  return `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts` +
+    (name === undefined ? "" : `/${encodeURIComponent(name)}`);
 }
 
 function leasePath(namespace: string, name?: string): string {

@@ -2,7 +2,7 @@
 
 import type { Hono } from "hono";
 import { type AuthEnv, bearerAuth } from "../auth/bearer.ts";
-import { proxyRolesOf } from "../core/mapping.ts";
+import { proxyRolesOf, unmanagedRolesOf } from "../core/mapping.ts";
 import type { ServerDeps } from "./deps.ts";
 import { readMappings } from "./pod_roles.ts";
 
@@ -11,7 +11,8 @@ export function registerCapacityRoutes(app: Hono<AuthEnv>, deps: ServerDeps): vo
   deps.api.add({
     method: "get",
     path: "/capacity",
-    summary: "Per proxy role of the mappings: subjects held, characters used and the quota.",
+    summary:
+      'Per proxy role of the mappings: subjects held, characters used and the quota; roles whose pair says update_iam_role_trust_policy: false are listed as "managed": false and never read.',
     access: "admin",
     responses: { 200: "Capacity by role", 401: "Bad token", 403: "Not an admin" },
   });
@@ -24,19 +25,27 @@ export function registerCapacityRoutes(app: Hono<AuthEnv>, deps: ServerDeps): vo
       roles.map((r) => deps.editor.subjects(r).catch((e) => (errors[r] = (e as Error).message))),
     );
     const known = new Map(deps.editor.capacity().map((r) => [r.roleArn, r]));
+    const unmanaged = unmanagedRolesOf(mappings).map((r) => ({
+      proxy_iam_role_arn: r,
+      managed: false,
+    }));
     return c.json({
-      roles: roles.map((r) => {
-        const k = known.get(r);
-        return k
-          ? {
-            proxy_iam_role_arn: r,
-            subjects: k.subjects,
-            characters: k.length,
-            quota: k.quota,
-            free_characters: k.quota - k.length,
-          }
-          : { proxy_iam_role_arn: r, error: errors[r] ?? "Not read yet" };
-      }),
+      roles: [
+        ...roles.map((r) => {
+          const k = known.get(r);
+          return k
+            ? {
+              proxy_iam_role_arn: r,
+              managed: true,
+              subjects: k.subjects,
+              characters: k.length,
+              quota: k.quota,
+              free_characters: k.quota - k.length,
+            }
+            : { proxy_iam_role_arn: r, managed: true, error: errors[r] ?? "Not read yet" };
+        }),
+        ...unmanaged,
+      ].sort((a, b) => a.proxy_iam_role_arn.localeCompare(b.proxy_iam_role_arn)),
     });
   });
 }

@@ -4,6 +4,7 @@ import type { RunLookup, UserVerifier, WorkloadVerifier } from "../auth/caller.t
 import type { ApiDescription } from "../http.ts";
 import type { Logger } from "../log.ts";
 import type { ServerMetrics } from "../metrics.ts";
+import type { ServiceAccountAdmin } from "../kube/service_accounts.ts";
 import type { OwnershipOptions } from "../ownership.ts";
 import type { MappingStore } from "../store/mapping_store.ts";
 import type { TrustEditor } from "../trust_editor.ts";
@@ -13,6 +14,8 @@ export interface ServerDeps {
   readonly users: UserVerifier;
   readonly workloads?: WorkloadVerifier;
   readonly runs?: RunLookup;
+  /** Per-user ServiceAccounts in the compute namespace; absent without a Kubernetes API. */
+  readonly serviceAccounts?: ServiceAccountAdmin;
   readonly store: MappingStore;
   readonly editor: TrustEditor;
   readonly ownership: OwnershipOptions;

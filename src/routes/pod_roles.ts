@@ -4,7 +4,7 @@ import type { Hono } from "hono";
 import * as v from "valibot";
 import { type AuthEnv, bearerAuth } from "../auth/bearer.ts";
 import { renderProfiles } from "../core/aws_config.ts";
-import { pairsFor, proxyRolesOf } from "../core/mapping.ts";
+import { pairsFor, proxyRolesOf, unmanagedRolesOf } from "../core/mapping.ts";
 import { profilesFor, type RolePair } from "../core/role_chain.ts";
 import { AppError, type ErrorCode } from "../errors.ts";
 import { jsonBody } from "../http.ts";
@@ -17,13 +17,22 @@ export const PodRolesBody = v.object({
   run_id: v.optional(
     v.pipe(v.string("run_id must be a string"), v.maxLength(128, "run_id is too long")),
   ),
+  // Any label value the platform's mutation sets; the ones it sets today are KNOWN_WORKLOAD_TYPES.
   irsa_workload_type: v.optional(
-    v.picklist(
-      ["edge-workload", "cluster-master", "cluster-worker"],
-      'irsa_workload_type must be "edge-workload", "cluster-master" or "cluster-worker"',
+    v.pipe(
+      v.string("irsa_workload_type must be a string"),
+      v.maxLength(64, "irsa_workload_type is longer than 64 characters"),
     ),
   ),
 });
+
+/** The workload types the platform's mutations set; others are accepted and logged as unknown. */
+export const KNOWN_WORKLOAD_TYPES: readonly string[] = [
+  "edge-workload",
+  "cluster-master",
+  "cluster-worker",
+  "cluster-edge",
+];
 
 const WORKLOAD_HEADER = "x-irsa-workload-token";
 
@@ -58,13 +67,18 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
     try {
       const body = await jsonBody(c, PodRolesBody);
       const caller = c.get("caller");
+      const type = body.irsa_workload_type;
+      if (type !== undefined && !KNOWN_WORKLOAD_TYPES.includes(type)) {
+        deps.logger.info("unknown workload type", { workload_type: type, run: body.run_id });
+      }
       const pod = await provePod(caller, body.run_id, c.req.header(WORKLOAD_HEADER), deps);
       const snapshot = await readMappings(deps);
       const pairs = pairsFor(snapshot.mappings, caller.organizations);
       const chains = profilesFor(pairs, { webIdentityTokenFile: deps.webIdentityTokenFile });
       const audit = { user: caller.username, run: pod.runId, requestId: c.get("requestId") };
+      const unmanaged = new Set(unmanagedRolesOf(snapshot.mappings));
       const mapped = await Promise.all(
-        chains.map((chain) => mapPair(deps, chain.pair, pod.subject, audit)),
+        chains.map((chain) => mapPair(deps, chain.pair, pod.subject, audit, unmanaged)),
       );
       const failed = mapped.filter((m) => m.outcome.status === "failed").map((m) => m.outcome);
       if (failed.length > 0 && failed.length === mapped.length) {
@@ -145,8 +159,22 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
  * Adds a subject to the proxy role of a pair, or, when that role is full, to the next member of
  * its pool; a member whose cached policy already holds the subject is tried first.
  */
-async function mapPair(deps: ServerDeps, pair: RolePair, subject: string, audit: AuditContext) {
+async function mapPair(
+  deps: ServerDeps,
+  pair: RolePair,
+  subject: string,
+  audit: AuditContext,
+  unmanaged: ReadonlySet<string>,
+) {
   const pool = [pair.proxyRoleArn ?? pair.assetRoleArn, ...(pair.proxyPool ?? [])];
+  if (pool.some((role) => unmanaged.has(role))) {
+    // The admin keeps this role's trust policy: the profiles are written, the policy is not read.
+    const role = pool[0];
+    return {
+      pair: { ...pair, proxyRoleArn: role },
+      outcome: { roleArn: role, status: "unmanaged" } as RoleOutcome,
+    };
+  }
   const known = pool.find((role) => deps.editor.holds(role, subject));
   const order = known ? [known, ...pool.filter((r) => r !== known)] : pool;
   let outcome: RoleOutcome | undefined;

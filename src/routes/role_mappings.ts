@@ -4,6 +4,7 @@ import type { Hono } from "hono";
 import * as v from "valibot";
 import { type AuthEnv, bearerAuth } from "../auth/bearer.ts";
 import {
+  answerPair,
   fromWire,
   type Mappings,
   OrganizationName,
@@ -11,16 +12,14 @@ import {
   toWire,
 } from "../core/mapping.ts";
 import type { RolePair } from "../core/role_chain.ts";
-import { AppError } from "../errors.ts";
 import { jsonBody } from "../http.ts";
 import type { ServerDeps } from "./deps.ts";
 import { readMappings } from "./pod_roles.ts";
 
-/** Body of POST /update_role_mapping. */
-export const UpdateRoleMappingBody = v.object({
+/** Body of POST /update_role_mapping: one pair and its organization, stored as given. */
+export const UpdateRoleMappingBody = v.looseObject({
+  ...RolePairWire.entries,
   domino_org: OrganizationName,
-  iam_role_arn: RolePairWire.entries.iam_role_arn,
-  proxy_iam_role_arn: RolePairWire.entries.proxy_iam_role_arn,
 });
 
 /** Body of POST /update_multirole_mapping. */
@@ -36,11 +35,11 @@ export const UpdateMultiRoleMappingBody = v.object({
 /** Body of DELETE /delete_role_mapping. */
 export const DeleteRoleMappingBody = v.object({ domino_org: OrganizationName });
 
-// The wire shape of the current service: one object for one pair, a list for several.
-function wire(mappings: Mappings, only?: (org: string) => boolean) {
+// The current service's answer: organization to the list of its pairs, each as it was stored.
+function byOrganization(mappings: Mappings) {
   return Object.fromEntries(
-    [...mappings].filter(([org]) => !only || only(org)).sort(([a], [b]) => a.localeCompare(b))
-      .map(([org, pairs]) => [org, pairs.length === 1 ? toWire(pairs[0]) : pairs.map(toWire)]),
+    [...mappings].sort(([a], [b]) => a.localeCompare(b))
+      .map(([org, pairs]) => [org, pairs.map((p) => answerPair(org, p))]),
   );
 }
 
@@ -57,23 +56,31 @@ export function registerRoleMappingRoutes(app: Hono<AuthEnv>, deps: ServerDeps):
   deps.api.add({
     method: "get",
     path: "/my_role_mappings",
-    summary: "The caller's organizations that have role pairs, with those pairs.",
+    summary:
+      'The pairs of the caller\'s organizations, as {"my_role_mappings": [<pair>, ...]}, each pair as stored.',
     access: "user",
-    responses: { 200: "Mappings by organization", 401: "Bad token" },
+    responses: { 200: "The caller's pairs", 401: "Bad token" },
   });
   app.get("/my_role_mappings", user, async (c) => {
     const orgs = new Set(c.get("caller").organizations);
-    return c.json(wire((await readMappings(deps)).mappings, (org) => orgs.has(org)));
+    const mine = Object.entries(byOrganization((await readMappings(deps)).mappings))
+      .filter(([org]) => orgs.has(org)).flatMap(([, pairs]) => pairs);
+    return c.json({ my_role_mappings: mine });
   });
 
   deps.api.add({
     method: "get",
     path: "/role_mappings",
-    summary: "Every organization's role pairs.",
+    summary:
+      'Every organization\'s pairs, as {"all_role_mappings": {"<org>": [<pair>, ...]}}, each pair as stored.',
     access: "admin",
     responses: { 200: "Mappings by organization", 401: "Bad token", 403: "Not an admin" },
   });
-  app.get("/role_mappings", admin, async (c) => c.json(wire((await readMappings(deps)).mappings)));
+  app.get(
+    "/role_mappings",
+    admin,
+    async (c) => c.json({ all_role_mappings: byOrganization((await readMappings(deps)).mappings) }),
+  );
 
   deps.api.add({
     method: "post",
@@ -106,24 +113,27 @@ export function registerRoleMappingRoutes(app: Hono<AuthEnv>, deps: ServerDeps):
   deps.api.add({
     method: "delete",
     path: "/delete_role_mapping",
-    summary: "Removes an organization's mapping.",
+    summary:
+      'Removes an organization\'s mapping; "status" is "deleted", or "absent" when it had none (still 200, as today\'s clients expect).',
     access: "admin",
     body: DeleteRoleMappingBody,
     responses: {
-      200: "Deleted",
+      200: "Deleted, or nothing was there",
       400: "Bad body",
       401: "Bad token",
       403: "Not an admin",
-      404: "No such organization",
     },
   });
   app.delete("/delete_role_mapping", admin, async (c) => {
     const body = await jsonBody(c, DeleteRoleMappingBody);
     if (!(await deps.store.remove(body.domino_org))) {
-      throw new AppError(
-        "not_found",
-        `Organization ${JSON.stringify(body.domino_org)} has no mapping`,
-      );
+      return c.json({
+        status: "absent",
+        domino_org: body.domino_org,
+        message: `Organization ${
+          JSON.stringify(body.domino_org)
+        } had no mapping; nothing was deleted`,
+      });
     }
     deps.logger.info("mapping deleted", {
       audit: true,

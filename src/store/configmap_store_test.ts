@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { fromWire } from "../core/mapping.ts";
 import type { RolePair } from "../core/role_chain.ts";
 import { AppError } from "../errors.ts";
 import { createKubeClient, type KubeClient } from "../kube/client.ts";
@@ -9,10 +10,12 @@ import type { MappingStore } from "./mapping_store.ts";
 
 const NAME = "domino-org-iamrole-mapping";
 
-const pair = (role: string): RolePair => ({
-  assetRoleArn: `arn:aws:iam::222222222222:role/${role}`,
-  proxyRoleArn: `arn:aws:iam::111111111111:role/${role}`,
-});
+// As a store reads it back: the pair and the wire object it came from.
+const pair = (role: string): RolePair =>
+  fromWire({
+    iam_role_arn: `arn:aws:iam::222222222222:role/${role}`,
+    proxy_iam_role_arn: `arn:aws:iam::111111111111:role/${role}`,
+  });
 const LIST = pair("acme-list-bucket-role");
 const READ = pair("acme-read-bucket-role");
 

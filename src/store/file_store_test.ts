@@ -1,13 +1,15 @@
 import assert from "node:assert/strict";
-import { decodeMappings } from "../core/mapping.ts";
+import { decodeMappings, fromWire } from "../core/mapping.ts";
 import type { RolePair } from "../core/role_chain.ts";
 import { AppError } from "../errors.ts";
 import { createFileStore } from "./file_store.ts";
 
-const pair = (role: string): RolePair => ({
-  assetRoleArn: `arn:aws:iam::222222222222:role/${role}`,
-  proxyRoleArn: `arn:aws:iam::111111111111:role/${role}`,
-});
+// As a store reads it back: the pair and the wire object it came from.
+const pair = (role: string): RolePair =>
+  fromWire({
+    iam_role_arn: `arn:aws:iam::222222222222:role/${role}`,
+    proxy_iam_role_arn: `arn:aws:iam::111111111111:role/${role}`,
+  });
 const LIST = pair("acme-list-bucket-role");
 const READ = pair("acme-read-bucket-role");
 

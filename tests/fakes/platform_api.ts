@@ -3,6 +3,8 @@
 /** A user the fake knows, found by the bearer token the user presents. */
 export interface FakeUser {
   readonly token: string;
+  /** The user's platform API key, accepted in `X-Domino-Api-Key` as the platform does. */
+  readonly apiKey?: string;
   readonly canonicalName: string;
   readonly canonicalId: string;
   readonly isAdmin?: boolean;
@@ -14,8 +16,8 @@ export interface FakeUser {
 
 /**
  * A running fake on 127.0.0.1:
- * - `GET /v4/auth/principal`: the principal of the bearer token's user, as DESIGN.md shows it;
- *   an anonymous principal without a token; 401 for an unknown token.
+ * - `GET /v4/auth/principal`: the principal of the bearer token's (or `X-Domino-Api-Key` key's)
+ *   user, as DESIGN.md shows it; an anonymous principal without either; 401 for an unknown one.
  * - `GET /v4/organizations/self`: the user's organizations as `[{id, name}]`; 401 as above.
  * - `GET /access-token`: the configured user token as `text/plain`, as the pod-local proxy at
  *   `localhost:8899` answers it.
@@ -86,13 +88,16 @@ export function startFakePlatformApi(): FakePlatformApi {
     }
 
     const authorization = request.headers.get("authorization");
-    if (authorization === null) {
+    const apiKey = request.headers.get("x-domino-api-key");
+    if (authorization === null && apiKey === null) {
       return path === PLATFORM_PATHS.principal
         ? json(ANONYMOUS_PRINCIPAL)
         : json({ message: "Unauthorized" }, 401);
     }
-    const match = /^Bearer (\S+)$/i.exec(authorization);
-    const user = match ? users.get(match[1]) : undefined;
+    const match = authorization === null ? null : /^Bearer (\S+)$/i.exec(authorization);
+    const user = match
+      ? users.get(match[1])
+      : [...users.values()].find((u) => u.apiKey !== undefined && u.apiKey === apiKey);
     if (user === undefined) return json({ message: "Unauthorized" }, 401);
     if (path === PLATFORM_PATHS.principal) {
       return json(

@@ -1,0 +1,92 @@
+/** POST and DELETE /service_account: per-user ServiceAccounts in the compute namespace, for admins. */
+
+import type { Hono } from "hono";
+import * as v from "valibot";
+import { type AuthEnv, bearerAuth } from "../auth/bearer.ts";
+import { AppError } from "../errors.ts";
+import { jsonBody } from "../http.ts";
+import { DNS_1123_LABEL, DNS_1123_LABEL_RULE } from "../kube/service_accounts.ts";
+import type { ServerDeps } from "./deps.ts";
+
+/** The body of both methods. */
+export const ServiceAccountBody = v.object({
+  service_account_name: v.pipe(
+    v.string("service_account_name must be a string"),
+    v.regex(
+      DNS_1123_LABEL,
+      `service_account_name must be a DNS-1123 label: ${DNS_1123_LABEL_RULE}`,
+    ),
+  ),
+});
+
+/** Registers /service_account. */
+export function registerServiceAccountRoutes(app: Hono<AuthEnv>, deps: ServerDeps): void {
+  const admin = bearerAuth(deps.users, { admin: true });
+  const accounts = () => {
+    if (!deps.serviceAccounts) {
+      throw new AppError(
+        "unavailable",
+        "Cannot manage service accounts: this server has no Kubernetes API (set --kubernetes-api / IRSA_KUBERNETES_API, or run it in the cluster)",
+      );
+    }
+    return deps.serviceAccounts;
+  };
+  const responses = {
+    200: "Done, or nothing to do",
+    400: "Bad body",
+    401: "Bad token",
+    403: "Not an admin",
+    409: "The ServiceAccount exists and was not created by irsa",
+    503: "No Kubernetes API",
+  };
+
+  deps.api.add({
+    method: "post",
+    path: "/service_account",
+    summary:
+      'Creates a ServiceAccount in the compute namespace, labelled as irsa\'s; "status" is "created", or "exists" when irsa had made it.',
+    access: "admin",
+    body: ServiceAccountBody,
+    responses,
+  });
+  app.post("/service_account", admin, async (c) => {
+    const { service_account_name: name } = await jsonBody(c, ServiceAccountBody);
+    const status = await accounts().create(name);
+    deps.logger.info("service account created", {
+      audit: true,
+      user: c.get("caller").username,
+      service_account: name,
+      status,
+    });
+    return c.json({
+      status,
+      service_account_name: name,
+      namespace: deps.ownership.computeNamespace,
+    });
+  });
+
+  deps.api.add({
+    method: "delete",
+    path: "/service_account",
+    summary:
+      'Deletes a ServiceAccount that irsa created; "status" is "deleted", or "absent" when there was none (still 200).',
+    access: "admin",
+    body: ServiceAccountBody,
+    responses,
+  });
+  app.delete("/service_account", admin, async (c) => {
+    const { service_account_name: name } = await jsonBody(c, ServiceAccountBody);
+    const status = await accounts().remove(name);
+    deps.logger.info("service account deleted", {
+      audit: true,
+      user: c.get("caller").username,
+      service_account: name,
+      status,
+    });
+    return c.json({
+      status,
+      service_account_name: name,
+      namespace: deps.ownership.computeNamespace,
+    });
+  });
+}
