@@ -534,17 +534,26 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
       const serving = only(docs!, "Certificate", fieldNs);
       assert.equal(tlsVolume.secret.secretName, serving.spec.secretName);
 
-      // The ConfigMap it edits is the chart's, and the only one RBAC lets it touch.
-      const configMap = only(docs!, "ConfigMap");
-      assert.equal(config.mappingConfigMap, configMap.metadata.name);
-      assert.equal(configMap.metadata.namespace, fieldNs);
-      assert.equal(configMap.metadata.annotations["helm.sh/resource-policy"], "keep");
-      // Empty data, as 1.8 renders it: Helm's three-way merge then never touches the servers' keys
-      // (tests/chart_upgrade_test.ts: upgrade from 1.8, rollback to it, upgrade after writes).
-      assert.deepEqual(configMap.data, {}, "the ConfigMap is rendered with data: {}");
+      // The ConfigMaps it edits (the mappings and the grant record) are the chart's, and the only
+      // ones RBAC lets it touch.
+      const configMaps = docs!.filter((d) => d.kind === "ConfigMap");
+      assert.deepEqual(
+        configMaps.map((c) => c.metadata.name).sort(),
+        [config.mappingConfigMap, "irsa-grants"].sort(),
+      );
+      for (const configMap of configMaps) {
+        assert.equal(configMap.metadata.namespace, fieldNs);
+        assert.equal(configMap.metadata.annotations["helm.sh/resource-policy"], "keep");
+        // Empty data, as 1.8 renders it: Helm's three-way merge then never touches the servers'
+        // keys (tests/chart_upgrade_test.ts: upgrade from 1.8, rollback to it, upgrade after writes).
+        assert.deepEqual(configMap.data, {}, "the ConfigMap is rendered with data: {}");
+      }
       const fieldRole = only(docs!, "Role", fieldNs);
-      const cmRule = fieldRole.rules.find((r: Loose) => r.resources.includes("configmaps"));
-      assert.deepEqual(cmRule.resourceNames, [config.mappingConfigMap]);
+      const cmRules = fieldRole.rules.filter((r: Loose) => r.resources.includes("configmaps"));
+      assert.deepEqual(cmRules.flatMap((r: Loose) => r.resourceNames).sort(), [
+        config.mappingConfigMap,
+        "irsa-grants",
+      ].sort());
 
       // Run pods are looked up in the namespace where RBAC lets it list pods.
       const computeRole = docs!.find((d) =>
@@ -621,7 +630,7 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
 
   Deno.test({
     name:
-      `chart (${variant}): RBAC grants the ConfigMap, Leases and events in the field namespace, pod reads, ServiceAccounts and events in the compute namespace, nothing more ${
+      `chart (${variant}): RBAC grants the ConfigMaps, Leases and events in the field namespace, pod reads, ServiceAccounts and events in the compute namespace, nothing more ${
         docs ? "" : skipped
       }`.trim(),
     ignore: !docs,
@@ -642,6 +651,13 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
           resourceNames: ["domino-org-iamrole-mapping"],
           // patch: as the current chart (1.8) grants.
           verbs: ["get", "update", "patch"],
+        },
+        // The grant record, read and replaced by name.
+        {
+          apiGroups: [""],
+          resources: ["configmaps"],
+          resourceNames: ["irsa-grants"],
+          verbs: ["get", "update"],
         },
         {
           apiGroups: ["coordination.k8s.io"],

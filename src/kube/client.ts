@@ -3,10 +3,12 @@
 import * as v from "valibot";
 import { AppError, type ErrorCode } from "../errors.ts";
 
-/** A ConfigMap's string data and the resourceVersion it was read at. */
+/** A ConfigMap's string data, labels and annotations, and the resourceVersion it was read at. */
 export interface ConfigMapSnapshot {
   readonly data: Readonly<Record<string, string>>;
   readonly resourceVersion: string;
+  readonly labels?: Readonly<Record<string, string>>;
+  readonly annotations?: Readonly<Record<string, string>>;
 }
 
 /** The fields of a pod irsa reads; everything else the API sends is dropped. */
@@ -50,13 +52,16 @@ export interface KubeClient {
   ): Promise<ConfigMapSnapshot>;
   /**
    * Replaces a ConfigMap's data if it is still at `resourceVersion`; throws
-   * {@link KubeConflictError} (reason `Conflict`) when another writer got there first.
+   * {@link KubeConflictError} (reason `Conflict`) when another writer got there first. A PUT
+   * replaces the whole object: pass the labels and annotations read (Helm's ownership and keep
+   * policy live there), or they are dropped.
    */
   replaceConfigMap(
     namespace: string,
     name: string,
     data: Readonly<Record<string, string>>,
     resourceVersion: string,
+    metadata?: Pick<ConfigMapSnapshot, "labels" | "annotations">,
   ): Promise<ConfigMapSnapshot>;
   /** The pods matching a label selector (a selected list, never a full listing). */
   listPods(namespace: string, labelSelector: string): Promise<KubePod[]>;
@@ -171,7 +176,11 @@ const StringMap = v.custom<Record<string, string>>(
 );
 
 const ConfigMapWire = v.object({
-  metadata: v.object({ resourceVersion: v.string() }),
+  metadata: v.object({
+    resourceVersion: v.string(),
+    labels: v.optional(v.nullable(StringMap)),
+    annotations: v.optional(v.nullable(StringMap)),
+  }),
   data: v.optional(v.nullable(StringMap)),
 });
 
@@ -312,9 +321,12 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
   const snapshot = (json: unknown, target: Target): ConfigMapSnapshot => {
     const cm = parse(ConfigMapWire, json, target);
     // Object.fromEntries keeps a key such as "__proto__" as plain data.
+    const { labels, annotations } = cm.metadata;
     return {
       data: Object.fromEntries(Object.entries(cm.data ?? {})),
       resourceVersion: cm.metadata.resourceVersion,
+      ...(labels ? { labels: Object.fromEntries(Object.entries(labels)) } : {}),
+      ...(annotations ? { annotations: Object.fromEntries(Object.entries(annotations)) } : {}),
     };
   };
 
@@ -327,10 +339,17 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
     name: string,
     data: Readonly<Record<string, string>>,
     resourceVersion?: string,
+    metadata: Pick<ConfigMapSnapshot, "labels" | "annotations"> = {},
   ) => ({
     apiVersion: "v1",
     kind: "ConfigMap",
-    metadata: { name, namespace, ...(resourceVersion === undefined ? {} : { resourceVersion }) },
+    metadata: {
+      name,
+      namespace,
+      ...(resourceVersion === undefined ? {} : { resourceVersion }),
+      ...(metadata.labels ? { labels: metadata.labels } : {}),
+      ...(metadata.annotations ? { annotations: metadata.annotations } : {}),
+    },
     data,
   });
 
@@ -357,13 +376,13 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
       return snapshot(json, target);
     },
 
-    async replaceConfigMap(namespace, name, data, resourceVersion) {
+    async replaceConfigMap(namespace, name, data, resourceVersion, metadata) {
       const target: Target = { verb: "update", resource: "configmaps", namespace, name };
       const { json } = await call(
         target,
         "PUT",
         configMapPath(namespace, name),
-        configMapBody(namespace, name, data, resourceVersion),
+        configMapBody(namespace, name, data, resourceVersion, metadata),
       );
       return snapshot(json, target);
     },

@@ -71,7 +71,8 @@ export function configMapWriter(
     if (next === undefined) return "done";
     try {
       if (current === undefined) await kube.createConfigMap(namespace, name, next);
-      else await kube.replaceConfigMap(namespace, name, next, current.resourceVersion);
+      // The labels and annotations read go back: Helm's ownership and keep policy are there.
+      else await kube.replaceConfigMap(namespace, name, next, current.resourceVersion, current);
       return "done";
     } catch (error) {
       if (error instanceof KubeConflictError) return "stale";

@@ -388,3 +388,27 @@ Deno.test("configmap store: honours a custom namespace and name", async () => {
     assert.equal(await k.configMap(), undefined);
   });
 });
+
+Deno.test("configmap store: a write keeps the ConfigMap's labels and annotations (Helm's ownership and keep policy)", async () => {
+  await withKube(async (k) => {
+    const metadata = {
+      labels: { "app.kubernetes.io/managed-by": "Helm" },
+      annotations: {
+        "helm.sh/resource-policy": "keep",
+        "meta.helm.sh/release-name": "irsa",
+        "meta.helm.sh/release-namespace": k.ns,
+      },
+    };
+    await k.cluster.must("POST", `/api/v1/namespaces/${k.ns}/configmaps`, {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: NAME, ...metadata },
+      data: {},
+    });
+    await k.store().put("org-a", [LIST]);
+    const live = await k.cluster.must("GET", `/api/v1/namespaces/${k.ns}/configmaps/${NAME}`);
+    assert.deepEqual(live.metadata.labels, metadata.labels);
+    assert.deepEqual(live.metadata.annotations, metadata.annotations);
+    assert.ok(live.data["org-a"]);
+  });
+});

@@ -1,0 +1,97 @@
+import assert from "node:assert/strict";
+import { EMPTY_RECORD, type GrantRecord, withGrant } from "../core/grants.ts";
+import { AppError } from "../errors.ts";
+import { createKubeClient } from "../kube/client.ts";
+import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
+import { startKubeFaultProxy } from "../../tests/kube_fault_proxy.ts";
+import {
+  createConfigMapGrantStore,
+  createFileGrantStore,
+  GRANT_CONFIGMAP,
+  grantFileBeside,
+  type GrantStore,
+} from "./grant_store.ts";
+
+const ROLE = "arn:aws:iam::111111111111:role/acme-list-bucket-role";
+const grant = (record: GrantRecord, n: number) =>
+  withGrant(record, `*:domino-compute:run-${n}`, {
+    user: `user-${n}`,
+    organizations: ["irsa-iamrole-list-bucket"],
+    roles: [ROLE],
+    syncedAt: n,
+  });
+
+/** What every store must do: start empty, keep every concurrent update, survive a re-open. */
+async function contract(open: () => GrantStore, writes: () => number) {
+  assert.deepEqual(await open().read(), EMPTY_RECORD);
+  const store = open();
+  await Promise.all(Array.from({ length: 40 }, (_, n) => store.update((r) => grant(r, n))));
+  const record = await open().read();
+  assert.equal(Object.keys(record.grants).length, 40);
+  assert.deepEqual(record.roles, [ROLE]);
+  // Updates queued behind a write in flight share the next write.
+  assert.ok(writes() <= 3, `${writes()} writes for 40 updates`);
+}
+
+Deno.test("grant store (file): empty at first, every concurrent update kept, in a few writes", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = grantFileBeside(`${dir}/mappings.json`);
+    assert.equal(path, `${dir}/irsa-grants.json`);
+    let writes = 0;
+    const open = () =>
+      createFileGrantStore(path, {
+        rename: async (from, to) => {
+          writes++;
+          await Deno.rename(from, to);
+        },
+      });
+    await contract(open, () => writes);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("grant store (ConfigMap): on the real API server, every concurrent update kept", async () => {
+  const cluster = await sharedKubeApiServer();
+  const ns = await cluster.createNamespace("field");
+  const proxy = startKubeFaultProxy(cluster);
+  const kube = createKubeClient({ apiUrl: proxy.url, token: () => cluster.adminToken });
+  try {
+    const writes = () =>
+      proxy.requests.filter((r) => r.method === "PUT" || r.method === "POST").length;
+    await contract(() => createConfigMapGrantStore(kube, { namespace: ns }), writes);
+    const stored = await cluster.configMap(ns, GRANT_CONFIGMAP);
+    assert.deepEqual(Object.keys(stored!.data), ["grants.json"]);
+    // Two replicas writing at once lose nothing (409, read again, retry).
+    const a = createConfigMapGrantStore(kube, { namespace: ns });
+    const b = createConfigMapGrantStore(kube, { namespace: ns });
+    await Promise.all([
+      ...Array.from({ length: 10 }, (_, n) => a.update((r) => grant(r, 100 + n))),
+      ...Array.from({ length: 10 }, (_, n) => b.update((r) => grant(r, 200 + n))),
+    ]);
+    assert.equal(Object.keys((await a.read()).grants).length, 60);
+  } finally {
+    kube.close();
+    await proxy.close();
+  }
+});
+
+Deno.test("grant store: a malformed record is an error naming it, and is never written over", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/irsa-grants.json`;
+    await Deno.writeTextFile(path, '{"roles": "not a list"}');
+    const store = createFileGrantStore(path);
+    await assert.rejects(store.read(), (e) => {
+      assert.ok(e instanceof AppError && e.code === "internal");
+      assert.match(e.message, /grant record is malformed/);
+      assert.match(e.message, /irsa-grants\.json/);
+      return true;
+    });
+    await assert.rejects(store.update((r) => grant(r, 1)), AppError);
+    assert.equal(await Deno.readTextFile(path), '{"roles": "not a list"}');
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
