@@ -30,6 +30,12 @@ const MAPPINGS = {
   "irsa-iamrole-read-bucket": JSON.stringify([pairOf(ROLES[1]), pairOf(ROLES[2])]),
   "broken-org": "{not json",
 };
+const JDOE_POD: RunPod = {
+  name: `run-${RUN}-abcde`,
+  serviceAccountName: `run-${RUN}`,
+  startingUsername: "jdoe",
+  phase: "Running",
+};
 const OPTS = {
   providerArn: `arn:aws:iam::111111111111:oidc-provider/${HOST}`,
   audience: "sts.amazonaws.com",
@@ -58,7 +64,9 @@ async function world(
   const iam = new FakeIamRoles();
   for (const role of ROLES) iam.policies.set(role, FRESH);
   const metrics = createServerMetrics();
-  const runs: RunLookup = { findRunPods: (id) => Promise.resolve(pods[id] ?? []) };
+  // jdoe's run, whose pod the world's pod token (`sa`) belongs to, unless a test says otherwise.
+  const runPods: Record<string, RunPod[]> = { [RUN]: [JDOE_POD], ...pods };
+  const runs: RunLookup = { findRunPods: (id) => Promise.resolve(runPods[id] ?? []) };
   const editor = createTrustEditor({
     roles: iam,
     oidcProvider: HOST,
@@ -80,6 +88,7 @@ async function world(
       computeNamespace: "domino-compute",
       runIdPattern: /^[0-9a-f]{24}$/,
       userBasedServiceAccounts: options.userBasedServiceAccounts ?? false,
+      trustPodTokenAlone: false,
       format: "wildcard",
     },
     webIdentityTokenFile: "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
@@ -92,7 +101,10 @@ async function world(
     groups: ["irsa-iamrole-list-bucket", "irsa-iamrole-read-bucket"],
   });
   const admin = await issuer.userToken({ username: "boss", admin: true });
-  const sa = await issuer.serviceAccountToken({ serviceAccount: `run-${RUN}` });
+  const sa = await issuer.serviceAccountToken({
+    serviceAccount: `run-${RUN}`,
+    podName: JDOE_POD.name,
+  });
   const call = (
     method: string,
     path: string,
@@ -523,7 +535,13 @@ Deno.test("readyz reports ready once keys and mappings load", async () => {
 });
 
 Deno.test("proxy-role pools: a full first role sends the subject to the next, and a full pool answers 409", async () => {
-  await using w = await world();
+  const otherPod = {
+    name: `run-${OTHER_RUN}-fghij`,
+    serviceAccountName: `run-${OTHER_RUN}`,
+    startingUsername: "jdoe",
+    phase: "Running",
+  };
+  await using w = await world({ [OTHER_RUN]: [otherPod] });
   // The second member has room for exactly one more subject.
   const filler = (i: number) => `*:domino-compute:run-${i.toString(16).padStart(24, "b")}`;
   let room = FRESH;
@@ -573,7 +591,10 @@ Deno.test("proxy-role pools: a full first role sends the subject to the next, an
   );
   assert.ok(subjectsOf(w.iam.policies.get("acme-list-bucket-role-2")!, OPTS).includes(SUBJECT));
   // Now the second member is full too: the pool is exhausted.
-  const other = await w.issuer.serviceAccountToken({ serviceAccount: `run-${OTHER_RUN}` });
+  const other = await w.issuer.serviceAccountToken({
+    serviceAccount: `run-${OTHER_RUN}`,
+    podName: otherPod.name,
+  });
   const full = await w.call("POST", "/map_iam_roles_to_pod_sa", {
     token: user,
     body: {},
@@ -744,4 +765,35 @@ Deno.test("per-user service accounts: a run on the shared default service accoun
   assert.equal(ended.status, 403);
   assert.match((await ended.json()).message, /no live pod/);
   for (const role of ROLES) assert.deepEqual(w.subjects(role), []);
+});
+
+Deno.test("a pod token is bound to its user: another user's pod token answers 403 and changes nothing", async () => {
+  await using w = await world();
+  // asmith presents jdoe's pod token (a token read from a shared volume, say).
+  const asmith = await w.issuer.userToken({
+    username: "asmith",
+    groups: ["irsa-iamrole-list-bucket", "irsa-iamrole-read-bucket"],
+  });
+  for (const method of ["POST", "DELETE"]) {
+    const res = await w.call(method, "/map_iam_roles_to_pod_sa", {
+      token: asmith,
+      body: { run_id: RUN },
+      headers: { "X-Irsa-Workload-Token": w.sa },
+    });
+    assert.equal(res.status, 403, method);
+    assert.match((await res.json()).message, /was not started by "asmith"/);
+  }
+  for (const role of ROLES) assert.deepEqual(w.subjects(role), []);
+  // A token of a pod that is not the run's (another pod running as the run's account).
+  const stray = await w.issuer.serviceAccountToken({
+    serviceAccount: `run-${RUN}`,
+    podName: "someone-elses-pod",
+  });
+  const res = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: w.jdoe,
+    body: { run_id: RUN },
+    headers: { "X-Irsa-Workload-Token": stray },
+  });
+  assert.equal(res.status, 403);
+  assert.match((await res.json()).message, /which no live pod of run/);
 });

@@ -326,6 +326,15 @@ export const serverSettings: readonly Setting[] = [
     boolean: true,
   },
   {
+    flag: "trust-pod-token-alone",
+    env: ["IRSA_TRUST_POD_TOKEN_ALONE"],
+    default: "false",
+    help:
+      "Without a Kubernetes API, accept a pod's service-account token alone as proof that the pod is the caller's. It then trusts whoever holds the token: a user who obtains another pod's token can add that pod to their own roles. With a Kubernetes API it has no effect (the run's pods must show the caller as starting user).",
+    schema: read.boolean,
+    boolean: true,
+  },
+  {
     flag: "verifier",
     env: ["IRSA_VERIFIER"],
     default: "jwt",
@@ -710,6 +719,7 @@ export function serverConfig(args: readonly string[], env: (name: string) => str
     fieldNamespace: str("field-namespace"),
     runIdPattern: s["run-id-pattern"] as RegExp,
     userBasedServiceAccounts: s["user-based-service-accounts"] as boolean,
+    trustPodTokenAlone: s["trust-pod-token-alone"] as boolean,
     verifier: s.verifier as "jwt" | "domino",
     jwt: {
       issuer,

@@ -15,6 +15,11 @@ export interface OwnershipOptions {
   readonly runIdPattern: RegExp;
   readonly userBasedServiceAccounts: boolean;
   readonly format: SubjectFormat;
+  /**
+   * Without a run lookup, accept a pod's token alone as proof that the pod is the caller's (an
+   * admin's opt-in: whoever holds a pod's token may then add that pod to their own roles).
+   */
+  readonly trustPodTokenAlone: boolean;
 }
 
 /** What was proven: the service account, its trust-policy subject and, when known, the run. */
@@ -80,11 +85,12 @@ function checkPerUserName(name: string, where: string): void {
  * Proves that the caller's pod is the one to map, and finds its subject in the pod itself: the
  * `sub` of its verified service-account token, or the `spec.serviceAccountName` of the run's pods
  * (never derived from the user name: with per-user service accounts the platform's mutation may
- * choose any name). With a token and run service accounts, the token's `run-<id>` must agree with
- * `run_id`; with per-user service accounts the run's pods must be the caller's and run as the
- * token's service account (or, without a run lookup, it must be named after the caller). Without a
- * token, the run's live pods must carry the caller as starting user. Anything else is 403: a
- * `run_id` alone proves nothing.
+ * choose any name). A token proves which pod calls, not whose it is: with a run lookup, the run's
+ * live pods must carry the caller as starting user and one of them must be the token's pod (and,
+ * with run service accounts, the token's `run-<id>` must agree with `run_id`); without one, the
+ * token alone is accepted only when the admin opted in (`trustPodTokenAlone`). Without a token,
+ * the run's live pods must carry the caller as starting user. Anything else is 403: a `run_id`
+ * alone proves nothing.
  */
 export async function provePod(
   caller: Caller,
@@ -114,32 +120,8 @@ export async function provePod(
         }`,
       );
     }
-    if (o.userBasedServiceAccounts) {
-      checkPerUserName(serviceAccount.name, "The token's pod");
-      if (deps.runs && runId !== undefined) {
-        const pods = await callersRunPods(caller, runId, deps.runs, o);
-        const match = pods.some((p) =>
-          p.serviceAccountName === serviceAccount.name &&
-          (podName === undefined || p.name === podName)
-        );
-        if (!match) {
-          throw new AppError(
-            "forbidden",
-            `Workload token is for service account ${
-              JSON.stringify(serviceAccount.name)
-            }, which no live pod of run ${JSON.stringify(runId)} runs as`,
-          );
-        }
-      } else if (serviceAccount.name !== caller.username.toLowerCase()) {
-        // No run lookup to tie the token to the caller: only a service account named after them.
-        throw new AppError(
-          "forbidden",
-          `Workload token is for service account ${
-            JSON.stringify(serviceAccount.name)
-          }, not the caller's (without a run lookup, it must be named after the user)`,
-        );
-      }
-    } else {
+    if (o.userBasedServiceAccounts) checkPerUserName(serviceAccount.name, "The token's pod");
+    else {
       const m = /^run-(.+)$/.exec(serviceAccount.name);
       if (!m || !o.runIdPattern.test(m[1])) {
         throw new AppError(
@@ -158,6 +140,33 @@ export async function provePod(
         );
       }
       runId = m[1];
+    }
+    // The token proves which pod calls; the run's pods prove it is the caller's.
+    if (deps.runs) {
+      if (runId === undefined) {
+        throw new AppError(
+          "bad_request",
+          'Missing "run_id": with per-user service accounts it names the run whose pod sent the token',
+        );
+      }
+      const pods = await callersRunPods(caller, runId, deps.runs, o);
+      const match = pods.some((p) =>
+        p.serviceAccountName === serviceAccount.name &&
+        (podName === undefined || p.name === podName)
+      );
+      if (!match) {
+        throw new AppError(
+          "forbidden",
+          `Workload token is for service account ${JSON.stringify(serviceAccount.name)}${
+            podName === undefined ? "" : ` (pod ${JSON.stringify(podName)})`
+          }, which no live pod of run ${JSON.stringify(runId)} runs as`,
+        );
+      }
+    } else if (!o.trustPodTokenAlone) {
+      throw new AppError(
+        "forbidden",
+        "Cannot prove the pod is yours: this server has no Kubernetes API to check the run's starting user, and does not accept a pod token alone (--trust-pod-token-alone)",
+      );
     }
     return {
       serviceAccount,

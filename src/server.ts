@@ -188,6 +188,7 @@ export async function startServer(
       computeNamespace: config.computeNamespace,
       runIdPattern: config.runIdPattern,
       userBasedServiceAccounts: config.userBasedServiceAccounts,
+      trustPodTokenAlone: config.trustPodTokenAlone,
       format: config.subjectFormat,
     },
     webIdentityTokenFile: WEB_IDENTITY_TOKEN_FILE,

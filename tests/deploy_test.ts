@@ -550,10 +550,13 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
       }
       const fieldRole = only(docs!, "Role", fieldNs);
       const cmRules = fieldRole.rules.filter((r: Loose) => r.resources.includes("configmaps"));
-      assert.deepEqual(cmRules.flatMap((r: Loose) => r.resourceNames).sort(), [
-        config.mappingConfigMap,
-        "irsa-grants",
-      ].sort());
+      assert.deepEqual(
+        cmRules.flatMap((r: Loose) => r.resourceNames).sort(),
+        [
+          config.mappingConfigMap,
+          "irsa-grants",
+        ].sort(),
+      );
 
       // Run pods are looked up in the namespace where RBAC lets it list pods.
       const computeRole = docs!.find((d) =>

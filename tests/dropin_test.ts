@@ -139,7 +139,8 @@ async function startWorld({ verifier, store }: Setup) {
       cluster.caCertPath,
     );
   } else {
-    args.push("--mapping-file", `${dir}/mappings.json`);
+    // No Kubernetes: the pod's token alone proves the pod, as the admin opts in.
+    args.push("--mapping-file", `${dir}/mappings.json`, "--trust-pod-token-alone");
   }
   // DOMINO_USER_HOST is set in both modes, as the 1.8 chart sets it: with jwt, it resolves API keys.
   const server: ServerProcess = await startServerProcess(

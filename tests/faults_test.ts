@@ -54,6 +54,7 @@ const server = (iamEndpoint: string) =>
     `${dir}/mappings.json`,
     "--trust-policy-quota",
     "8192",
+    "--trust-pod-token-alone",
   ], serverEnv(moto, world, issuer, { AWS_ENDPOINT_URL_IAM: iamEndpoint }));
 
 const held = (role: string) => heldSubjects(iam, world, role);

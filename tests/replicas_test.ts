@@ -61,7 +61,11 @@ Deno.test(`${STARTS} simultaneous starts over 3 replicas and 2 shared roles lose
       const pod = `run-${id}-abcde`;
       await cluster.createPod(compute, {
         name: pod,
-        labels: { "dominodatalab.com/execution-id": id },
+        // As the platform labels run pods: the starting user proves the token is the caller's.
+        labels: {
+          "dominodatalab.com/execution-id": id,
+          "dominodatalab.com/starting-user-username": "jdoe",
+        },
         serviceAccountName: `run-${id}`,
       });
       return await cluster.tokenRequest(compute, `run-${id}`, { pod });

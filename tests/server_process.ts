@@ -17,7 +17,7 @@ export interface ServerProcess {
   readonly logs: string[];
   /** fetch against the server, trusting its CA. */
   fetch(path: string, init?: RequestInit): Promise<Response>;
-  /** Sends the signal (SIGTERM by default), then waits; returns the exit code. */
+  /** Sends the signal (SIGTERM by default), then waits; returns the exit code. Idempotent. */
   stop(signal?: Deno.Signal): Promise<number>;
 }
 
@@ -114,18 +114,22 @@ export async function startIrsaProcess(
     clearTimeout(timer);
   }
   const client = caCert ? Deno.createHttpClient({ caCerts: [caCert] }) : undefined;
+  let stopped: Promise<number> | undefined;
   return {
     url,
     logs,
     fetch: (path, init = {}) => fetch(`${url}${path}`, { ...init, ...(client ? { client } : {}) }),
-    async stop(signal: Deno.Signal = "SIGTERM") {
-      try {
-        child.kill(signal);
-      } catch { /* already gone */ }
-      const status = await child.status;
-      await reader;
-      client?.close();
-      return status.code;
+    // Idempotent: a test that stops a process early may still dispose of it at the end.
+    stop(signal: Deno.Signal = "SIGTERM") {
+      return stopped ??= (async () => {
+        try {
+          child.kill(signal);
+        } catch { /* already gone */ }
+        const status = await child.status;
+        await reader;
+        client?.close();
+        return status.code;
+      })();
     },
   };
 }

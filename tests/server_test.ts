@@ -75,6 +75,7 @@ Deno.test("jwt verifier, file store, workload-token proof: the pod's subject lan
       tls.caCertPath,
       "--mapping-file",
       mappings,
+      "--trust-pod-token-alone",
     ],
     serverEnv(moto, world, issuer),
     tls.caCert,
@@ -337,7 +338,10 @@ Deno.test("domino verifier, ConfigMap store, run-lookup proof, over the Kubernet
     await noToken.body?.cancel();
     assert.deepEqual(await subjectsIn("acme-list-bucket-role"), [subject]);
     assert.deepEqual(await (await server.fetch("/my_role_mappings", { headers: user })).json(), {
-      "irsa-iamrole-list-bucket": pairJson(EXAMPLE.roleNames[0]),
+      my_role_mappings: [{
+        domino_org: "irsa-iamrole-list-bucket",
+        ...pairJson(EXAMPLE.roleNames[0]),
+      }],
     });
     assert.equal(
       await statusOf(server.fetch("/delete_role_mapping", {

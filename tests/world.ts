@@ -129,7 +129,16 @@ export function startFileStoreServer(
 ): Promise<ServerProcess> {
   return startIrsaProcess(
     "server",
-    ["--tls-cert", tls.certPath, "--tls-key", tls.keyPath, "--mapping-file", mappingFile],
+    // No Kubernetes here: the pod's token alone proves the pod, as the admin opts in.
+    [
+      "--tls-cert",
+      tls.certPath,
+      "--tls-key",
+      tls.keyPath,
+      "--mapping-file",
+      mappingFile,
+      "--trust-pod-token-alone",
+    ],
     serverEnv(moto, world, issuer),
     tls.caCert,
   );

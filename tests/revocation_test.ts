@@ -1,0 +1,318 @@
+/**
+ * Grants that end: the real server process over HTTPS, moto for IAM, a real kube-apiserver for
+ * the run pods, the ConfigMaps and the grant record. Each test is one way access used to outlive
+ * its entitlement, with the bound it is taken back within, measured.
+ */
+import assert from "node:assert/strict";
+import type { IAMClient } from "@aws-sdk/client-iam";
+import { startFakePlatformApi } from "./fakes/platform_api.ts";
+import { type KubeApiServer, sharedKubeApiServer } from "./fixtures/kube_apiserver.ts";
+import {
+  EXAMPLE,
+  type Moto,
+  type SeededWorld,
+  seedExampleRoles,
+  startMoto,
+} from "./fixtures/moto.ts";
+import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
+import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
+import { type ServerProcess, startIrsaProcess, startServerProcess } from "./server_process.ts";
+import { heldSubjects, pairJson, serverEnv, sidecarEnv } from "./world.ts";
+
+const RUN = "646d27b817c28b5ea4b5b0c1";
+const LIST_ORG = "irsa-iamrole-list-bucket";
+const READ_ORG = "irsa-iamrole-read-bucket";
+const [LIST_ROLE, READ_ROLE] = EXAMPLE.roleNames;
+const CLEANUP_SECONDS = 1;
+
+let moto: Moto;
+let iam: IAMClient;
+let tls: TestTls;
+let world: SeededWorld;
+
+Deno.test.beforeAll(async () => {
+  moto = await startMoto();
+  iam = moto.iamClient();
+  tls = await makeTestTls();
+});
+Deno.test.afterAll(async () => {
+  await moto.stop();
+  await tls.cleanup();
+});
+Deno.test.beforeEach(async () => {
+  await moto.reset();
+  world = await seedExampleRoles(iam);
+});
+
+/** A cluster namespace pair, the platform's users, and a way to start servers on them. */
+async function startWorld() {
+  const cluster: KubeApiServer = await sharedKubeApiServer();
+  const field = await cluster.createNamespace("field");
+  const compute = await cluster.createNamespace("compute");
+  const platform = startFakePlatformApi();
+  const issuer = await startOidcIssuer();
+  const dir = await Deno.makeTempDir();
+  const jdoe = {
+    token: "user-token-jdoe",
+    canonicalName: "jdoe",
+    canonicalId: "u-jdoe",
+    organizations: [LIST_ORG, READ_ORG],
+  };
+  platform.addUser(jdoe);
+  platform.addUser({
+    token: "user-token-boss",
+    canonicalName: "boss",
+    canonicalId: "u-boss",
+    isAdmin: true,
+  });
+  platform.addUser({
+    token: "user-token-asmith",
+    canonicalName: "asmith",
+    canonicalId: "u-asmith",
+    organizations: [LIST_ORG, READ_ORG],
+  });
+  const pod = `run-${RUN}-abcde`;
+  await cluster.createPod(compute, {
+    name: pod,
+    labels: {
+      "dominodatalab.com/execution-id": RUN,
+      "dominodatalab.com/starting-user-id": "u-jdoe",
+      "dominodatalab.com/starting-user-username": "jdoe",
+    },
+    serviceAccountName: `run-${RUN}`,
+  });
+  const servers: ServerProcess[] = [];
+  const startServer = async () => {
+    const server = await startServerProcess(
+      [
+        "--tls-cert",
+        tls.certPath,
+        "--tls-key",
+        tls.keyPath,
+        "--verifier",
+        "domino",
+        "--mapping-store",
+        "configmap",
+        "--kubernetes-api",
+        cluster.url,
+        "--kubernetes-token-file",
+        cluster.adminTokenFile,
+        "--kubernetes-ca-file",
+        cluster.caCertPath,
+      ],
+      serverEnv(moto, world, issuer, {
+        DOMINO_USER_HOST: platform.url,
+        DEFAULT_FIELD_NS: field,
+        DEFAULT_COMPUTE_NS: compute,
+        IRSA_CLUSTER_ISSUER: cluster.issuer,
+        IRSA_CA_FILE: cluster.caCertPath,
+        IRSA_CLEANUP_INTERVAL_SECONDS: String(CLEANUP_SECONDS),
+        IRSA_CLEANUP_GRACE_SECONDS: "1",
+        IRSA_PRINCIPAL_CACHE_SECONDS: "1",
+      }),
+      tls.caCert,
+    );
+    servers.push(server);
+    return server;
+  };
+  const server = await startServer();
+  const subject = `*:${compute}:run-${RUN}`;
+  const call = async (
+    s: ServerProcess,
+    method: string,
+    path: string,
+    token: string,
+    body: unknown,
+    headers: Record<string, string> = {},
+  ) => {
+    const res = await s.fetch(path, {
+      method,
+      headers: { Authorization: `Bearer ${token}`, Accept: "application/json", ...headers },
+      body: JSON.stringify(body),
+    });
+    return { status: res.status, json: await res.json() };
+  };
+  const map = (org: string, role: string, s = server) =>
+    call(s, "POST", "/update_role_mapping", "user-token-boss", {
+      domino_org: org,
+      ...pairJson(role),
+    });
+  const sync = (token = "user-token-jdoe", headers: Record<string, string> = {}, s = server) =>
+    call(s, "POST", "/map_iam_roles_to_pod_sa", token, { run_id: RUN }, headers);
+  return {
+    cluster,
+    field,
+    compute,
+    platform,
+    jdoe,
+    pod,
+    dir,
+    server,
+    startServer,
+    subject,
+    call,
+    map,
+    sync,
+    held: (role: string) => heldSubjects(iam, world, role),
+    async [Symbol.asyncDispose]() {
+      for (const s of servers) await s.stop();
+      await platform.close();
+      await issuer.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** Polls until `check` holds; returns the milliseconds it took, or throws after `limitMs`. */
+async function within(limitMs: number, check: () => Promise<boolean>): Promise<number> {
+  const started = performance.now();
+  while (!(await check())) {
+    if (performance.now() - started > limitMs) throw new Error(`not within ${limitMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return Math.round(performance.now() - started);
+}
+
+Deno.test("a deleted mapping takes the subject off its role at once, and a stop after it leaves nothing behind", async () => {
+  await using w = await startWorld();
+  assert.equal((await w.map(LIST_ORG, LIST_ROLE)).status, 200);
+  assert.equal((await w.map(READ_ORG, READ_ROLE)).status, 200);
+  assert.equal((await w.sync()).status, 200);
+  assert.deepEqual(await w.held(LIST_ROLE), [w.subject]);
+  assert.deepEqual(await w.held(READ_ROLE), [w.subject]);
+
+  const deleted = await w.call(w.server, "DELETE", "/delete_role_mapping", "user-token-boss", {
+    domino_org: LIST_ORG,
+  });
+  assert.equal(deleted.status, 200);
+  assert.equal(deleted.json.revoked_subjects, 1);
+  assert.deepEqual(await w.held(LIST_ROLE), []);
+  assert.deepEqual(await w.held(READ_ROLE), [w.subject]);
+
+  // The stop visits every role irsa ever edited, mapped or not.
+  assert.equal((await w.map(LIST_ORG, LIST_ROLE)).status, 200);
+  assert.equal((await w.sync()).status, 200);
+  await w.call(w.server, "DELETE", "/delete_role_mapping", "user-token-boss", {
+    domino_org: READ_ORG,
+  });
+  await w.cluster.setConfigMap(w.field, "domino-org-iamrole-mapping", {}); // every mapping gone
+  const stop = await w.call(w.server, "DELETE", "/map_iam_roles_to_pod_sa", "user-token-jdoe", {
+    run_id: RUN,
+  });
+  assert.equal(stop.status, 200);
+  assert.deepEqual(await w.held(LIST_ROLE), []);
+  assert.deepEqual(await w.held(READ_ROLE), []);
+  const metrics = await (await w.server.fetch("/metrics")).text();
+  assert.match(metrics, /irsa_revoked_subjects_total\{reason="mapping"\} 2/);
+  assert.match(metrics, /irsa_revoked_subjects_total\{reason="stop"\} 1/);
+  assert.ok(
+    w.server.logs.some((l) => l.includes('"subject revoked"') && l.includes('"audit":true')),
+  );
+});
+
+Deno.test("a mapping changed behind the server's back (kubectl edit) is enforced within one cleanup interval", async () => {
+  await using w = await startWorld();
+  assert.equal((await w.map(LIST_ORG, LIST_ROLE)).status, 200);
+  assert.equal((await w.sync()).status, 200);
+  assert.deepEqual(await w.held(LIST_ROLE), [w.subject]);
+  await w.cluster.setConfigMap(w.field, "domino-org-iamrole-mapping", {});
+  const ms = await within(
+    4 * CLEANUP_SECONDS * 1000,
+    async () => (await w.held(LIST_ROLE)).length === 0,
+  );
+  console.error(
+    `revoked by the cleanup ${ms} ms after the mapping was deleted (interval ${CLEANUP_SECONDS} s)`,
+  );
+});
+
+Deno.test("a user removed from an organization loses its role at the next sync", async () => {
+  await using w = await startWorld();
+  assert.equal((await w.map(LIST_ORG, LIST_ROLE)).status, 200);
+  assert.equal((await w.map(READ_ORG, READ_ROLE)).status, 200);
+  assert.equal((await w.sync()).status, 200);
+  assert.deepEqual(await w.held(READ_ROLE), [w.subject]);
+  w.platform.addUser({ ...w.jdoe, organizations: [LIST_ORG] });
+  await new Promise((r) => setTimeout(r, 1100)); // the principal cache (1 s here, 30 s by default)
+  const synced = await w.sync();
+  assert.equal(synced.status, 200);
+  assert.deepEqual(synced.json.roles.map((r: { profile: string }) => r.profile), [LIST_ROLE]);
+  assert.deepEqual(await w.held(LIST_ROLE), [w.subject]);
+  assert.deepEqual(await w.held(READ_ROLE), []);
+});
+
+Deno.test("a restarted server still knows what was granted: the record survives, the next replica revokes", async () => {
+  await using w = await startWorld();
+  assert.equal((await w.map(LIST_ORG, LIST_ROLE)).status, 200);
+  assert.equal((await w.sync()).status, 200);
+  assert.ok((await w.cluster.configMap(w.field, "irsa-grants"))?.data["grants.json"]);
+  await w.server.stop();
+  // While no server runs, the mapping goes away out of band.
+  await w.cluster.setConfigMap(w.field, "domino-org-iamrole-mapping", {});
+  await w.startServer();
+  const ms = await within(
+    4 * CLEANUP_SECONDS * 1000,
+    async () => (await w.held(LIST_ROLE)).length === 0,
+  );
+  console.error(`revoked by the new replica ${ms} ms after it started`);
+});
+
+Deno.test("a pod token is bound to its user: another user with jdoe's pod token answers 403 and changes nothing", async () => {
+  await using w = await startWorld();
+  assert.equal((await w.map(LIST_ORG, LIST_ROLE)).status, 200);
+  const token = await w.cluster.tokenRequest(w.compute, `run-${RUN}`, {
+    audience: "sts.amazonaws.com",
+    pod: w.pod,
+  });
+  const pod = { "X-Irsa-Workload-Token": token };
+  const stolen = await w.sync("user-token-asmith", pod);
+  assert.equal(stolen.status, 403);
+  assert.match(stolen.json.message, /not started by "asmith"/);
+  assert.deepEqual(await w.held(LIST_ROLE), []);
+  assert.equal((await w.sync("user-token-jdoe", pod)).status, 200);
+  assert.deepEqual(await w.held(LIST_ROLE), [w.subject]);
+  const strip = await w.call(w.server, "DELETE", "/map_iam_roles_to_pod_sa", "user-token-asmith", {
+    run_id: RUN,
+  }, pod);
+  assert.equal(strip.status, 403);
+  assert.deepEqual(await w.held(LIST_ROLE), [w.subject]);
+});
+
+Deno.test("a workspace's sidecar stopped after its mapping was deleted takes its subject off every role", async () => {
+  await using w = await startWorld();
+  assert.equal((await w.map(LIST_ORG, LIST_ROLE)).status, 200);
+  const dir = `${w.dir}/pod`;
+  await Deno.mkdir(`${dir}/.aws`, { recursive: true });
+  w.platform.setAccessToken("user-token-jdoe");
+  await Deno.writeTextFile(
+    `${dir}/token`,
+    await w.cluster.tokenRequest(w.compute, `run-${RUN}`, {
+      audience: "sts.amazonaws.com",
+      pod: w.pod,
+    }),
+  );
+  await Deno.writeTextFile(
+    `${dir}/labels`,
+    `dominodatalab.com/execution-id="${RUN}"\ndominodatalab.com/irsa-workload-type="edge-workload"\n`,
+  );
+  const sidecar = await startIrsaProcess(
+    "sidecar",
+    ["--propagation-check=false"],
+    sidecarEnv({
+      apiProxy: w.platform.url,
+      serverUrl: w.server.url,
+      caFile: tls.caCertPath,
+      dir,
+      runId: RUN,
+      username: "jdoe",
+      sts: moto.endpoint,
+    }),
+  );
+  try {
+    await within(10_000, async () => (await w.held(LIST_ROLE)).length === 1);
+    // The admin deletes the mapping, out of band, while the workspace runs; then it stops.
+    await w.cluster.setConfigMap(w.field, "domino-org-iamrole-mapping", {});
+  } finally {
+    assert.equal(await sidecar.stop("SIGTERM"), 0);
+  }
+  assert.deepEqual(await w.held(LIST_ROLE), []);
+});
