@@ -31,7 +31,8 @@ function parse(text: string, where: string): GrantRecord {
   try {
     return decodeRecord(text);
   } catch (e) {
-    throw new AppError("internal", `${(e as Error).message} (in ${where}); fix or remove it`);
+    // 503, not 500: the server works, its record needs an admin (and says where it is).
+    throw new AppError("unavailable", `${(e as Error).message} (in ${where}); fix or remove it`);
   }
 }
 

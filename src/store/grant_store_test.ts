@@ -84,7 +84,7 @@ Deno.test("grant store: a malformed record is an error naming it, and is never w
     await Deno.writeTextFile(path, '{"roles": "not a list"}');
     const store = createFileGrantStore(path);
     await assert.rejects(store.read(), (e) => {
-      assert.ok(e instanceof AppError && e.code === "internal");
+      assert.ok(e instanceof AppError && e.code === "unavailable");
       assert.match(e.message, /grant record is malformed/);
       assert.match(e.message, /irsa-grants\.json/);
       return true;
