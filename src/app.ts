@@ -2,7 +2,7 @@
 
 import { Hono } from "hono";
 import type { AuthEnv } from "./auth/bearer.ts";
-import { installErrorFunnel, limitBody, requestIds } from "./http.ts";
+import { installErrorFunnel, limitBody, refuseOtherMethods, requestIds } from "./http.ts";
 import type { ServerDeps } from "./routes/deps.ts";
 import { registerCapacityRoutes } from "./routes/capacity.ts";
 import { registerOperationRoutes } from "./routes/operations.ts";
@@ -30,5 +30,7 @@ export function createApp(deps: ServerDeps): Hono<AuthEnv> {
   registerRoleMappingRoutes(app, deps);
   registerCapacityRoutes(app, deps);
   registerServiceAccountRoutes(app, deps);
+  // Last: it answers 405 on every described path for the methods registered above it did not take.
+  refuseOtherMethods(app, deps.api);
   return app;
 }

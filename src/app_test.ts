@@ -3,6 +3,7 @@ import { createApp } from "./app.ts";
 import type { RunLookup, RunPod } from "./auth/caller.ts";
 import { createJwtVerifier } from "./auth/jwt_verifier.ts";
 import { createWorkloadVerifier } from "./auth/workload_verifier.ts";
+import { ROLE_ARN_MAX_LENGTH, ROLE_ARN_PATTERN } from "./core/arn.ts";
 import { editTrustPolicy, subjectsOf } from "./core/trust_policy.ts";
 import { AppError } from "./errors.ts";
 import { ApiDescription } from "./http.ts";
@@ -239,7 +240,7 @@ Deno.test("a workload token must agree with run_id, and a run_id must match the 
       body: { run_id: bad },
     });
     assert.equal(res.status, 400, bad);
-    assert.match((await res.json()).message, /Invalid run_id/);
+    assert.match((await res.json()).message, /Invalid field "run_id": run_id must match/);
   }
   const userToken = await w.call("POST", "/map_iam_roles_to_pod_sa", {
     token: w.jdoe,
@@ -497,10 +498,18 @@ Deno.test("openapi.json describes every route with the schemas that validate the
     doc.paths["/map_iam_roles_to_pod_sa"].post.requestBody.content["application/json"].schema;
   assert.deepEqual(Object.keys(schema.properties), ["run_id", "irsa_workload_type"]);
   assert.deepEqual(schema.properties.irsa_workload_type, { type: "string", maxLength: 64 });
-  assert.deepEqual(
-    doc.paths["/update_role_mapping"].post.requestBody.content["application/json"].schema.required,
-    ["domino_org", "iam_role_arn", "proxy_iam_role_arn"],
-  );
+  // The server's checks, kept: the run-id pattern it was given, the ARN's form and length.
+  assert.deepEqual(schema.properties.run_id, {
+    type: "string",
+    maxLength: 128,
+    pattern: "^[0-9a-f]{24}$",
+  });
+  const update =
+    doc.paths["/update_role_mapping"].post.requestBody.content["application/json"].schema;
+  assert.deepEqual(update.required, ["domino_org", "iam_role_arn", "proxy_iam_role_arn"]);
+  assert.equal(update.properties.iam_role_arn.pattern, ROLE_ARN_PATTERN);
+  assert.equal(update.properties.iam_role_arn.maxLength, ROLE_ARN_MAX_LENGTH);
+  assert.equal(update.properties.domino_org.pattern, "^[-._a-zA-Z0-9]{1,253}$");
 });
 
 Deno.test("metrics carry the current service's names, latency histograms and IAM counters", async () => {

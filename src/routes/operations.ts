@@ -12,7 +12,7 @@ export function registerOperationRoutes(app: Hono<AuthEnv>, deps: ServerDeps): v
     path: "/healthz",
     summary: "Liveness.",
     access: "public",
-    responses: { 200: '{"status": "Healthy"}' },
+    responses: { 200: { description: '{"status": "Healthy"}' } },
   });
   app.get("/healthz", (c) => c.json({ status: "Healthy" }));
 
@@ -21,7 +21,10 @@ export function registerOperationRoutes(app: Hono<AuthEnv>, deps: ServerDeps): v
     path: "/readyz",
     summary: "Readiness: mappings readable and signing keys loaded.",
     access: "public",
-    responses: { 200: "Ready", 503: "Not ready, with the reason" },
+    responses: {
+      200: { description: "Ready" },
+      503: { description: "Not ready, with the reason" },
+    },
   });
   app.get("/readyz", async (c) => {
     const reasons: string[] = [];
@@ -50,8 +53,12 @@ export function registerOperationRoutes(app: Hono<AuthEnv>, deps: ServerDeps): v
     path: "/metrics",
     summary: "Prometheus metrics.",
     access: "public",
-    produces: ["text/plain"],
-    responses: { 200: "Metrics in the Prometheus text format" },
+    responses: {
+      200: {
+        description: "Metrics",
+        text: { type: "text/plain", description: "The Prometheus text format, version 0.0.4" },
+      },
+    },
   });
   app.get(
     "/metrics",
@@ -66,7 +73,7 @@ export function registerOperationRoutes(app: Hono<AuthEnv>, deps: ServerDeps): v
     path: "/openapi.json",
     summary: "This API as an OpenAPI 3.1 document.",
     access: "public",
-    responses: { 200: "The document" },
+    responses: { 200: { description: "The document" } },
   });
   app.get("/openapi.json", (c) => c.json(deps.api.document()));
 }

@@ -21,19 +21,24 @@ import { recordRevoked, revoke } from "../revocation.ts";
 import type { AuditContext, RoleOutcome } from "../trust_editor.ts";
 import type { ServerDeps } from "./deps.ts";
 
-/** The body of both methods. */
-export const PodRolesBody = v.object({
-  run_id: v.optional(
-    v.pipe(v.string("run_id must be a string"), v.maxLength(128, "run_id is too long")),
-  ),
-  // Any label value the platform's mutation sets; the ones it sets today are KNOWN_WORKLOAD_TYPES.
-  irsa_workload_type: v.optional(
-    v.pipe(
-      v.string("irsa_workload_type must be a string"),
-      v.maxLength(64, "irsa_workload_type is longer than 64 characters"),
+/** The body of both methods; `run_id` must match the server's run-id pattern. */
+export const podRolesBody = (runIdPattern: RegExp) =>
+  v.object({
+    run_id: v.optional(
+      v.pipe(
+        v.string("run_id must be a string"),
+        v.maxLength(128, "run_id is too long"),
+        v.regex(runIdPattern, `run_id must match ${runIdPattern.source}`),
+      ),
     ),
-  ),
-});
+    // Any label value the platform's mutation sets; the ones it sets today are KNOWN_WORKLOAD_TYPES.
+    irsa_workload_type: v.optional(
+      v.pipe(
+        v.string("irsa_workload_type must be a string"),
+        v.maxLength(64, "irsa_workload_type is longer than 64 characters"),
+      ),
+    ),
+  });
 
 /** The workload types the platform's mutations set; others are accepted and logged as unknown. */
 export const KNOWN_WORKLOAD_TYPES: readonly string[] = [
@@ -48,6 +53,7 @@ const WORKLOAD_HEADER = "x-irsa-workload-token";
 /** Registers the pod-role routes. */
 export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): void {
   const auth = bearerAuth(deps.users);
+  const PodRolesBody = podRolesBody(deps.ownership.runIdPattern);
   const headers = {
     "X-Irsa-Workload-Token":
       "The pod's projected service-account token: proof that the pod is the caller's.",
@@ -61,15 +67,8 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
     access: "user",
     body: PodRolesBody,
     headers,
-    produces: ["text/plain", "application/json"],
-    responses: {
-      200: "Mapped (per-role outcomes in JSON)",
-      400: "Bad body",
-      401: "Bad token",
-      403: "Pod not proven to be the caller's",
-      409: "Quota",
-      502: "IAM failed",
-    },
+    responses: { 200: { description: "Mapped (per-role outcomes in JSON)" } },
+    errors: { 403: "Pod not proven to be the caller's", 409: "Quota", 502: "IAM failed" },
   });
   app.post("/map_iam_roles_to_pod_sa", auth, async (c) => {
     deps.metrics.mappingRequests.inc();
@@ -156,12 +155,8 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
     access: "user",
     body: PodRolesBody,
     headers,
-    responses: {
-      200: "Per-role outcomes",
-      400: "Bad body",
-      401: "Bad token",
-      403: "Pod not proven to be the caller's",
-    },
+    responses: { 200: { description: "Per-role outcomes" } },
+    errors: { 403: "Pod not proven to be the caller's" },
   });
   app.delete("/map_iam_roles_to_pod_sa", auth, async (c) => {
     const body = await jsonBody(c, PodRolesBody);

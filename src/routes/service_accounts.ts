@@ -31,13 +31,10 @@ export function registerServiceAccountRoutes(app: Hono<AuthEnv>, deps: ServerDep
     }
     return deps.serviceAccounts;
   };
-  const responses = {
-    200: "Done, or nothing to do",
-    400: "Bad body",
-    401: "Bad token",
-    403: "Not an admin",
+  const responses = { 200: { description: "Done, or nothing to do" } };
+  const errors = {
     409: "The ServiceAccount exists and was not created by irsa",
-    503: "No Kubernetes API",
+    503: "No Kubernetes API, or it cannot be reached",
   };
 
   deps.api.add({
@@ -48,6 +45,7 @@ export function registerServiceAccountRoutes(app: Hono<AuthEnv>, deps: ServerDep
     access: "admin",
     body: ServiceAccountBody,
     responses,
+    errors,
   });
   app.post("/service_account", admin, async (c) => {
     const { service_account_name: name } = await jsonBody(c, ServiceAccountBody);
@@ -73,6 +71,7 @@ export function registerServiceAccountRoutes(app: Hono<AuthEnv>, deps: ServerDep
     access: "admin",
     body: ServiceAccountBody,
     responses,
+    errors,
   });
   app.delete("/service_account", admin, async (c) => {
     const { service_account_name: name } = await jsonBody(c, ServiceAccountBody);
