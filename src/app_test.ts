@@ -13,6 +13,7 @@ import { createFileStore } from "./store/file_store.ts";
 import { createFileGrantStore } from "./store/grant_store.ts";
 import { createTrustEditor } from "./trust_editor.ts";
 import { FakeIamRoles } from "../tests/fakes/iam_roles.ts";
+import { Conformance } from "../tests/openapi_conformance.ts";
 import { startOidcIssuer } from "../tests/fixtures/oidc_issuer.ts";
 
 const HOST = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
@@ -106,12 +107,14 @@ async function world(
     serviceAccount: `run-${RUN}`,
     podName: JDOE_POD.name,
   });
-  const call = (
+  // Every answer a test receives is checked against the app's own /openapi.json.
+  const conformance = new Conformance(await (await app.request("/openapi.json")).json());
+  const call = async (
     method: string,
     path: string,
     opts: { token?: string; body?: unknown; headers?: Record<string, string> } = {},
-  ) =>
-    app.request(path, {
+  ) => {
+    const res = await app.request(path, {
       method,
       headers: {
         ...(opts.token ? { Authorization: `Bearer ${opts.token}` } : {}),
@@ -124,6 +127,9 @@ async function world(
         ? opts.body
         : JSON.stringify(opts.body),
     });
+    await conformance.checkResponse(method, path, res);
+    return res;
+  };
   return {
     issuer,
     iam,

@@ -116,8 +116,15 @@ export interface AnswerDoc {
   readonly description: string;
   /** The valibot schema of a JSON body; the route builds its answer through it (`satisfies`). */
   readonly json?: v.GenericSchema;
-  /** A text body: its media type (without parameters) and what it holds. */
-  readonly text?: { readonly type: string; readonly description: string };
+  /**
+   * A text body: its media type (without parameters), what it holds, and, when its form is fixed,
+   * the valibot string schema (a `v.regex`) it keeps to.
+   */
+  readonly text?: {
+    readonly type: string;
+    readonly description: string;
+    readonly schema?: v.GenericSchema<string>;
+  };
   /** Headers the answer carries, name to description. */
   readonly headers?: Readonly<Record<string, string>>;
 }
@@ -256,7 +263,14 @@ export class ApiDescription {
         content: {
           ...(a.json ? { [JSON_TYPE]: { schema: jsonSchemaOf(a.json) } } : {}),
           ...(a.text
-            ? { [a.text.type]: { schema: { type: "string", description: a.text.description } } }
+            ? {
+              [a.text.type]: {
+                schema: {
+                  ...(a.text.schema ? jsonSchemaOf(a.text.schema) : { type: "string" }),
+                  description: a.text.description,
+                },
+              },
+            }
             : {}),
         },
       }]);

@@ -3,7 +3,7 @@
 import type { Hono } from "hono";
 import * as v from "valibot";
 import { type AuthEnv, bearerAuth } from "../auth/bearer.ts";
-import { renderProfiles } from "../core/aws_config.ts";
+import { PROFILES_PATTERN, renderProfiles } from "../core/aws_config.ts";
 import {
   EMPTY_RECORD,
   entitledRoles,
@@ -14,7 +14,7 @@ import {
 } from "../core/grants.ts";
 import { pairsFor, proxyRolesOf, unmanagedRolesOf } from "../core/mapping.ts";
 import { profilesFor, type RolePair } from "../core/role_chain.ts";
-import { AppError, type ErrorCode } from "../errors.ts";
+import { AppError, ERROR_CODES, type ErrorCode } from "../errors.ts";
 import { jsonBody } from "../http.ts";
 import { provePod } from "../ownership.ts";
 import { recordRevoked, revoke } from "../revocation.ts";
@@ -39,6 +39,48 @@ export const podRolesBody = (runIdPattern: RegExp) =>
       ),
     ),
   });
+
+/** The AWS config file POST answers: the profiles of the caller's roles, as the sidecar writes them. */
+export const AwsConfigText = v.pipe(
+  v.string(),
+  v.regex(new RegExp(PROFILES_PATTERN)),
+);
+
+const AWS_CONFIG_DESCRIPTION =
+  "The AWS config file (INI): for each role a `[profile <name>]` section with `source_profile` and `role_arn` (the asset role), and its `[profile src_<name>]` with `web_identity_token_file` and `role_arn` (the proxy role); a blank line between sections; empty when no role is mapped.";
+
+// A role's outcome in an answer; `error` only with `failed`.
+const roleOutcome = <S extends string>(statuses: readonly S[], fields: v.ObjectEntries = {}) =>
+  v.union([
+    v.strictObject({ ...fields, status: v.picklist(statuses) }),
+    v.strictObject({
+      ...fields,
+      status: v.literal("failed"),
+      error: v.strictObject({ code: v.picklist(ERROR_CODES), message: v.string() }),
+    }),
+  ]);
+
+/** The JSON answer of POST /map_iam_roles_to_pod_sa (with `Accept: application/json`). */
+export const MappedAnswer = v.strictObject({
+  run_id: v.nullable(v.string()),
+  service_account: v.pipe(v.string(), v.description("<namespace>:<name>")),
+  subject: v.pipe(v.string(), v.description("The subject put in the trust policies")),
+  proof: v.picklist(["workload-token", "run-lookup"]),
+  roles: v.array(roleOutcome(["added", "present", "unmanaged"], {
+    iam_role_arn: v.string(),
+    proxy_iam_role_arn: v.nullable(v.string()),
+    profile: v.string(),
+    source_profile: v.nullable(v.string()),
+  })),
+  config: v.pipe(AwsConfigText, v.description(AWS_CONFIG_DESCRIPTION)),
+});
+
+/** The answer of DELETE /map_iam_roles_to_pod_sa. */
+export const UnmappedAnswer = v.strictObject({
+  run_id: v.nullable(v.string()),
+  subject: v.string(),
+  roles: v.array(roleOutcome(["removed", "absent"], { proxy_iam_role_arn: v.string() })),
+});
 
 /** The workload types the platform's mutations set; others are accepted and logged as unknown. */
 export const KNOWN_WORKLOAD_TYPES: readonly string[] = [
@@ -67,8 +109,22 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
     access: "user",
     body: PodRolesBody,
     headers,
-    responses: { 200: { description: "Mapped (per-role outcomes in JSON)" } },
-    errors: { 403: "Pod not proven to be the caller's", 409: "Quota", 502: "IAM failed" },
+    responses: {
+      200: {
+        description:
+          "Mapped, for at least one role: the AWS config file, or per-role outcomes in JSON",
+        text: { type: "text/plain", description: AWS_CONFIG_DESCRIPTION, schema: AwsConfigText },
+        json: MappedAnswer,
+      },
+    },
+    errors: {
+      400: "Bad body, or every role failed on a bad policy",
+      403: "Pod not proven to be the caller's",
+      409:
+        "Every role failed: its trust policy is full (every member of its pool), or kept changing",
+      502: "Every role failed at IAM, or the mapping store or Kubernetes answered badly",
+      503: "IAM, the mapping store, Kubernetes or the token's verifier cannot be reached",
+    },
   });
   app.post("/map_iam_roles_to_pod_sa", auth, async (c) => {
     deps.metrics.mappingRequests.inc();
@@ -155,8 +211,12 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
     access: "user",
     body: PodRolesBody,
     headers,
-    responses: { 200: { description: "Per-role outcomes" } },
-    errors: { 403: "Pod not proven to be the caller's" },
+    responses: { 200: { description: "Per-role outcomes", json: UnmappedAnswer } },
+    errors: {
+      403: "Pod not proven to be the caller's",
+      409: "The grant record kept changing",
+      502: "The mapping store or Kubernetes answered badly",
+    },
   });
   app.delete("/map_iam_roles_to_pod_sa", auth, async (c) => {
     const body = await jsonBody(c, PodRolesBody);
