@@ -1,5 +1,7 @@
 /** Starts `irsa server` and `irsa sidecar` as subprocesses, the way users start them, and talks to them. */
 
+import { Conformance } from "./openapi_conformance.ts";
+
 const MAIN = decodeURIComponent(new URL("../main.ts", import.meta.url).pathname);
 /** The permissions `deno task compile` grants the binary; the subprocess gets the same. */
 export const RUN_PERMISSIONS = [
@@ -15,7 +17,10 @@ export interface ServerProcess {
   readonly url: string;
   /** Every log line so far (JSON lines on standard error). */
   readonly logs: string[];
-  /** fetch against the server, trusting its CA. */
+  /**
+   * fetch against the server, trusting its CA. A server's answers are each checked against its own
+   * `/openapi.json` (fetched at the first answer): an answer the document does not describe throws.
+   */
   fetch(path: string, init?: RequestInit): Promise<Response>;
   /** Sends the signal (SIGTERM by default), then waits; returns the exit code. Idempotent. */
   stop(signal?: Deno.Signal): Promise<number>;
@@ -115,10 +120,20 @@ export async function startIrsaProcess(
   }
   const client = caCert ? Deno.createHttpClient({ caCerts: [caCert] }) : undefined;
   let stopped: Promise<number> | undefined;
+  const get = (path: string, init: RequestInit = {}) =>
+    fetch(`${url}${path}`, { ...init, ...(client ? { client } : {}) });
+  let conformance: Promise<Conformance> | undefined;
   return {
     url,
     logs,
-    fetch: (path, init = {}) => fetch(`${url}${path}`, { ...init, ...(client ? { client } : {}) }),
+    async fetch(path, init = {}) {
+      const res = await get(path, init);
+      if (mode === "server") {
+        conformance ??= get("/openapi.json").then(async (doc) => new Conformance(await doc.json()));
+        await (await conformance).checkResponse(init.method ?? "GET", path, res);
+      }
+      return res;
+    },
     // Idempotent: a test that stops a process early may still dispose of it at the end.
     stop(signal: Deno.Signal = "SIGTERM") {
       return stopped ??= (async () => {
