@@ -13,7 +13,7 @@ import { createFileStore } from "./store/file_store.ts";
 import { createFileGrantStore } from "./store/grant_store.ts";
 import { createTrustEditor } from "./trust_editor.ts";
 import { FakeIamRoles } from "../tests/fakes/iam_roles.ts";
-import { Conformance } from "../tests/openapi_conformance.ts";
+import { Conformance, KEYWORDS } from "../tests/openapi_conformance.ts";
 import { startOidcIssuer } from "../tests/fixtures/oidc_issuer.ts";
 
 const HOST = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
@@ -127,7 +127,12 @@ async function world(
         ? opts.body
         : JSON.stringify(opts.body),
     });
-    await conformance.checkResponse(method, path, res);
+    await conformance.checkResponse(
+      method,
+      path,
+      res,
+      typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body),
+    );
     return res;
   };
   return {
@@ -557,6 +562,32 @@ Deno.test("every route the app answers is described, and every description is an
     ),
   ].sort();
   assert.deepEqual(routed, described);
+});
+
+Deno.test("the conformance check knows every keyword of the document's schemas", async () => {
+  await using w = await world();
+  const doc = await (await w.call("GET", "/openapi.json")).json();
+  const used = new Set<string>();
+  const walk = (schema: Record<string, unknown>) => {
+    for (const [keyword, rule] of Object.entries(schema)) {
+      used.add(keyword);
+      if (keyword === "properties") Object.values(rule as object).forEach(walk);
+      else if (keyword === "anyOf") (rule as Record<string, unknown>[]).forEach(walk);
+      else if (typeof rule === "object" && rule !== null && keyword !== "enum") {
+        if (!Array.isArray(rule)) walk(rule as Record<string, unknown>);
+      }
+    }
+  };
+  const schemas: Record<string, unknown>[] = [...Object.values(doc.components.schemas)] as never;
+  JSON.stringify(doc.paths, (key, value) => {
+    if (key === "schema") schemas.push(value);
+    return value;
+  });
+  schemas.forEach(walk);
+  assert.deepEqual([...used].filter((k) => !KEYWORDS.has(k)), []);
+  for (const k of ["pattern", "maxLength", "minItems", "additionalProperties", "not", "anyOf"]) {
+    assert.ok(used.has(k), k);
+  }
 });
 
 Deno.test("the conformance check refuses answers the document does not describe", async () => {

@@ -130,7 +130,7 @@ export async function startIrsaProcess(
       const res = await get(path, init);
       if (mode === "server") {
         conformance ??= get("/openapi.json").then(async (doc) => new Conformance(await doc.json()));
-        await (await conformance).checkResponse(init.method ?? "GET", path, res);
+        await (await conformance).checkResponse(init.method ?? "GET", path, res, init.body);
       }
       return res;
     },
