@@ -32,5 +32,7 @@ export function createApp(deps: ServerDeps): Hono<AuthEnv> {
   registerServiceAccountRoutes(app, deps);
   // Last: it answers 405 on every described path for the methods registered above it did not take.
   refuseOtherMethods(app, deps.api);
+  // Built once here so that a description the document cannot express stops the start, not a GET.
+  deps.api.document();
   return app;
 }

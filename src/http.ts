@@ -274,7 +274,15 @@ export class ApiDescription {
             : {}),
         },
       }]);
-      const errors = Object.entries({ ...impliedErrors(r), ...r.errors }).map((
+      const both = Object.keys(r.errors ?? {}).filter((status) => status in r.responses);
+      if (both.length > 0) {
+        throw new Error(`${r.method} ${r.path}: status ${both} is both an answer and an error`);
+      }
+      // An answer of its own (the 503 of /readyz) replaces an implied error of the same status.
+      const implied = Object.entries(impliedErrors(r)).filter(([status]) =>
+        !(status in r.responses)
+      );
+      const errors = [...implied, ...Object.entries(r.errors ?? {})].map((
         [status, description],
       ) => {
         errorStatuses.add(Number(status));
