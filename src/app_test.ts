@@ -544,6 +544,10 @@ Deno.test("unknown methods on known paths answer 405 with Allow, before any toke
     assert.equal(body.code, "method_not_allowed");
     assert.match(body.message, new RegExp(`^Method ${method} is not allowed on ${path}`));
   }
+  // The method is refused before the body is read or a token checked.
+  const big = await w.call("PUT", "/update_role_mapping", { body: "x".repeat(70_000) });
+  assert.equal(big.status, 405);
+  await big.body?.cancel();
   assert.equal((await w.call("HEAD", "/healthz")).status, 200);
   const unknown = await w.call("PATCH", "/nothing-here");
   assert.equal(unknown.status, 404);

@@ -199,6 +199,8 @@ export function jsonSchemaOf(schema: v.GenericSchema): Record<string, unknown> {
   const { $schema: _, ...json } = toJsonSchema(schema, {
     target: "draft-2020-12",
     errorMode: "throw",
+    // What a client sends: a pipe is described up to its first transformation.
+    typeMode: "input",
     ignoreActions: ["check"],
   }) as Record<string, unknown>;
   return json;
@@ -368,18 +370,20 @@ function headersOf(headers: Readonly<Record<string, string>>) {
 }
 
 /**
- * Answers 405 with `Allow` on every described path for the methods it does not describe; call
- * it after every route registered.
+ * Answers 405 with `Allow` when a described path is asked a method it does not describe, before
+ * the body limit and any token check. It reads the description at each request, so routes may be
+ * described after it is installed.
  */
-export function refuseOtherMethods<E extends ServerEnv>(app: Hono<E>, api: ApiDescription): void {
-  for (const path of new Set(api.routes.map((r) => r.path))) {
-    const allow = allowedMethods(api.routes, path).join(", ");
-    app.all(path, (c) => {
-      c.header("Allow", allow);
+export function refuseOtherMethods(api: ApiDescription) {
+  return async function allowedMethod(c: Context<ServerEnv>, next: () => Promise<void>) {
+    const allow = allowedMethods(api.routes, c.req.path);
+    if (allow.length > 0 && !allow.includes(c.req.method)) {
+      c.header("Allow", allow.join(", "));
       throw new AppError(
         "method_not_allowed",
-        `Method ${c.req.method} is not allowed on ${path}: it answers ${allow}`,
+        `Method ${c.req.method} is not allowed on ${c.req.path}: it answers ${allow.join(", ")}`,
       );
-    });
-  }
+    }
+    await next();
+  };
 }
