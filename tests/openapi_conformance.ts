@@ -139,7 +139,7 @@ export class Conformance {
 }
 
 // Keywords that only annotate; everything else must be understood or validation refuses.
-const ANNOTATIONS = new Set(["description", "title", "examples", "$schema"]);
+const ANNOTATIONS = new Set(["description", "title", "examples", "default", "$schema"]);
 
 /** Every keyword {@link validate} knows, annotations included. */
 export const KEYWORDS: ReadonlySet<string> = new Set([
@@ -154,8 +154,12 @@ export const KEYWORDS: ReadonlySet<string> = new Set([
     "maxLength",
     "minimum",
     "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
     "minItems",
     "maxItems",
+    "minProperties",
+    "maxProperties",
     "items",
     "required",
     "properties",
@@ -228,6 +232,24 @@ export function validate(schema: Schema, value: unknown, doc: Document, at = "$"
         if (typeof value === "number") {
           if (keyword === "minimum" ? value < (rule as number) : value > (rule as number)) {
             fail(`${value} breaks ${keyword} ${rule}`);
+          }
+        }
+        break;
+      case "exclusiveMinimum":
+      case "exclusiveMaximum":
+        if (typeof value === "number") {
+          const limit = rule as number;
+          if (keyword === "exclusiveMinimum" ? value <= limit : value >= limit) {
+            fail(`${value} breaks ${keyword} ${rule}`);
+          }
+        }
+        break;
+      case "minProperties":
+      case "maxProperties":
+        if (typeOf(value) === "object") {
+          const n = Object.keys(value as object).length;
+          if (keyword === "minProperties" ? n < (rule as number) : n > (rule as number)) {
+            fail(`${n} properties break ${keyword} ${rule}`);
           }
         }
         break;
