@@ -206,21 +206,17 @@ export function jsonSchemaOf(schema: v.GenericSchema): Record<string, unknown> {
   return json;
 }
 
-// Walks a schema's pipes: a check without metadata after it is a rule the document would not show.
+// The actions of a schema's pipe with those of the pipes it wraps, in order, as the converter sees them.
+function flatPipe(schema: unknown): { kind: string; type: string }[] {
+  const pipe = (schema as { pipe?: unknown[] }).pipe;
+  if (!pipe) return [];
+  return [...flatPipe(pipe[0]), ...(pipe.slice(1) as { kind: string; type: string }[])];
+}
+
+// Walks a schema: a check without metadata after it is a rule the document would not show.
 function assertChecksDescribed(schema: unknown, where = "schema"): void {
-  const s = schema as {
-    type?: string;
-    pipe?: { kind: string; type: string }[];
-    entries?: Record<string, unknown>;
-    item?: unknown;
-    options?: unknown[];
-    wrapped?: unknown;
-    rest?: unknown;
-    key?: unknown;
-    value?: unknown;
-  };
-  if (typeof s !== "object" || s === null) return;
-  const pipe = s.pipe ?? [];
+  if (typeof schema !== "object" || schema === null) return;
+  const pipe = flatPipe(schema);
   pipe.forEach((item, i) => {
     if (item.type === "check" && !pipe.slice(i + 1).some((later) => later.type === "metadata")) {
       throw new Error(
@@ -228,19 +224,22 @@ function assertChecksDescribed(schema: unknown, where = "schema"): void {
       );
     }
   });
-  const nested = [
-    pipe[0] !== schema ? pipe[0] : undefined,
-    ...Object.entries(s.entries ?? {}).map(([k, e]) => [e, `${where}.${k}`] as const),
-    s.item,
-    ...(Array.isArray(s.options) ? s.options : []),
-    s.wrapped,
-    s.rest,
-    s.key,
-    s.value,
-  ];
-  for (const n of nested) {
-    if (Array.isArray(n)) assertChecksDescribed(n[0], n[1]);
-    else if (n !== undefined && n !== schema) assertChecksDescribed(n, where);
+  // A piped schema carries its root's fields, so its entries, items and options are its own.
+  const s = schema as {
+    entries?: Record<string, unknown>;
+    item?: unknown;
+    options?: unknown;
+    wrapped?: unknown;
+    rest?: unknown;
+    key?: unknown;
+    value?: unknown;
+  };
+  for (const [key, entry] of Object.entries(s.entries ?? {})) {
+    assertChecksDescribed(entry, `${where}.${key}`);
+  }
+  const options = Array.isArray(s.options) ? s.options : [];
+  for (const n of [s.item, ...options, s.wrapped, s.rest, s.key, s.value]) {
+    assertChecksDescribed(n, where);
   }
 }
 
