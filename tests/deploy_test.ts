@@ -552,7 +552,7 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
         },
       ]);
       assert.deepEqual(compute.rules, [
-        { apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch"] },
+        { apiGroups: [""], resources: ["pods"], verbs: ["list"] },
       ]);
       for (const binding of docs!.filter((d) => d.kind === "RoleBinding")) {
         const role = roles.find((r) => r.metadata.namespace === binding.metadata.namespace);

@@ -7,6 +7,10 @@ import { AppError, type ErrorCode } from "../errors.ts";
 export interface ConfigMapSnapshot {
   readonly data: Readonly<Record<string, string>>;
   readonly resourceVersion: string;
+  /** Kept so that a replace sends them back: a PUT without them would delete them. */
+  readonly labels?: Readonly<Record<string, string>>;
+  /** Kept likewise; Helm's ownership and `helm.sh/resource-policy: keep` live here. */
+  readonly annotations?: Readonly<Record<string, string>>;
 }
 
 /** The fields of a pod irsa reads; everything else the API sends is dropped. */
@@ -50,6 +54,7 @@ export interface KubeClient {
     name: string,
     data: Readonly<Record<string, string>>,
     resourceVersion: string,
+    metadata?: Pick<ConfigMapSnapshot, "labels" | "annotations">,
   ): Promise<ConfigMapSnapshot>;
   /** The pods matching a label selector (a selected list, never a full listing). */
   listPods(namespace: string, labelSelector: string): Promise<KubePod[]>;
@@ -151,7 +156,11 @@ const StringMap = v.custom<Record<string, string>>(
 );
 
 const ConfigMapWire = v.object({
-  metadata: v.object({ resourceVersion: v.string() }),
+  metadata: v.object({
+    resourceVersion: v.string(),
+    labels: v.optional(v.nullable(StringMap)),
+    annotations: v.optional(v.nullable(StringMap)),
+  }),
   data: v.optional(v.nullable(StringMap)),
 });
 
@@ -284,9 +293,12 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
   const snapshot = (json: unknown, target: Target): ConfigMapSnapshot => {
     const cm = parse(ConfigMapWire, json, target);
     // Object.fromEntries keeps a key such as "__proto__" as plain data.
+    const { labels, annotations } = cm.metadata;
     return {
       data: Object.fromEntries(Object.entries(cm.data ?? {})),
       resourceVersion: cm.metadata.resourceVersion,
+      ...(labels ? { labels: Object.fromEntries(Object.entries(labels)) } : {}),
+      ...(annotations ? { annotations: Object.fromEntries(Object.entries(annotations)) } : {}),
     };
   };
 
@@ -299,10 +311,17 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
     name: string,
     data: Readonly<Record<string, string>>,
     resourceVersion?: string,
+    kept: Pick<ConfigMapSnapshot, "labels" | "annotations"> = {},
   ) => ({
     apiVersion: "v1",
     kind: "ConfigMap",
-    metadata: { name, namespace, ...(resourceVersion === undefined ? {} : { resourceVersion }) },
+    metadata: {
+      name,
+      namespace,
+      ...(resourceVersion === undefined ? {} : { resourceVersion }),
+      ...(kept.labels ? { labels: kept.labels } : {}),
+      ...(kept.annotations ? { annotations: kept.annotations } : {}),
+    },
     data,
   });
 
@@ -329,13 +348,13 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
       return snapshot(json, target);
     },
 
-    async replaceConfigMap(namespace, name, data, resourceVersion) {
+    async replaceConfigMap(namespace, name, data, resourceVersion, metadata) {
       const target: Target = { verb: "update", resource: "configmaps", namespace, name };
       const { json } = await call(
         target,
         "PUT",
         configMapPath(namespace, name),
-        configMapBody(namespace, name, data, resourceVersion),
+        configMapBody(namespace, name, data, resourceVersion, metadata),
       );
       return snapshot(json, target);
     },

@@ -60,7 +60,8 @@ export function createConfigMapStore(
     if (next === undefined) return "done";
     try {
       if (current === undefined) await kube.createConfigMap(namespace, name, next);
-      else await kube.replaceConfigMap(namespace, name, next, current.resourceVersion);
+      // The labels and annotations go back as read: Helm's keep policy is one of them.
+      else await kube.replaceConfigMap(namespace, name, next, current.resourceVersion, current);
       return "done";
     } catch (error) {
       if (error instanceof KubeConflictError) return "stale";
