@@ -51,19 +51,38 @@ Deno.test.beforeEach(async () => {
   world = await seedExampleRoles(iam);
 });
 
-const server = (iamEndpoint: string) =>
-  startServerProcess([
-    "--insecure-http",
-    "--mapping-file",
-    `${dir}/mappings.json`,
-    "--trust-policy-quota",
-    "8192",
-  ], serverEnv(moto, world, issuer, { AWS_ENDPOINT_URL_IAM: iamEndpoint }));
+const server = (iamEndpoint: string, cluster: KubeApiServer, compute: string) =>
+  startServerProcess(
+    [
+      "--insecure-http",
+      "--mapping-file",
+      `${dir}/mappings.json`,
+      "--trust-policy-quota",
+      "8192",
+    ],
+    serverEnv(moto, world, issuer, {
+      AWS_ENDPOINT_URL_IAM: iamEndpoint,
+      IRSA_CLUSTER_ISSUER: cluster.issuer,
+      IRSA_CA_FILE: cluster.caCertPath,
+      DEFAULT_COMPUTE_NS: compute,
+    }),
+  );
+
+/** A Pending run pod and its pod-bound token from the TokenRequest API. */
+async function podToken(cluster: KubeApiServer, namespace: string, id: string): Promise<string> {
+  const pod = `run-${id}-abcde`;
+  await cluster.createPod(namespace, {
+    name: pod,
+    labels: { "dominodatalab.com/execution-id": id },
+    serviceAccountName: `run-${id}`,
+  });
+  return await cluster.tokenRequest(namespace, `run-${id}`, { pod });
+}
 
 const held = (role: string) => heldSubjects(iam, world, role);
 
 /** One workspace start as the sidecar makes it: true when every role was mapped. */
-async function start(s: ServerProcess, id: string, podToken?: string): Promise<boolean> {
+async function start(s: ServerProcess, podToken: string): Promise<boolean> {
   try {
     const user = await issuer.userToken({
       username: "jdoe",
@@ -73,8 +92,7 @@ async function start(s: ServerProcess, id: string, podToken?: string): Promise<b
       method: "POST",
       headers: {
         Authorization: `Bearer ${user}`,
-        "X-Irsa-Workload-Token": podToken ??
-          await issuer.serviceAccountToken({ serviceAccount: `run-${id}` }),
+        "X-Irsa-Workload-Token": podToken,
         Accept: "application/json",
       },
       body: "{}",
@@ -88,7 +106,6 @@ async function start(s: ServerProcess, id: string, podToken?: string): Promise<b
 
 const ids = (n: number, base: number) =>
   Array.from({ length: n }, (_, i) => (base + i).toString(16).padStart(24, "0"));
-const subjectOf = (id: string) => `*:domino-compute:run-${id}`;
 
 Deno.test("with 10% of IAM calls throttled and 5% failing, every start still ends mapped", async () => {
   // Deterministic draws: about one call in ten throttled and some 5xx, the very first call included,
@@ -101,17 +118,25 @@ Deno.test("with 10% of IAM calls throttled and 5% failing, every start still end
     throttleRate: 0.1,
     serverErrorRate: 0.05,
   }, random);
-  const s = await server(proxy.url);
+  const cluster = await sharedKubeApiServer();
+  const compute = await cluster.createNamespace("compute");
+  const runs = ids(30, 0x100);
+  const tokens = new Map(
+    await Promise.all(runs.map(async (id) => [id, await podToken(cluster, compute, id)] as const)),
+  );
+  const s = await server(proxy.url, cluster, compute);
   try {
-    const runs = ids(30, 0x100);
     let pending = runs;
     for (let round = 0; pending.length > 0 && round < 5; round++) {
-      const ok = await Promise.all(pending.map((id) => start(s, id)));
+      const ok = await Promise.all(pending.map((id) => start(s, tokens.get(id)!)));
       pending = pending.filter((_, i) => !ok[i]);
     }
     assert.deepEqual(pending, []);
     for (const role of ["acme-list-bucket-role", "acme-read-bucket-role"]) {
-      assert.deepEqual((await held(role)).sort(), runs.map(subjectOf).sort());
+      assert.deepEqual(
+        (await held(role)).sort(),
+        runs.map((id) => `*:${compute}:run-${id}`).sort(),
+      );
     }
     assert.ok(proxy.counts.throttled + proxy.counts.serverErrors > 0, "faults were injected");
   } finally {
@@ -151,16 +176,6 @@ async function kubeWorld(cluster: KubeApiServer) {
         IRSA_CA_FILE: cluster.caCertPath,
       }),
     );
-  /** A Pending run pod and its pod-bound token from the TokenRequest API. */
-  const podToken = async (id: string) => {
-    const pod = `run-${id}-abcde`;
-    await cluster.createPod(compute, {
-      name: pod,
-      labels: { "dominodatalab.com/execution-id": id },
-      serviceAccountName: `run-${id}`,
-    });
-    return await cluster.tokenRequest(compute, `run-${id}`, { pod });
-  };
   const heldLeases = async () => {
     const leases = await cluster.must(
       "GET",
@@ -169,7 +184,7 @@ async function kubeWorld(cluster: KubeApiServer) {
     return leases.items.filter((l: { spec: { holderIdentity?: string } }) => l.spec.holderIdentity)
       .length;
   };
-  return { field, compute, start, podToken, heldLeases };
+  return { field, compute, start, heldLeases };
 }
 
 const LEASE_SECONDS = 3;
@@ -181,11 +196,11 @@ Deno.test("a server killed in the middle of a batch loses no subject it answered
   const k = await kubeWorld(cluster);
   const proxy = startFaultProxy(moto.endpoint, { readLatencyMs: 50, writeLatencyMs: 1000 });
   const runs = ids(20, 0x200);
-  const tokens = await Promise.all(runs.map(k.podToken));
+  const tokens = await Promise.all(runs.map((id) => podToken(cluster, k.compute, id)));
   const subject = (id: string) => `*:${k.compute}:run-${id}`;
   let s = await k.start(proxy.url);
   try {
-    const answers = runs.map((id, i) => start(s, id, tokens[i]));
+    const answers = runs.map((_, i) => start(s, tokens[i]));
     await new Promise((r) => setTimeout(r, 1500));
     await s.stop("SIGKILL");
     const ok = await Promise.all(answers);
@@ -204,7 +219,7 @@ Deno.test("a server killed in the middle of a batch loses no subject it answered
     // dead holder's Leases, then succeeds.
     s = await k.start(proxy.url);
     const t0 = Date.now();
-    const retried = await Promise.all(lost.map((id) => start(s, id, tokens[runs.indexOf(id)])));
+    const retried = await Promise.all(lost.map((id) => start(s, tokens[runs.indexOf(id)])));
     assert.ok(retried.every(Boolean));
     assert.ok(Date.now() - t0 < (LEASE_SECONDS + 10) * 1000, "the Leases expired");
     for (const role of ["acme-list-bucket-role", "acme-read-bucket-role"]) {
