@@ -12,6 +12,7 @@ import { createFileStore } from "./store/file_store.ts";
 import { createTrustEditor } from "./trust_editor.ts";
 import { FakeIamRoles } from "../tests/fakes/iam_roles.ts";
 import { startOidcIssuer } from "../tests/fixtures/oidc_issuer.ts";
+import { sharedKubeApiServer } from "../tests/fixtures/kube_apiserver.ts";
 
 const HOST = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
 const RUN = "646d27b817c28b5ea4b5b0c1";
@@ -36,9 +37,31 @@ const OPTS = {
   quota: 2048,
 };
 
-/** One world per test: issuer, verifiers, file store, fake IAM, and the app. */
+/**
+ * One world per test: the user issuer, verifiers, file store, fake IAM, and the app. Pod tokens
+ * come from the real API server's TokenRequest API (shared by this file's tests), for Pending pods
+ * in domino-compute; the workload verifier reads that API server's discovery and JWKS.
+ */
 async function world(pods: Record<string, RunPod[]> = {}) {
   const issuer = await startOidcIssuer();
+  const cluster = await sharedKubeApiServer();
+  const compute = await cluster.createNamespace("domino-compute", { exact: true });
+  const podToken = async (runId: string) => {
+    const name = `run-${runId}-abcde`;
+    // Another test of this file may have made the pod already.
+    await cluster.createServiceAccount(compute, `run-${runId}`);
+    const created = await cluster.request("POST", `/api/v1/namespaces/${compute}/pods`, {
+      metadata: { name },
+      spec: {
+        serviceAccountName: `run-${runId}`,
+        containers: [{ name: "run", image: "registry.invalid/run:1" }],
+      },
+    });
+    if (created.status !== 201 && created.status !== 409) {
+      throw new Error(`Cannot create pod ${name}: HTTP ${created.status}`);
+    }
+    return await cluster.tokenRequest(compute, `run-${runId}`, { pod: name });
+  };
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(`${dir}/mappings.json`, JSON.stringify(MAPPINGS));
   const users = createJwtVerifier({
@@ -47,8 +70,9 @@ async function world(pods: Record<string, RunPod[]> = {}) {
     timeoutMs: 2000,
   });
   const workloads = createWorkloadVerifier({
-    issuer: issuer.clusterIssuer,
+    issuer: cluster.issuer,
     audience: "sts.amazonaws.com",
+    caCert: cluster.caCert,
     timeoutMs: 2000,
   });
   const iam = new FakeIamRoles();
@@ -86,7 +110,7 @@ async function world(pods: Record<string, RunPod[]> = {}) {
     groups: ["irsa-iamrole-list-bucket", "irsa-iamrole-read-bucket"],
   });
   const admin = await issuer.userToken({ username: "boss", admin: true });
-  const sa = await issuer.serviceAccountToken({ serviceAccount: `run-${RUN}` });
+  const sa = await podToken(RUN);
   const call = (
     method: string,
     path: string,
@@ -113,6 +137,7 @@ async function world(pods: Record<string, RunPod[]> = {}) {
     jdoe,
     admin,
     sa,
+    podToken,
     subjects: (role: string) => subjectsOf(iam.policies.get(role)!, OPTS),
     async [Symbol.asyncDispose]() {
       users.close();
@@ -549,7 +574,7 @@ Deno.test("proxy-role pools: a full first role sends the subject to the next, an
   );
   assert.ok(subjectsOf(w.iam.policies.get("acme-list-bucket-role-2")!, OPTS).includes(SUBJECT));
   // Now the second member is full too: the pool is exhausted.
-  const other = await w.issuer.serviceAccountToken({ serviceAccount: `run-${OTHER_RUN}` });
+  const other = await w.podToken(OTHER_RUN);
   const full = await w.call("POST", "/map_iam_roles_to_pod_sa", {
     token: user,
     body: {},
