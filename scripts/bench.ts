@@ -84,7 +84,15 @@ try {
       ...await Promise.all(
         runIds.slice(i, i + 20).map(async (id) => {
           const pod = `run-${id}-bench`;
-          await kube.createPod(compute, { name: pod, serviceAccountName: `run-${id}` });
+          // Labelled as the platform labels run pods: the run lookup proves the token is the user's.
+          await kube.createPod(compute, {
+            name: pod,
+            serviceAccountName: `run-${id}`,
+            labels: {
+              "dominodatalab.com/execution-id": id,
+              "dominodatalab.com/starting-user-username": "student",
+            },
+          });
           return await kube.tokenRequest(compute, `run-${id}`, { pod });
         }),
       ),
@@ -148,7 +156,8 @@ try {
         "--kubernetes-ca-file",
         kube.caCertPath,
       ]
-      : ["--insecure-http", "--mapping-file", `${dir}/mappings.json`];
+      // No run lookup without Kubernetes: the pod's token alone proves the pod (the admin's opt-in).
+      : ["--insecure-http", "--mapping-file", `${dir}/mappings.json`, "--trust-pod-token-alone"];
     const env = serverEnv(moto, world, issuer, {
       AWS_ENDPOINT_URL_IAM: proxy.url,
       IRSA_TRUST_POLICY_QUOTA: String(QUOTA),

@@ -718,7 +718,7 @@ Deno.test("update_iam_role_trust_policy false: the profiles are written, the pol
 Deno.test("per-user service accounts: the subject is the pod's own service account, by run lookup and by token", async () => {
   // The platform's mutation mapped jdoe to "aws-test" (user_mappings), not to "jdoe".
   const pod = {
-    name: `run-${RUN}-abcde`,
+    name: `run-${RUN}-pu123`,
     serviceAccountName: "aws-test",
     startingUsername: "jdoe",
     phase: "Running",

@@ -75,7 +75,11 @@ async function podToken(cluster: KubeApiServer, namespace: string, id: string): 
   const pod = `run-${id}-abcde`;
   await cluster.createPod(namespace, {
     name: pod,
-    labels: { "dominodatalab.com/execution-id": id },
+    // As the platform labels run pods: the starting user proves the token is the caller's.
+    labels: {
+      "dominodatalab.com/execution-id": id,
+      "dominodatalab.com/starting-user-username": "jdoe",
+    },
     serviceAccountName: `run-${id}`,
   });
   return await cluster.tokenRequest(namespace, `run-${id}`, { pod });
