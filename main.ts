@@ -9,7 +9,7 @@ import {
   sidecarConfig,
   sidecarSettings,
 } from "./src/config.ts";
-import { createLogger, type Logger } from "./src/log.ts";
+import { captureConsole, createLogger, type Logger } from "./src/log.ts";
 
 const MODES: readonly Mode[] = ["server", "sidecar"];
 const TABLES = { server: serverSettings, sidecar: sidecarSettings };
@@ -80,6 +80,8 @@ async function untilSignal(
 async function runServer(args: string[], env: Env): Promise<number> {
   const config = serverConfig(args, env);
   const logger = createLogger({ level: config.logLevel });
+  // From here on every line on standard error is JSON, the runtime's own included.
+  captureConsole(logger);
   // Imported here so that the sidecar never loads the AWS SDK.
   const { startServer } = await import("./src/server.ts");
   try {
@@ -96,6 +98,7 @@ async function runServer(args: string[], env: Env): Promise<number> {
 async function runSidecar(args: string[], env: Env): Promise<number> {
   const config = sidecarConfig(args, env);
   const logger = createLogger({ level: config.logLevel });
+  captureConsole(logger);
   const { startSidecar } = await import("./src/sidecar/run.ts");
   try {
     return await untilSignal(logger, await startSidecar(config, logger));
