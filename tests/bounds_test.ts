@@ -372,3 +372,94 @@ Deno.test("only Pending and Running pods prove a run: Succeeded and Failed ones 
   const held = (await w.call("GET", "/capacity", w.admin)).json.roles[0];
   assert.equal(held.subjects, 1);
 });
+
+Deno.test("a prefix or a list of names narrows the editable set; a write outside it names the setting", async () => {
+  await using w = await startWorld({
+    args: ["--proxy-role-prefix", "acme-list-", "--proxy-role-names", "acme-update-bucket-role"],
+  });
+  for (const name of [LIST_ROLE, "acme-update-bucket-role"]) {
+    const put = await w.call("POST", "/update_role_mapping", w.admin, {
+      domino_org: ORG,
+      ...pairJson(name),
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.json));
+  }
+  const before = await policyOf("acme-read-bucket-role");
+  const put = await w.call("POST", "/update_multirole_mapping", w.admin, {
+    domino_org: ORG,
+    role_data: [pairJson(LIST_ROLE), pairJson("acme-read-bucket-role")],
+  });
+  assert.equal(put.status, 400, JSON.stringify(put.json));
+  assert.equal(
+    put.json.message,
+    'Invalid field "role_data[1].proxy_iam_role_arn": Role "arn:aws:iam::111111111111:role/acme-read-bucket-role" is not editable by irsa: its name "acme-read-bucket-role" must start with "acme-list-" (--proxy-role-prefix) or be one of "acme-update-bucket-role" (--proxy-role-names)',
+  );
+  // An unmanaged pair is stored: irsa never reads or writes its proxy role.
+  const unmanaged = await w.call("POST", "/update_role_mapping", w.admin, {
+    domino_org: ORG,
+    ...pairJson("acme-read-bucket-role"),
+    update_iam_role_trust_policy: "false",
+  });
+  assert.equal(unmanaged.status, 200, JSON.stringify(unmanaged.json));
+  const start = await w.call("POST", "/map_iam_roles_to_pod_sa", w.user, { run_id: RUN });
+  assert.equal(start.status, 200, JSON.stringify(start.json));
+  assert.equal(start.json.roles[0].status, "unmanaged");
+  assert.equal(await policyOf("acme-read-bucket-role"), before);
+});
+
+Deno.test("a configured account that is not the credentials' own stops the server at start", async () => {
+  const issuer = await startOidcIssuer({ tls: { cert: tls.cert, key: tls.key } });
+  try {
+    await assert.rejects(
+      startServerProcess(
+        ["--insecure-http", "--proxy-role-account", "333333333333"],
+        serverEnv(moto, world, issuer),
+      ),
+      /The account of the editable proxy roles is \\"333333333333\\" \(--proxy-role-account\), but the server's credentials are in account \\"111111111111\\"/,
+    );
+  } finally {
+    await issuer.close();
+  }
+});
+
+Deno.test("without STS, the server starts only with the account and partition set", async () => {
+  const issuer = await startOidcIssuer({ tls: { cert: tls.cert, key: tls.key } });
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const noSts = `http://127.0.0.1:${(closed.addr as Deno.NetAddr).port}`;
+  closed.close();
+  const env = serverEnv(moto, world, issuer, {
+    AWS_ENDPOINT_URL_STS: noSts,
+    IRSA_IAM_TIMEOUT_MS: "1000",
+  });
+  try {
+    await assert.rejects(
+      startServerProcess(["--insecure-http"], env),
+      /Cannot learn the server's own AWS identity from STS GetCallerIdentity/,
+    );
+    const server = await startServerProcess([
+      "--insecure-http",
+      "--proxy-role-account",
+      EXAMPLE.eksAccount,
+      "--proxy-role-partition",
+      "aws",
+      "--server-role-name",
+      SERVER_ROLE,
+    ], env);
+    try {
+      const health = await server.fetch("/healthz");
+      await health.body?.cancel();
+      assert.equal(health.status, 200);
+      const set = server.logs.map((l) => JSON.parse(l)).find((l) =>
+        l.msg === "editable proxy roles"
+      );
+      assert.deepEqual(
+        [set.account, set.partition, set.never],
+        [EXAMPLE.eksAccount, "aws", [SERVER_ROLE]],
+      );
+    } finally {
+      assert.equal(await server.stop(), 0);
+    }
+  } finally {
+    await issuer.close();
+  }
+});
