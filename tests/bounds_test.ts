@@ -463,3 +463,42 @@ Deno.test("without STS, the server starts only with the account and partition se
     await issuer.close();
   }
 });
+
+Deno.test("a role of the account that restricts sub with StringEquals is never given a StringLike statement next to it", async () => {
+  // Another application's IRSA role: inside the editable set (no prefix or list), not a proxy role.
+  const other = "other-app-role";
+  await iam.send(inAccount(
+    EXAMPLE.eksAccount,
+    new CreateRoleCommand({
+      RoleName: other,
+      AssumeRolePolicyDocument: JSON.stringify({
+        Version: "2012-10-17",
+        Statement: [{
+          Effect: "Allow",
+          Principal: { Federated: world.oidcProviderArn },
+          Action: "sts:AssumeRoleWithWebIdentity",
+          Condition: {
+            StringEquals: { [`${EXAMPLE.oidcHost}:sub`]: "system:serviceaccount:apps:reporter" },
+          },
+        }],
+      }),
+    }),
+  ));
+  const before = await policyOf(other);
+  await using w = await startWorld({
+    mappings: {
+      [ORG]: {
+        ...pairJson(LIST_ROLE),
+        proxy_iam_role_arn: `arn:aws:iam::${EXAMPLE.eksAccount}:role/${other}`,
+      },
+    },
+  });
+  const start = await w.call("POST", "/map_iam_roles_to_pod_sa", w.user, { run_id: RUN });
+  assert.equal(start.status, 400, JSON.stringify(start.json));
+  assert.equal(start.json.code, "invalid_policy");
+  assert.match(
+    start.json.message,
+    /restricts ".*:sub" with StringEquals, and irsa would add a StringLike statement next to it/,
+  );
+  assert.equal(await policyOf(other), before);
+});
