@@ -7,6 +7,7 @@ export type ErrorCode =
   | "invalid_arn"
   | "invalid_policy"
   | "invalid_config_file"
+  | "role_not_editable"
   | "unauthorized"
   | "forbidden"
   | "not_found"
@@ -40,6 +41,8 @@ export function statusFor(code: ErrorCode): number {
     case "invalid_arn":
     case "invalid_policy":
     case "invalid_config_file":
+    // The request (or the stored mapping it reads) names a role outside the editable set.
+    case "role_not_editable":
     case "unknown_organization":
       return 400;
     case "unauthorized":

@@ -525,6 +525,14 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
       assert.equal(config.mappingStore, "configmap");
       assert.equal(config.fieldNamespace, fieldNs);
       assert.equal(config.kubernetes?.apiUrl, "https://10.100.0.1:443");
+      // The editable set: the account and partition the server's role lives in, never that role.
+      assert.deepEqual(config.editable, {
+        account: "111111111111",
+        partition: variant === "govcloud" ? "aws-us-gov" : "aws",
+        prefix: "",
+        names: [],
+        serverRoleName: "irsa-service-role",
+      });
 
       // The certificate files are in the serving certificate's secret, mounted at /ssl.
       const sslDir = mountOf(container, "tls");

@@ -10,8 +10,10 @@ import {
   OrganizationName,
   RolePairWire,
   toWire,
+  updatesTrustPolicy,
 } from "../core/mapping.ts";
 import type { RolePair } from "../core/role_chain.ts";
+import { AppError } from "../errors.ts";
 import { jsonBody } from "../http.ts";
 import { mappingRevocations } from "../core/grants.ts";
 import { revoke } from "../revocation.ts";
@@ -36,6 +38,37 @@ export const UpdateMultiRoleMappingBody = v.object({
 
 /** Body of DELETE /delete_role_mapping. */
 export const DeleteRoleMappingBody = v.object({ domino_org: OrganizationName });
+
+/**
+ * Refuses, with 400 naming the field and the rule, a pair that would have irsa edit a proxy role
+ * outside the editable set. A pair that says `update_iam_role_trust_policy: false` is not
+ * checked: irsa never reads or writes its proxy role (the admin keeps it, possibly in another
+ * account, as the current service allowed), and a role named by such a pair is unmanaged for
+ * every pair. The asset role is never edited, so it is never checked.
+ */
+function checkEditable(
+  editable: ServerDeps["editable"],
+  pair: RolePairWire,
+  field: string,
+): void {
+  if (editable === undefined || !updatesTrustPolicy(pair.update_iam_role_trust_policy)) return;
+  const named: [string, string][] = [
+    [`${field}proxy_iam_role_arn`, pair.proxy_iam_role_arn],
+    ...(pair.proxy_iam_role_arns ?? []).map((arn, i): [string, string] => [
+      `${field}proxy_iam_role_arns[${i}]`,
+      arn,
+    ]),
+  ];
+  for (const [name, arn] of named) {
+    const reason = editable(arn);
+    if (reason !== undefined) {
+      throw new AppError("role_not_editable", `Invalid field "${name}": ${reason}`, {
+        field: name,
+        role: arn,
+      });
+    }
+  }
+}
 
 // The current service's answer: organization to the list of its pairs, each as it was stored.
 function byOrganization(mappings: Mappings) {
@@ -105,10 +138,16 @@ export function registerRoleMappingRoutes(app: Hono<AuthEnv>, deps: ServerDeps):
     summary: "Maps an organization to one role pair, replacing its mapping.",
     access: "admin",
     body: UpdateRoleMappingBody,
-    responses: { 200: "Updated", 400: "Bad body", 401: "Bad token", 403: "Not an admin" },
+    responses: {
+      200: "Updated",
+      400: "Bad body, or a proxy role irsa may not edit",
+      401: "Bad token",
+      403: "Not an admin",
+    },
   });
   app.post("/update_role_mapping", admin, async (c) => {
     const body = await jsonBody(c, UpdateRoleMappingBody);
+    checkEditable(deps.editable, body, "");
     return c.json(
       await putMapping(c.get("caller").username, c.get("requestId"), body.domino_org, [
         fromWire(body),
@@ -122,10 +161,16 @@ export function registerRoleMappingRoutes(app: Hono<AuthEnv>, deps: ServerDeps):
     summary: "Maps an organization to several role pairs, replacing its mapping.",
     access: "admin",
     body: UpdateMultiRoleMappingBody,
-    responses: { 200: "Updated", 400: "Bad body", 401: "Bad token", 403: "Not an admin" },
+    responses: {
+      200: "Updated",
+      400: "Bad body, or a proxy role irsa may not edit",
+      401: "Bad token",
+      403: "Not an admin",
+    },
   });
   app.post("/update_multirole_mapping", admin, async (c) => {
     const body = await jsonBody(c, UpdateMultiRoleMappingBody);
+    body.role_data.forEach((pair, i) => checkEditable(deps.editable, pair, `role_data[${i}].`));
     return c.json(
       await putMapping(
         c.get("caller").username,
