@@ -142,6 +142,8 @@ async function startWorld(
         tls.caCertPath,
         "--mapping-file",
         file,
+        // No run lookup here: the pod's token alone proves the pod, as the admin opts in.
+        "--trust-pod-token-alone",
         ...(o.args ?? []),
       ],
       serverEnv(moto, world, issuer, o.env),
