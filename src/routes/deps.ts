@@ -23,6 +23,12 @@ export interface ServerDeps {
   /** Epoch milliseconds. */
   readonly now: () => number;
   readonly editor: TrustEditor;
+  /**
+   * Why a proxy role is not editable by irsa, or undefined when it is (`src/core/editable.ts`).
+   * Mapping writes check every proxy role with it; the editor is already guarded by it. Absent:
+   * no check (in-process tests that do not need one).
+   */
+  readonly editable?: (roleArn: string) => string | undefined;
   readonly ownership: OwnershipOptions;
   /** The web-identity token path written into config files (`AWS_WEB_IDENTITY_TOKEN_FILE` in pods). */
   readonly webIdentityTokenFile: string;
