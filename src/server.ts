@@ -2,6 +2,7 @@
 
 import { createApp } from "./app.ts";
 import type { RunLookup, UserVerifier, WorkloadVerifier } from "./auth/caller.ts";
+import { cacheCallers } from "./auth/caller_cache.ts";
 import { createDominoVerifier } from "./auth/domino_verifier.ts";
 import { createJwtVerifier } from "./auth/jwt_verifier.ts";
 import { createWorkloadVerifier } from "./auth/workload_verifier.ts";
@@ -60,6 +61,8 @@ export async function startServer(
       onOrgQuery: (ok) => (ok ? metrics.orgQueries : metrics.failedOrgQueries).inc(),
     });
   }
+  // A user token (or API key) already verified is reused; a pod's token is verified every time.
+  users = cacheCallers(users, { ttlMs: config.callerCacheMs });
   const cluster = createWorkloadVerifier({
     issuer: config.clusterIssuer,
     jwksUrl: config.clusterJwksUrl,
@@ -112,6 +115,7 @@ export async function startServer(
   const editor = createTrustEditor({
     lock,
     cacheMaxAgeMs: config.policyCacheMs,
+    windowMs: config.editWindowMs,
     roles,
     oidcProvider: config.oidcProvider,
     audience: config.audience,

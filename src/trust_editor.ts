@@ -1,8 +1,10 @@
 /**
- * Edits proxy roles' trust policies: every edit of one role goes through one queue, and requests
- * that arrive while an edit is under way are applied together in the next (one GetRole and at
- * most one UpdateAssumeRolePolicy per batch). Each role's policy is cached; a subject already
- * present costs no IAM call as long as the role's lock says no one has written since.
+ * Edits proxy roles' trust policies: every edit of one role goes through one queue. A batch opens
+ * with its first request, takes the role's lock and reads the policy (or trusts the cache) while
+ * it collects for `windowMs`, then applies everything it collected in one UpdateAssumeRolePolicy;
+ * requests that arrive during the write go together in the next batch. Each role's policy is
+ * cached; a subject already present costs no IAM call as long as the role's lock says no one has
+ * written since.
  */
 
 import type { RolePolicyStore } from "./aws/iam.ts";
@@ -54,7 +56,14 @@ export interface TrustEditorDeps {
   readonly lock?: RoleLock;
   /** A cached policy older than this is read again (out-of-band edits); default 5 minutes. */
   readonly cacheMaxAgeMs?: number;
+  /**
+   * How long a batch collects after its first request before it writes (the read overlaps it), so
+   * that the first request of a burst is not written alone; default 0 (no wait).
+   */
+  readonly windowMs?: number;
   readonly now?: () => number;
+  /** Waits on the editor's clock; defaults to a timer. */
+  readonly sleep?: (ms: number) => Promise<void>;
 }
 
 /** What the editor knows of a role's policy right now. */
@@ -91,6 +100,8 @@ interface Pending {
   readonly add?: string;
   readonly remove?: string;
   readonly audit: AuditContext;
+  /** When it was queued, on the editor's clock: its batch writes no sooner than `at + windowMs`. */
+  readonly at: number;
   readonly resolve: (o: RoleOutcome) => void;
 }
 
@@ -106,6 +117,8 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
   const lock = deps.lock ?? createLocalRoleLock();
   const now = deps.now ?? (() => Date.now());
   const maxAge = deps.cacheMaxAgeMs ?? 5 * 60_000;
+  const windowMs = deps.windowMs ?? 0;
+  const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const queues = new Map<string, Pending[]>();
   const running = new Set<string>();
   const cache = new Map<string, Cached>();
@@ -155,19 +168,32 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
       ? { code: e.code, message: e.message }
       : { code: "internal", message: "Unexpected error" };
 
-  async function runBatch(roleArn: string, batch: Pending[]): Promise<void> {
+  /** Takes the role's queue as one batch once the window of its first request has passed. */
+  const takeBatch = async (roleArn: string): Promise<Pending[]> => {
+    const first = queues.get(roleArn)?.[0];
+    const wait = first ? first.at + windowMs - now() : 0;
+    if (wait > 0) await sleep(wait);
+    const batch = queues.get(roleArn) ?? [];
+    queues.delete(roleArn);
+    return batch;
+  };
+
+  async function runBatch(roleArn: string): Promise<void> {
     const name = parseRoleArn(roleArn).name;
+    let batch: Pending[] = [];
     // The last request about a subject wins: a stop that follows a start leaves it out.
     const want = new Map<string, boolean>();
-    for (const p of batch) {
-      if (p.add !== undefined) want.set(p.add, true);
-      if (p.remove !== undefined) want.set(p.remove, false);
-    }
-    const adds = [...want].filter(([, keep]) => keep).map(([s]) => s);
-    const removes = [...want].filter(([, keep]) => !keep).map(([s]) => s);
     const outcomes = await lock.withLock(roleArn, async (version) => {
       const options = optionsFor(roleArn);
       const before = await current(roleArn, version);
+      batch = await takeBatch(roleArn);
+      deps.metrics.batchSize.observe({}, batch.length);
+      for (const p of batch) {
+        if (p.add !== undefined) want.set(p.add, true);
+        if (p.remove !== undefined) want.set(p.remove, false);
+      }
+      const adds = [...want].filter(([, keep]) => keep).map(([s]) => s);
+      const removes = [...want].filter(([, keep]) => !keep).map(([s]) => s);
       let accepted = adds;
       let edit;
       let quotaError: AppError | undefined;
@@ -221,9 +247,14 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
         };
       });
       return { value: result, version: newVersion };
-    }).catch((e) =>
-      batch.map((): RoleOutcome => ({ roleArn, status: "failed", error: failure(e) }))
-    );
+    }).catch((e) => {
+      // The lock or the read failed: the batch fails, taken now if it was not yet.
+      if (batch.length === 0) {
+        batch = queues.get(roleArn) ?? [];
+        queues.delete(roleArn);
+      }
+      return batch.map((): RoleOutcome => ({ roleArn, status: "failed", error: failure(e) }));
+    });
     batch.forEach((p, i) => {
       const o = outcomes[i];
       deps.metrics.trustPolicyEdits.inc({ action: p.add ? "add" : "remove", outcome: o.status });
@@ -243,13 +274,7 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
   async function drain(roleArn: string): Promise<void> {
     running.add(roleArn);
     try {
-      for (;;) {
-        const batch = queues.get(roleArn) ?? [];
-        queues.delete(roleArn);
-        if (batch.length === 0) return;
-        deps.metrics.batchSize.observe({}, batch.length);
-        await runBatch(roleArn, batch);
-      }
+      while ((queues.get(roleArn)?.length ?? 0) > 0) await runBatch(roleArn);
     } finally {
       running.delete(roleArn);
     }
@@ -284,7 +309,7 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
       }
       const { promise, resolve } = Promise.withResolvers<RoleOutcome>();
       const queue = queues.get(roleArn) ?? [];
-      queue.push({ add, remove, audit, resolve });
+      queue.push({ add, remove, audit, at: now(), resolve });
       queues.set(roleArn, queue);
       if (!running.has(roleArn)) drain(roleArn);
       return promise;

@@ -69,10 +69,10 @@ Deno.test("simultaneous starts on one role are coalesced: O(1) IAM calls, each r
   );
   assert.deepEqual(new Set(outcomes.map((o) => o.status)), new Set(["added"]));
   assert.equal(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS).length, 25);
-  // The first request starts an edit alone; the other 24 wait and go together in the next.
+  // The batch is taken once the role is read, so the 24 that queued during the read join it.
   assert.equal(iam.count("GetRole"), 1);
-  assert.equal(iam.count("UpdateAssumeRolePolicy"), 2);
-  assert.ok(metrics.batchSize.render().includes("irsa_trust_policy_batch_size_count 2"));
+  assert.equal(iam.count("UpdateAssumeRolePolicy"), 1);
+  assert.ok(metrics.batchSize.render().includes("irsa_trust_policy_batch_size_count 1"));
 });
 
 Deno.test("a subject already present costs no IAM call at all", async () => {
@@ -244,4 +244,34 @@ Deno.test("a Kubernetes API that answers 409 or 500 while taking the Lease is re
     kube.close();
     await kubeFake.close();
   }
+});
+
+Deno.test("with a window, a burst on one role is one read and one write, the first request included", async () => {
+  const burst = async (windowMs: number) => {
+    const iam = fakeIam(0);
+    const metrics = createServerMetrics();
+    const editor = createTrustEditor({
+      roles: iam,
+      oidcProvider: HOST,
+      audience: "sts.amazonaws.com",
+      format: "wildcard",
+      quota: 2048,
+      logger: silentLogger,
+      metrics,
+      windowMs,
+    });
+    const first = editor.edit(ROLE, { add: run(0) }, AUDIT);
+    // The rest arrive 5 ms later, after an instant read of the role.
+    await new Promise((r) => setTimeout(r, 5));
+    const rest = Array.from(
+      { length: 24 },
+      (_, i) => editor.edit(ROLE, { add: run(i + 1) }, AUDIT),
+    );
+    const outcomes = await Promise.all([first, ...rest]);
+    assert.deepEqual(new Set(outcomes.map((o) => o.status)), new Set(["added"]));
+    assert.equal(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS).length, 25);
+    return { reads: iam.count("GetRole"), writes: iam.count("UpdateAssumeRolePolicy") };
+  };
+  assert.deepEqual(await burst(0), { reads: 1, writes: 2 }, "without a window the first is alone");
+  assert.deepEqual(await burst(40), { reads: 1, writes: 1 });
 });
