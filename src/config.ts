@@ -490,14 +490,14 @@ export const serverSettings: readonly Setting[] = [
     flag: "caller-cache-seconds",
     env: ["IRSA_CALLER_CACHE_SECONDS"],
     default: "30",
-    help: "A verified user token or API key is not verified again for this long (nor past its exp).",
+    help: "A verified user token or API key is reused this long (never past its exp).",
     schema: read.positiveInt,
   },
   {
     flag: "edit-window-ms",
     env: ["IRSA_EDIT_WINDOW_MS"],
     default: "50",
-    help: "Edits of one role that arrive within this long of the first are written together (0: none).",
+    help: "Edits of one role within this long of the first are written together (0: none).",
     schema: v.pipe(
       v.string(),
       v.regex(/^\d+$/, "expected a whole number of milliseconds"),
