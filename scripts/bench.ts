@@ -17,7 +17,7 @@ import {
 } from "@aws-sdk/client-iam";
 import { createIamClient } from "../src/aws/iam.ts";
 import { editTrustPolicy } from "../src/core/trust_policy.ts";
-import { startFakeKubernetes } from "../tests/fakes/kubernetes.ts";
+import { createKubeClient } from "../src/kube/client.ts";
 import type { IAMClient } from "@aws-sdk/client-iam";
 import { startFaultProxy } from "../tests/fault_proxy.ts";
 import {
@@ -66,12 +66,40 @@ const pct = (xs: number[], p: number) => {
 
 /**
  * The one Kubernetes API the replicas share (mappings ConfigMap, role Leases): the only place the
- * bench knows which implementation that is.
+ * bench knows which implementation that is. The fake runs in its own process, as an API server
+ * would, so that its work does not slow the client's burst.
  */
 async function startKubernetes(mappings: Record<string, string>) {
-  const kube = await startFakeKubernetes();
-  kube.setConfigMap("domino-field", "domino-org-iamrole-mapping", mappings);
-  return { url: kube.url, token: kube.token, close: () => kube.close() };
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      new URL("../tests/fakes/kubernetes_process.ts", import.meta.url).pathname,
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let first = "";
+  while (!first.includes("\n")) {
+    const { value, done } = await lines.read();
+    if (done) throw new Error("the Kubernetes fake exited before it listened");
+    first += value;
+  }
+  const { url, token } = JSON.parse(first);
+  const client = createKubeClient({ apiUrl: url, token: () => token, timeoutMs: 5_000 });
+  await client.createConfigMap("domino-field", "domino-org-iamrole-mapping", mappings);
+  client.close();
+  return {
+    url: url as string,
+    token: token as string,
+    async close() {
+      await child.stdin.close();
+      await lines.cancel();
+      await child.status;
+    },
+  };
 }
 
 const moto = await startMoto();

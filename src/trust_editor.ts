@@ -19,7 +19,13 @@ import {
 import { AppError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import type { ServerMetrics } from "./metrics.ts";
-import { createLocalRoleLock, type RoleLock } from "./role_lock.ts";
+import {
+  createLocalRoleLock,
+  type EditResult,
+  type LockedResult,
+  type RoleLock,
+  type SubjectEdit,
+} from "./role_lock.ts";
 
 /** What became of one role in a request. */
 export type RoleStatus = "added" | "present" | "removed" | "absent" | "failed";
@@ -178,85 +184,104 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
     return batch;
   };
 
-  async function runBatch(roleArn: string): Promise<void> {
+  /** Applies edits to a policy read under the lock: one write at most, one result per edit. */
+  async function apply(
+    roleArn: string,
+    before: string,
+    edits: readonly SubjectEdit[],
+  ): Promise<LockedResult<EditResult[]>> {
     const name = parseRoleArn(roleArn).name;
-    let batch: Pending[] = [];
+    const options = optionsFor(roleArn);
     // The last request about a subject wins: a stop that follows a start leaves it out.
     const want = new Map<string, boolean>();
-    const outcomes = await lock.withLock(roleArn, async (version) => {
-      const options = optionsFor(roleArn);
-      const before = await current(roleArn, version);
-      batch = await takeBatch(roleArn);
-      deps.metrics.batchSize.observe({}, batch.length);
-      for (const p of batch) {
-        if (p.add !== undefined) want.set(p.add, true);
-        if (p.remove !== undefined) want.set(p.remove, false);
+    for (const e of edits) {
+      if (e.add !== undefined) want.set(e.add, true);
+      if (e.remove !== undefined) want.set(e.remove, false);
+    }
+    const adds = [...want].filter(([, keep]) => keep).map(([s]) => s);
+    const removes = [...want].filter(([, keep]) => !keep).map(([s]) => s);
+    let accepted = adds;
+    let edit;
+    let quotaError: AppError | undefined;
+    for (;;) {
+      try {
+        edit = editTrustPolicy(before, { add: accepted, remove: removes }, options, name);
+        break;
+      } catch (e) {
+        if (
+          !(e instanceof AppError) || e.code !== "policy_quota_exceeded" || accepted.length === 0
+        ) throw e;
+        // Admit the earliest requests that fit; the rest learn why they did not.
+        quotaError ??= e;
+        accepted = accepted.slice(0, Math.min(accepted.length - 1, e.details.fits as number));
       }
-      const adds = [...want].filter(([, keep]) => keep).map(([s]) => s);
-      const removes = [...want].filter(([, keep]) => !keep).map(([s]) => s);
-      let accepted = adds;
-      let edit;
-      let quotaError: AppError | undefined;
-      for (;;) {
-        try {
-          edit = editTrustPolicy(before, { add: accepted, remove: removes }, options, name);
-          break;
-        } catch (e) {
-          if (
-            !(e instanceof AppError) || e.code !== "policy_quota_exceeded" || accepted.length === 0
-          ) throw e;
-          // Admit the earliest requests that fit; the rest learn why they did not.
-          quotaError ??= e;
-          accepted = accepted.slice(0, Math.min(accepted.length - 1, e.details.fits as number));
-        }
-      }
-      let newVersion = cache.get(roleArn)?.version;
-      if (edit.changed) {
-        newVersion = await write(roleArn, edit.document);
-        deps.logger.info("trust policy changed", {
-          audit: true,
-          role: roleArn,
-          requests: batch.map((p) => ({
-            action: p.add ? "add" : "remove",
-            user: p.audit.user,
-            run: p.audit.run,
-            request_id: p.audit.requestId,
-          })),
-          added: edit.added,
-          removed: edit.removed,
-          subjects_before: edit.before,
-          subjects_after: edit.subjects,
-          policy_length: edit.length,
-          policy_quota: edit.quota,
-        });
-      }
-      const size = { length: edit.length, quota: edit.quota, subjects: edit.subjects.length };
-      const result = batch.map((p): RoleOutcome => {
-        if (p.add !== undefined) {
-          if (!want.get(p.add)) return { roleArn, status: "absent", ...size };
-          if (edit.added.includes(p.add)) return { roleArn, status: "added", ...size };
-          if (edit.before.includes(p.add)) return { roleArn, status: "present", ...size };
-          deps.metrics.poolFull.inc();
-          return { roleArn, status: "failed", error: failure(quotaError), ...size };
-        }
-        if (want.get(p.remove!)) return { roleArn, status: "present", ...size };
-        return {
-          roleArn,
-          status: edit.removed.includes(p.remove!) ? "removed" : "absent",
-          ...size,
-        };
+    }
+    let newVersion = cache.get(roleArn)?.version;
+    if (edit.changed) {
+      newVersion = await write(roleArn, edit.document);
+      deps.logger.info("trust policy changed", {
+        audit: true,
+        role: roleArn,
+        requests: edits.map((e) => ({
+          action: e.add ? "add" : "remove",
+          user: e.user,
+          run: e.run,
+          request_id: e.requestId,
+        })),
+        added: edit.added,
+        removed: edit.removed,
+        subjects_before: edit.before,
+        subjects_after: edit.subjects,
+        policy_length: edit.length,
+        policy_quota: edit.quota,
       });
-      return { value: result, version: newVersion };
-    }).catch((e) => {
+    }
+    const size = { length: edit.length, quota: edit.quota, subjects: edit.subjects.length };
+    const result = edits.map((e): EditResult => {
+      if (e.add !== undefined) {
+        if (!want.get(e.add)) return { status: "absent", ...size };
+        if (edit.added.includes(e.add)) return { status: "added", ...size };
+        if (edit.before.includes(e.add)) return { status: "present", ...size };
+        deps.metrics.poolFull.inc();
+        return { status: "failed", error: failure(quotaError), ...size };
+      }
+      if (want.get(e.remove!)) return { status: "present", ...size };
+      return { status: edit.removed.includes(e.remove!) ? "removed" : "absent", ...size };
+    });
+    return { value: result, version: newVersion };
+  }
+
+  async function runBatch(roleArn: string): Promise<void> {
+    let batch: Pending[] | undefined;
+    let before: string | undefined;
+    const take = async () => {
+      batch ??= await takeBatch(roleArn);
+      deps.metrics.batchSize.observe({}, batch.length);
+      return batch.map((p): SubjectEdit => ({
+        add: p.add,
+        remove: p.remove,
+        user: p.audit.user,
+        run: p.audit.run,
+        requestId: p.audit.requestId,
+      }));
+    };
+    const outcomes = await lock.applyEdits(roleArn, {
+      prepare: async (version) => void (before = await current(roleArn, version)),
+      take,
+      apply: (version, edits) =>
+        before === undefined
+          ? current(roleArn, version).then((doc) => apply(roleArn, doc, edits))
+          : apply(roleArn, before, edits),
+    }).catch((e): EditResult[] => {
       // The lock or the read failed: the batch fails, taken now if it was not yet.
-      if (batch.length === 0) {
+      if (batch === undefined) {
         batch = queues.get(roleArn) ?? [];
         queues.delete(roleArn);
       }
-      return batch.map((): RoleOutcome => ({ roleArn, status: "failed", error: failure(e) }));
+      return batch.map(() => ({ status: "failed", error: failure(e) }));
     });
-    batch.forEach((p, i) => {
-      const o = outcomes[i];
+    (batch ?? []).forEach((p, i) => {
+      const o: RoleOutcome = { roleArn, ...outcomes[i] };
       deps.metrics.trustPolicyEdits.inc({ action: p.add ? "add" : "remove", outcome: o.status });
       if (o.status === "failed") {
         deps.logger.warn("trust policy edit failed", {

@@ -116,13 +116,15 @@ Deno.test("with 10% of IAM calls throttled and 5% failing, every start still end
 });
 
 Deno.test("a server killed in the middle of a batch loses no subject it answered with success", async () => {
-  // The first request's edit is answered after about 1050 ms; the batch of the other 19 is still
-  // writing when the server is killed at 1500 ms.
+  // The first 10 starts are one batch, answered after about 1100 ms; the other 10 arrive at 300 ms,
+  // during that write, and their batch is still writing when the server is killed at 1500 ms.
   const proxy = startFaultProxy(moto.endpoint, { readLatencyMs: 50, writeLatencyMs: 1000 });
   let s = await server(proxy.url);
   try {
     const runs = ids(20, 0x200);
-    const answers = runs.map((id) => start(s, id));
+    const answers = runs.map((id, i) =>
+      i < 10 ? start(s, id) : new Promise((r) => setTimeout(r, 300)).then(() => start(s, id))
+    );
     await new Promise((r) => setTimeout(r, 1500));
     await s.stop("SIGKILL");
     const ok = await Promise.all(answers);
