@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { subjectsOf } from "./core/trust_policy.ts";
 import { silentLogger } from "./log.ts";
 import { createServerMetrics } from "./metrics.ts";
-import { createLeaseRoleLock, type RoleLock } from "./role_lock.ts";
+import {
+  createLeaseRoleLock,
+  HANDED_ANNOTATION,
+  RESULTS_ANNOTATION,
+  type RoleLock,
+} from "./role_lock.ts";
 import { createTrustEditor } from "./trust_editor.ts";
 import { createCleanup } from "./cleanup.ts";
 import { createKubeClient } from "./kube/client.ts";
@@ -274,4 +279,90 @@ Deno.test("with a window, a burst on one role is one read and one write, the fir
   };
   assert.deepEqual(await burst(0), { reads: 1, writes: 2 }, "without a window the first is alone");
   assert.deepEqual(await burst(40), { reads: 1, writes: 1 });
+});
+
+/** Two replicas' editors, each with its own Lease lock on one Kubernetes fake, sharing one IAM. */
+async function twoReplicas(iam: FakeIamRoles, windowMs: number) {
+  const kubeFake = await startFakeKubernetes();
+  const kube = createKubeClient({ apiUrl: kubeFake.url, token: () => kubeFake.token });
+  const replica = (identity: string) => {
+    const metrics = createServerMetrics();
+    const editor = createTrustEditor({
+      roles: iam,
+      oidcProvider: HOST,
+      audience: "sts.amazonaws.com",
+      format: "wildcard",
+      quota: 2048,
+      logger: silentLogger,
+      metrics,
+      windowMs,
+      lock: createLeaseRoleLock({
+        kube,
+        namespace: "domino-field",
+        identity,
+        leaseDurationSeconds: 1,
+        logger: silentLogger,
+      }),
+    });
+    return editor;
+  };
+  return {
+    kube,
+    kubeFake,
+    a: replica("replica-a"),
+    b: replica("replica-b"),
+    async close() {
+      kube.close();
+      await kubeFake.close();
+    },
+  };
+}
+
+Deno.test("a replica that finds the Lease held hands its edits to the holder: one write for both", async () => {
+  const iam = fakeIam(40);
+  const r = await twoReplicas(iam, 20);
+  try {
+    const onA = Array.from({ length: 10 }, (_, i) => r.a.edit(ROLE, { add: run(i) }, AUDIT));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const onB = Array.from({ length: 10 }, (_, i) => r.b.edit(ROLE, { add: run(100 + i) }, AUDIT));
+    const outcomes = await Promise.all([...onA, ...onB]);
+    assert.deepEqual(new Set(outcomes.map((o) => o.status)), new Set(["added"]));
+    assert.equal(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS).length, 20);
+    assert.equal(iam.count("UpdateAssumeRolePolicy"), 1, "B's edits went in A's write");
+    const lease = r.kubeFake.lease(
+      "domino-field",
+      (await import("./role_lock.ts")).leaseName(ROLE),
+    )!;
+    const meta = lease.metadata as { annotations: Record<string, string> };
+    assert.equal((lease.spec as Record<string, unknown>).holderIdentity, null);
+    assert.equal(meta.annotations[HANDED_ANNOTATION], undefined, "nothing left to apply");
+    assert.equal(Object.keys(JSON.parse(meta.annotations[RESULTS_ANNOTATION])).length, 10);
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("edits handed to a holder that dies are applied by the replica that handed them", async () => {
+  const iam = fakeIam(0);
+  const r = await twoReplicas(iam, 0);
+  try {
+    const { leaseName } = await import("./role_lock.ts");
+    const at = new Date().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+    // A replica took the Lease and died: it never applies what it is handed, nor releases.
+    await r.kube.createLease("domino-field", {
+      name: leaseName(ROLE),
+      holderIdentity: "replica-dead",
+      leaseDurationSeconds: 1,
+      acquireTime: at,
+      renewTime: at,
+    });
+    const outcome = await r.b.edit(ROLE, { add: run(7) }, AUDIT);
+    assert.equal(outcome.status, "added");
+    assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [run(7)]);
+    const lease = r.kubeFake.lease("domino-field", leaseName(ROLE))!;
+    const meta = lease.metadata as { annotations: Record<string, string> };
+    assert.equal(meta.annotations[HANDED_ANNOTATION], undefined);
+  } finally {
+    await r.close();
+  }
 });
