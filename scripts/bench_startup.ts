@@ -238,11 +238,9 @@ Deno.exit(await run(Deno.args, (name) => Deno.env.get(name)));
     rss_after_sync_mib: { vm_hwm: rss.hwm, vm_rss: rss.now },
     ratio: sidecar / floor,
   };
-  await Deno.mkdir(`${ROOT}${OUT.slice(0, OUT.lastIndexOf("/"))}`, { recursive: true });
-  await Deno.writeTextFile(
-    OUT.startsWith("/") ? OUT : `${ROOT}${OUT}`,
-    JSON.stringify(result, null, 2) + "\n",
-  );
+  const outPath = OUT.startsWith("/") ? OUT : `${ROOT}${OUT}`;
+  await Deno.mkdir(outPath.slice(0, outPath.lastIndexOf("/")), { recursive: true });
+  await Deno.writeTextFile(outPath, JSON.stringify(result, null, 2) + "\n");
   const f = (x: number) => x.toFixed(1);
   console.log(
     `\nstart to listening, medians of ${RUNS} interleaved runs (${form}; ${navigator.hardwareConcurrency} cores, load ${load}):`,
