@@ -99,9 +99,18 @@ Deno.exit(await run(Deno.args, (name) => Deno.env.get(name)));
 `,
   );
   console.error("bundling the sidecar and the hello world...");
-  await deno(["bundle", "--platform", "deno", "-o", `${dir}/sidecar.js`, "src/main_sidecar.ts"]);
   await deno([
     "bundle",
+    "--minify",
+    "--platform",
+    "deno",
+    "-o",
+    `${dir}/sidecar.js`,
+    "src/main_sidecar.ts",
+  ]);
+  await deno([
+    "bundle",
+    "--minify",
     "--config",
     "deno.json",
     "--platform",
