@@ -98,10 +98,10 @@ Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {
 Deno.exit(await run(Deno.args, (name) => Deno.env.get(name)));
 `,
   );
+  // Bundled as `deno task compile` bundles the sidecar for the binary.
   console.error("bundling the sidecar and the hello world...");
   await deno([
     "bundle",
-    "--minify",
     "--platform",
     "deno",
     "-o",
@@ -110,7 +110,6 @@ Deno.exit(await run(Deno.args, (name) => Deno.env.get(name)));
   ]);
   await deno([
     "bundle",
-    "--minify",
     "--config",
     "deno.json",
     "--platform",
