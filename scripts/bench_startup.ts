@@ -3,7 +3,8 @@
  * floor of a Hono hello world. Times process start to first listening over interleaved runs
  * (median), for the sidecar as the image runs it and for a hello world that listens and exits,
  * started the same way; then reads the sidecar's VmHWM after its first successful sync against a
- * local stub of the platform's token endpoint, the irsa server and STS. A benchmark, not a test.
+ * local stub of the platform's token endpoint, the irsa server (over HTTPS under a private CA, as
+ * in a cluster) and STS. A benchmark, not a test.
  *
  * "As the image runs it": with DENORT_BIN set, both are compiled with `deno compile` (the image's
  * binary, `irsa sidecar`). Without it (deno compile cannot download denort offline) both run as
@@ -13,6 +14,8 @@
  *
  * Flags: --runs 15 --out dist/bench-startup.json
  */
+
+import { makeTestTls } from "../tests/fixtures/tls.ts";
 
 const flag = (name: string, fallback: string) => {
   const i = Deno.args.indexOf(`--${name}`);
@@ -49,8 +52,11 @@ const median = (xs: number[]) => {
 };
 
 const dir = await Deno.makeTempDir({ prefix: "irsa-startup-" });
-// A local stand-in for everything the sidecar calls: the token endpoint, the server and STS.
-const stub = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+// The server's endpoint is HTTPS under a private CA, as in a cluster (DOMINO_IRSA_SSL_CERT); the
+// token endpoint is plain HTTP on the pod's loopback.
+const tls = await makeTestTls(dir);
+/** A local stand-in for everything the sidecar calls: the token endpoint, the server and STS. */
+const answer = async (req: Request) => {
   const path = new URL(req.url).pathname;
   await req.body?.cancel();
   if (path === "/access-token") return new Response("user-token\n");
@@ -71,7 +77,12 @@ const stub = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, 
     });
   }
   return new Response("", { status: path === "/map_iam_roles_to_pod_sa" ? 200 : 404 });
-});
+};
+const stub = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, answer);
+const broker = Deno.serve(
+  { hostname: "127.0.0.1", port: 0, cert: tls.cert, key: tls.key, onListen: () => {} },
+  answer,
+);
 const stubUrl = `http://127.0.0.1:${stub.addr.port}`;
 
 try {
@@ -152,12 +163,14 @@ Deno.exit(await run(Deno.args, (name) => Deno.env.get(name)));
     NO_COLOR: "1",
     IRSA_SIDECAR_PORT: "0",
     DOMINO_API_PROXY: stubUrl,
-    DOMINO_IRSA_ENDPOINT: `${stubUrl}/map_iam_roles_to_pod_sa`,
+    DOMINO_IRSA_ENDPOINT: `https://localhost:${broker.addr.port}/map_iam_roles_to_pod_sa`,
+    DOMINO_IRSA_SSL_CERT: tls.caCertPath,
     AWS_CONFIG_FILE: `${dir}/aws/config`,
     AWS_WEB_IDENTITY_TOKEN_FILE: `${dir}/token`,
     POD_INFO_PATH: `${dir}/labels`,
     DOMINO_RUN_ID: "646d27b817c28b5ea4b5b0c1",
-    AWS_ENDPOINT_URL_STS: `${stubUrl}/sts`,
+    // STS over HTTPS too, as in AWS: the sidecar's one client trusts the CA and the public roots.
+    AWS_ENDPOINT_URL_STS: `https://localhost:${broker.addr.port}/sts`,
   };
 
   /** Starts a command; resolves with the child once a line containing "listening" appears. */
@@ -267,5 +280,6 @@ Deno.exit(await run(Deno.args, (name) => Deno.env.get(name)));
   );
 } finally {
   await stub.shutdown();
+  await broker.shutdown();
   await Deno.remove(dir, { recursive: true });
 }
