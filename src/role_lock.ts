@@ -109,7 +109,9 @@ export const RESULTS_ANNOTATION = "irsa.dominodatalab.com/handed-results";
 const HANDOFF_POLL_MS = 15;
 /** How long results stay on the Lease for the replica that handed the edits to read them. */
 const RESULTS_KEEP_MS = 60_000;
-const RESULTS_MAX = 4_000;
+// Kubernetes allows 256 KiB of annotations per object: handed edits and results stay well under.
+const RESULTS_MAX = 800;
+const HANDED_MAX_CHARS = 64_000;
 
 type Handed = SubjectEdit & { readonly id: string };
 type Results = Record<string, { readonly r: EditResult; readonly t: number }>;
@@ -269,24 +271,26 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
     }
   }
 
-  /** Appends `edits` to the Lease another replica holds; undefined if no one holds it now. */
+  /**
+   * Appends `edits` to the Lease another replica holds: their ids, undefined if no one holds it
+   * now, or "full" when the annotation has no room left (then the batch waits for the Lease).
+   */
   async function handOver(
     name: string,
     roleArn: string,
     edits: readonly SubjectEdit[],
     deadline: number,
-  ): Promise<string[] | undefined> {
+  ): Promise<string[] | "full" | undefined> {
     for (;;) {
       try {
         const l = await kube.getLease(namespace, name);
         if (!l || !heldByOther(l, now())) return undefined;
         const entries = edits.map((e) => ({ id: `${options.identity}/${++handedCount}`, ...e }));
+        const handed = JSON.stringify([...handedOf(l), ...entries]);
+        if (handed.length > HANDED_MAX_CHARS) return "full";
         await kube.replaceLease(namespace, {
           ...l,
-          annotations: {
-            ...l.annotations,
-            [HANDED_ANNOTATION]: JSON.stringify([...handedOf(l), ...entries]),
-          },
+          annotations: { ...l.annotations, [HANDED_ANNOTATION]: handed },
         });
         return entries.map((e) => e.id);
       } catch (e) {
@@ -303,7 +307,8 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
         const deadline = now() + acquireTimeout;
         let mine: readonly SubjectEdit[] | undefined;
         let ids: string[] | undefined;
-        for (;;) {
+        let full = false;
+        for (let attempt = 0;; attempt++) {
           if (ids) {
             // Handed over: finished once the holder has recorded every result.
             const l = await kube.getLease(namespace, name).catch((e) => {
@@ -351,11 +356,15 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
             mine = await steps.take();
             continue;
           }
-          if (ids === undefined) {
-            ids = await handOver(name, roleArn, mine, deadline);
+          if (ids === undefined && !full) {
+            const handed = await handOver(name, roleArn, mine, deadline);
+            if (handed === "full") full = true;
+            else ids = handed;
             continue;
           }
+          // No room to hand over: wait for the Lease, as a lone writer would.
           if (now() > deadline) throw stayedHeld(roleArn, name);
+          await sleep(Math.min(500, 20 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random()));
         }
       });
     },

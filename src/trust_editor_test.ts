@@ -366,3 +366,40 @@ Deno.test("edits handed to a holder that dies are applied by the replica that ha
     await r.close();
   }
 });
+
+Deno.test("a Lease with no room for more handed edits makes a replica wait for it instead", async () => {
+  const iam = fakeIam(0);
+  const r = await twoReplicas(iam, 0);
+  try {
+    const { leaseName } = await import("./role_lock.ts");
+    const at = new Date().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+    const crowd = Array.from(
+      { length: 700 },
+      (_, i) => ({ id: `replica-dead/${i}`, remove: run(5000 + i), user: "someone" }),
+    );
+    await r.kube.createLease("domino-field", {
+      name: leaseName(ROLE),
+      holderIdentity: "replica-dead",
+      leaseDurationSeconds: 1,
+      acquireTime: at,
+      renewTime: at,
+      annotations: { [HANDED_ANNOTATION]: JSON.stringify(crowd) },
+    });
+    r.kubeFake.clearRequests();
+    assert.equal((await r.b.edit(ROLE, { add: run(8) }, AUDIT)).status, "added");
+    const lease = r.kubeFake.lease("domino-field", leaseName(ROLE))!;
+    const meta = lease.metadata as { annotations: Record<string, string> };
+    // B took the Lease once it expired and applied what the dead holder had been handed, too.
+    assert.equal(meta.annotations[HANDED_ANNOTATION], undefined);
+    const puts = r.kubeFake.requests.filter((q) =>
+      q.method === "PUT" && q.path.includes("/leases/")
+    );
+    assert.equal(
+      puts.length,
+      2,
+      "B never appended to the full Lease: it took it, then released it",
+    );
+  } finally {
+    await r.close();
+  }
+});
