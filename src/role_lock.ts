@@ -312,12 +312,12 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
           if (ids) {
             // Handed over: finished once the holder has recorded every result.
             const l = await kube.getLease(namespace, name).catch((e) => {
-              if (transient(e)) return undefined;
+              if (transient(e)) return "retry" as const;
               throw e;
             });
-            const results = l ? resultsOf(l) : {};
+            const results = l && l !== "retry" ? resultsOf(l) : {};
             if (ids.every((id) => id in results)) return { value: ids.map((id) => results[id].r) };
-            if (l === undefined || heldByOther(l, now())) {
+            if (l === "retry" || (l !== undefined && heldByOther(l, now()))) {
               if (now() > deadline) throw stayedHeld(roleArn, name);
               await sleep(HANDOFF_POLL_MS * (0.5 + Math.random()));
               continue;
