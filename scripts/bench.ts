@@ -7,8 +7,8 @@
  * the same proxy. Prints a table and the ratios, and writes both as JSON. A benchmark, not a test:
  * it asserts nothing, and exits 1 only when irsa loses a subject.
  *
- * Flags: --starts 500 --roles 3 --replicas 1,3 --workers 1,5,16 --read-ms 60 --write-ms 150
- *        --baseline true --out dist/bench.json
+ * Flags: --starts 500 --roles 3 --replicas 1,3 --repeat 3 --workers 1,5,16 --read-ms 60
+ *        --write-ms 150 --baseline true --out dist/bench.json
  */
 import {
   CreateRoleCommand,
@@ -39,6 +39,7 @@ const N = Number(flag("starts", "500"));
 const M = Number(flag("roles", "3"));
 const REPLICAS = flag("replicas", "1,3").split(",").map(Number);
 const WORKERS = flag("workers", "1,5,16").split(",").map(Number);
+const REPEAT = Number(flag("repeat", "3"));
 const READ_MS = Number(flag("read-ms", "60"));
 const WRITE_MS = Number(flag("write-ms", "150"));
 const BASELINE = flag("baseline", "true") === "true";
@@ -57,6 +58,9 @@ interface Row {
   iam_writes: number;
   failed_requests: number;
   subjects_lost: number;
+  /** irsa rows: wall time and IAM writes of every repeat (the row is the median one's). */
+  runs_wall_ms?: number[];
+  runs_iam_writes?: number[];
 }
 
 const pct = (xs: number[], p: number) => {
@@ -173,7 +177,8 @@ try {
     return missing;
   };
 
-  for (const replicas of REPLICAS) {
+  /** One burst on irsa with this many replicas, on fresh roles. */
+  const runIrsa = async (replicas: number): Promise<Row> => {
     const world = await freshWorld();
     await Deno.writeTextFile(`${dir}/mappings.json`, JSON.stringify(mappings));
     // One replica runs embedded (file store, in-process queue); several coordinate through Leases.
@@ -228,7 +233,7 @@ try {
     }));
     const wall = performance.now() - t0;
     for (const s of servers) await s.stop();
-    rows.push({
+    return {
       algorithm: "irsa (coalesced)",
       replicas,
       workers: null,
@@ -239,7 +244,29 @@ try {
       iam_writes: proxy.counts.writes,
       failed_requests: results.filter((r) => !r.ok).length,
       subjects_lost: await lost(world),
+    };
+  };
+  // Interleaved repeats (1, 3, 1, 3, ...): each irsa row is the run of median wall time, and
+  // what any run lost or failed counts, since the machine's noise is larger than the differences.
+  const runs = new Map<number, Row[]>(REPLICAS.map((r) => [r, []]));
+  for (let k = 0; k < REPEAT; k++) {
+    for (const replicas of REPLICAS) runs.get(replicas)!.push(await runIrsa(replicas));
+  }
+  for (const [replicas, all] of runs) {
+    const sorted = [...all].sort((a, b) => a.wall_ms - b.wall_ms);
+    const median = sorted[Math.floor((sorted.length - 1) / 2)];
+    rows.push({
+      ...median,
+      failed_requests: all.reduce((n, r) => n + r.failed_requests, 0),
+      subjects_lost: all.reduce((n, r) => n + r.subjects_lost, 0),
+      runs_wall_ms: all.map((r) => r.wall_ms),
+      runs_iam_writes: all.map((r) => r.iam_writes),
     });
+    console.error(
+      `irsa, ${replicas} replica(s): wall ms of ${all.length} runs ${
+        all.map((r) => r.wall_ms).join(", ")
+      }; IAM writes ${all.map((r) => r.iam_writes).join(", ")}`,
+    );
   }
 
   /** An IAM client of the server's own credentials, through the latency proxy. */

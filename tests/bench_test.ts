@@ -21,6 +21,8 @@ Deno.test("deno task bench works at a small size: irsa maps every start and lose
         "5",
         "--write-ms",
         "10",
+        "--repeat",
+        "2",
         "--out",
         `${dir}/bench.json`,
       ],
@@ -45,6 +47,9 @@ Deno.test("deno task bench works at a small size: irsa maps every start and lose
       ],
     );
     const [one, three, serial, , , floor] = result.rows;
+    // Each irsa row is the median of the interleaved repeats, which the JSON lists.
+    assert.equal(one.runs_wall_ms.length, 2);
+    assert.ok(one.runs_wall_ms.includes(one.wall_ms));
     for (const row of [one, three, serial, floor]) {
       assert.equal(row.subjects_lost, 0, row.algorithm);
       assert.equal(row.failed_requests, 0, row.algorithm);
