@@ -181,18 +181,17 @@ try {
   const runIrsa = async (replicas: number): Promise<Row> => {
     const world = await freshWorld();
     await Deno.writeTextFile(`${dir}/mappings.json`, JSON.stringify(mappings));
-    // One replica runs embedded (file store, in-process queue); several coordinate through Leases.
-    const args = replicas > 1
-      ? [
-        "--insecure-http",
-        "--mapping-store",
-        "configmap",
-        "--kubernetes-api",
-        kube.url,
-        "--kubernetes-token-file",
-        `${dir}/token`,
-      ]
-      : ["--insecure-http", "--mapping-file", `${dir}/mappings.json`];
+    // Every replica count the same way (file store, Leases on the one Kubernetes API), so the
+    // ratio measures the replicas. The ConfigMap store would add a Kubernetes GET to every start.
+    const args = [
+      "--insecure-http",
+      "--mapping-file",
+      `${dir}/mappings.json`,
+      "--kubernetes-api",
+      kube.url,
+      "--kubernetes-token-file",
+      `${dir}/token`,
+    ];
     const env = serverEnv(moto, world, issuer, {
       AWS_ENDPOINT_URL_IAM: proxy.url,
       IRSA_TRUST_POLICY_QUOTA: String(QUOTA),

@@ -45,6 +45,8 @@ export interface EditSteps {
   prepare(version: string | undefined): Promise<void>;
   /** This replica's batch, once its window has passed; called once. */
   take(): Promise<readonly SubjectEdit[]>;
+  /** Edits queued since, taken at once: a batch handed over hands these over too as it waits. */
+  more(): readonly SubjectEdit[];
   /** Under the lock, after `prepare`: applies `edits`, one result each, and the new version. */
   apply(
     version: string | undefined,
@@ -74,6 +76,7 @@ export function createLocalRoleLock(): RoleLock {
   const tails = new Map<string, Promise<unknown>>();
   const versions = new Map<string, string>();
   const lock: RoleLock = {
+    // One process: nothing is handed over, so `more` is never asked.
     applyEdits: (roleArn, steps) =>
       lock.withLock(roleArn, async (version) => {
         await steps.prepare(version);
@@ -292,6 +295,11 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
           ...l,
           annotations: { ...l.annotations, [HANDED_ANNOTATION]: handed },
         });
+        options.logger.debug("edits handed to the role's Lease holder", {
+          lease: name,
+          holder: l.holderIdentity,
+          edits: entries.length,
+        });
         return entries.map((e) => e.id);
       } catch (e) {
         if (!transient(e) || now() > deadline) throw e;
@@ -305,24 +313,37 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
       return local.withLock(roleArn, async () => {
         const name = leaseName(roleArn);
         const deadline = now() + acquireTimeout;
-        let mine: readonly SubjectEdit[] | undefined;
+        // This replica's edits, in order, and the ids of those handed over (a prefix of them).
+        let mine: SubjectEdit[] | undefined;
         let ids: string[] | undefined;
         let full = false;
         for (let attempt = 0;; attempt++) {
-          if (ids) {
+          if (ids && mine) {
             // Handed over: finished once the holder has recorded every result.
             const l = await kube.getLease(namespace, name).catch((e) => {
               if (transient(e)) return "retry" as const;
               throw e;
             });
             const results = l && l !== "retry" ? resultsOf(l) : {};
-            if (ids.every((id) => id in results)) return { value: ids.map((id) => results[id].r) };
+            if (ids.length === mine.length && ids.every((id) => id in results)) {
+              return { value: ids.map((id) => results[id].r) };
+            }
             if (l === "retry" || (l !== undefined && heldByOther(l, now()))) {
+              // Edits that arrived meanwhile go to the holder too, rather than wait for a turn.
+              const extra = steps.more();
+              if (extra.length > 0) {
+                mine.push(...extra);
+                if (!full && ids.length === mine.length - extra.length) {
+                  const handed = await handOver(name, roleArn, extra, deadline);
+                  if (handed === "full") full = true;
+                  else if (handed) ids.push(...handed);
+                }
+              }
               if (now() > deadline) throw stayedHeld(roleArn, name);
               await sleep(HANDOFF_POLL_MS * (0.5 + Math.random()));
               continue;
             }
-            // Released (or expired) without them: take the Lease and apply them here.
+            // Released (or expired) without them all: take the Lease and apply them here.
           }
           const lease = await tryAcquire(name, roleArn);
           if (lease) {
@@ -333,11 +354,16 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
               // The edits other replicas handed over until now go in this write too.
               const latest = await refresh();
               const recorded = resultsOf(latest);
-              if (ids && ids.every((id) => id in recorded)) {
+              if (ids && ids.length === own.length && ids.every((id) => id in recorded)) {
                 const done = ids.map((id) => recorded[id].r);
                 return { value: done, finish: (l: Lease) => ({ ...l.annotations }) };
               }
               const handed = handedOf(latest).filter((e) => !ids?.includes(e.id));
+              options.logger.debug("role's Lease taken", {
+                lease: name,
+                own: own.length,
+                handed: handed.length,
+              });
               const result = await steps.apply(before, [...own, ...handed.map(withoutId)]);
               const version = result.version ?? before;
               const at = now();
@@ -353,7 +379,7 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
           }
           // Held by another replica: collect this batch (its window), then hand it over.
           if (mine === undefined) {
-            mine = await steps.take();
+            mine = [...await steps.take()];
             continue;
           }
           if (ids === undefined && !full) {

@@ -254,20 +254,29 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
   async function runBatch(roleArn: string): Promise<void> {
     let batch: Pending[] | undefined;
     let before: string | undefined;
+    const asEdit = (p: Pending): SubjectEdit => ({
+      add: p.add,
+      remove: p.remove,
+      user: p.audit.user,
+      run: p.audit.run,
+      requestId: p.audit.requestId,
+    });
     const take = async () => {
       batch ??= await takeBatch(roleArn);
       deps.metrics.batchSize.observe({}, batch.length);
-      return batch.map((p): SubjectEdit => ({
-        add: p.add,
-        remove: p.remove,
-        user: p.audit.user,
-        run: p.audit.run,
-        requestId: p.audit.requestId,
-      }));
+      return batch.map(asEdit);
+    };
+    // Requests queued while this batch waits on another replica join it, in order.
+    const more = () => {
+      const extra = queues.get(roleArn) ?? [];
+      queues.delete(roleArn);
+      batch = [...(batch ?? []), ...extra];
+      return extra.map(asEdit);
     };
     const outcomes = await lock.applyEdits(roleArn, {
       prepare: async (version) => void (before = await current(roleArn, version)),
       take,
+      more,
       apply: (version, edits) =>
         before === undefined
           ? current(roleArn, version).then((doc) => apply(roleArn, doc, edits))
