@@ -403,3 +403,21 @@ Deno.test("a Lease with no room for more handed edits makes a replica wait for i
     await r.close();
   }
 });
+
+Deno.test("edits that reach a replica while it waits on the holder are handed over too, into the same write", async () => {
+  const iam = fakeIam(120);
+  const r = await twoReplicas(iam, 20);
+  try {
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const first = r.a.edit(ROLE, { add: run(0) }, AUDIT); // A takes the Lease, reads for 120 ms.
+    await sleep(5);
+    const handed = r.b.edit(ROLE, { add: run(1) }, AUDIT); // B hands this over after its window.
+    await sleep(45);
+    const later = r.b.edit(ROLE, { add: run(2) }, AUDIT); // Arrives while B waits on A.
+    const outcomes = await Promise.all([first, handed, later]);
+    assert.deepEqual(outcomes.map((o) => o.status), ["added", "added", "added"]);
+    assert.equal(iam.count("UpdateAssumeRolePolicy"), 1, "all three in A's one write");
+  } finally {
+    await r.close();
+  }
+});
