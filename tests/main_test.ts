@@ -114,3 +114,10 @@ Deno.test("main.ts names neither mode in its static graph, and the sidecar's hol
   const server = await graphOf("../src/main_server.ts");
   assert.ok(server.some((s) => s.endsWith("/src/server.ts")));
 });
+
+Deno.test("a sidecar whose CA file cannot be read exits 1 at start (the file is read while it starts listening)", async () => {
+  const out = await runMain(["sidecar", "--port", "0", "--ca-file", "/nonexistent/irsa-ca.crt"]);
+  assert.equal(out.code, 1, out.stderr);
+  assert.match(out.stderr, /irsa sidecar failed to start/);
+  assert.match(out.stderr, /nonexistent\/irsa-ca\.crt/);
+});

@@ -54,15 +54,17 @@ export interface PodFetch {
 /**
  * The sidecar's one HTTP client, for the server, the token endpoint and STS alike: every client
  * parses its own copy of the roots (megabytes), so there is one. It is made at the first call, not
- * at start: parsing the CA takes about a millisecond, and the sidecar listens before it syncs.
+ * at start: reading and parsing the CA takes a millisecond or more, and the sidecar listens before
+ * it syncs. `caCert` may still be being read.
  */
-export function createPodFetch(caCert?: string): PodFetch {
+export function createPodFetch(caCert?: string | Promise<string | undefined>): PodFetch {
   let client: Deno.HttpClient | undefined;
   return {
-    fetch: (input, init) => {
-      if (caCert === undefined) return fetch(input, init);
-      client ??= Deno.createHttpClient({ caCerts: [caCert] });
-      return fetch(input, { ...init, client });
+    fetch: async (input, init) => {
+      const ca = await caCert;
+      if (ca === undefined) return await fetch(input, init);
+      client ??= Deno.createHttpClient({ caCerts: [ca] });
+      return await fetch(input, { ...init, client });
     },
     close: () => client?.close(),
   };

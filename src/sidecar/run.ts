@@ -20,7 +20,9 @@ export interface RunningSidecar {
 
 /** Starts the sidecar; the first sync runs in the background so /healthz answers at once. */
 export async function startSidecar(config: SidecarConfig, logger: Logger): Promise<RunningSidecar> {
-  const caCert = config.caFile ? await Deno.readTextFile(config.caFile) : undefined;
+  // Read while the server starts listening; a missing CA still fails the start, just after.
+  const caCert = config.caFile ? Deno.readTextFile(config.caFile) : Promise.resolve(undefined);
+  caCert.catch(() => {}); // Awaited below, once listening.
   const http = createPodFetch(caCert);
   const broker = createBrokerClient({
     apiProxy: config.apiProxy,
@@ -61,6 +63,13 @@ export async function startSidecar(config: SidecarConfig, logger: Logger): Promi
     },
   }, app.fetch);
   const url = await listening;
+  try {
+    await caCert;
+  } catch (e) {
+    ac.abort();
+    await server.finished;
+    throw e;
+  }
 
   let timer: ReturnType<typeof setInterval> | undefined;
   const started = syncer.start(config.startDeadlineMs).catch((e) =>
