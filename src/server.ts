@@ -2,6 +2,7 @@
 
 import { createApp } from "./app.ts";
 import type { RunLookup, UserVerifier, WorkloadVerifier } from "./auth/caller.ts";
+import { cacheCallers } from "./auth/caller_cache.ts";
 import { createDominoVerifier } from "./auth/domino_verifier.ts";
 import { createJwtVerifier } from "./auth/jwt_verifier.ts";
 import { createWorkloadVerifier } from "./auth/workload_verifier.ts";
@@ -88,6 +89,8 @@ export async function startServer(
   } else {
     users = platform!;
   }
+  // A user token (or API key) already verified is reused; a pod's token is verified every time.
+  users = cacheCallers(users, { ttlMs: config.callerCacheMs });
   const cluster = createWorkloadVerifier({
     issuer: config.clusterIssuer,
     jwksUrl: config.clusterJwksUrl,
@@ -165,6 +168,7 @@ export async function startServer(
     createTrustEditor({
       lock,
       cacheMaxAgeMs: config.policyCacheMs,
+      windowMs: config.editWindowMs,
       roles,
       oidcProvider: config.oidcProvider,
       audience: config.audience,
