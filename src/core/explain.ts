@@ -4,7 +4,7 @@
  * the shell reads the mappings, the grant record and the trust policies and passes them in.
  */
 
-import { type Grant } from "./grants.ts";
+import type { Grant } from "./grants.ts";
 import { type Mappings, pairsFor } from "./mapping.ts";
 import { profilesFor, type RolePair } from "./role_chain.ts";
 import { editTrustPolicy, parseTrustPolicy, providerHost } from "./trust_policy.ts";
