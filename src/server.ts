@@ -1,6 +1,8 @@
 /** `irsa server`: builds the real dependencies from the configuration and serves the app over HTTPS. */
 
 import { createApp } from "./app.ts";
+import { parseRoleArn } from "./core/arn.ts";
+import { oidcProviderArn } from "./core/trust_policy.ts";
 import type { RunLookup, UserVerifier, WorkloadVerifier } from "./auth/caller.ts";
 import { createDominoVerifier } from "./auth/domino_verifier.ts";
 import { createJwtVerifier } from "./auth/jwt_verifier.ts";
@@ -184,6 +186,15 @@ export async function startServer(
     grants,
     now: () => Date.now(),
     editor,
+    policies: {
+      read: (roleArn) => roles.getTrustPolicy(parseRoleArn(roleArn).name),
+      providerArnFor: (roleArn) => {
+        const role = parseRoleArn(roleArn);
+        return oidcProviderArn(role.account, config.oidcProvider, role.partition);
+      },
+      audience: config.audience,
+      quota: config.trustPolicyQuota,
+    },
     ownership: {
       computeNamespace: config.computeNamespace,
       runIdPattern: config.runIdPattern,

@@ -10,6 +10,16 @@ import type { GrantStore } from "../store/grant_store.ts";
 import type { MappingStore } from "../store/mapping_store.ts";
 import type { TrustEditor } from "../trust_editor.ts";
 
+/** Trust policies as IAM has them, and the rules irsa writes them by: for the admin views. */
+export interface PolicyReader {
+  /** The role's trust policy as JSON text (an IAM GetRole; never a write). */
+  read(roleArn: string): Promise<string>;
+  /** The cluster's OIDC provider ARN in the role's account. */
+  providerArnFor(roleArn: string): string;
+  readonly audience: string;
+  readonly quota: number;
+}
+
 /** Dependencies of the server app. */
 export interface ServerDeps {
   readonly users: UserVerifier;
@@ -23,6 +33,14 @@ export interface ServerDeps {
   /** Epoch milliseconds. */
   readonly now: () => number;
   readonly editor: TrustEditor;
+  /**
+   * Why a proxy role is not editable by irsa, or undefined when it is (`src/core/editable.ts`).
+   * Mapping writes check every proxy role with it; the editor is already guarded by it. Absent:
+   * no check (in-process tests that do not need one).
+   */
+  readonly editable?: (roleArn: string) => string | undefined;
+  /** Reads trust policies for `/trust`, `/explain` and `/apply_role_mappings`; absent: they answer 503. */
+  readonly policies?: PolicyReader;
   readonly ownership: OwnershipOptions;
   /** The web-identity token path written into config files (`AWS_WEB_IDENTITY_TOKEN_FILE` in pods). */
   readonly webIdentityTokenFile: string;
