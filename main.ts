@@ -18,6 +18,11 @@ const TABLES = { server: serverSettings, sidecar: sidecarSettings };
 async function main(args: string[]): Promise<number> {
   const env = (name: string) => Deno.env.get(name);
   const first = args[0];
+  if (first === "admin") {
+    // A client, not a service: its own command line (src/admin/args.ts) and entry.
+    const entry = await import(new URL("./src/main_admin.ts", import.meta.url).href);
+    return await entry.run(args.slice(1), env);
+  }
   const modeFromArgs = MODES.includes(first as Mode) ? (first as Mode) : undefined;
   const rest = modeFromArgs ? args.slice(1) : args;
   if (rest.includes("--help") || rest.includes("-h")) {
@@ -28,7 +33,7 @@ async function main(args: string[]): Promise<number> {
     (first === undefined || first.startsWith("-") ? env("IRSA_MODE") : first);
   if (mode === undefined || mode === "") {
     console.error(
-      'irsa: no mode given: run "irsa server" or "irsa sidecar" (or set IRSA_MODE); see "irsa --help"',
+      'irsa: no mode given: run "irsa server", "irsa sidecar" or "irsa admin" (or set IRSA_MODE); see "irsa --help"',
     );
     return 2;
   }

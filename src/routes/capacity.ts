@@ -3,11 +3,18 @@
 import type { Hono } from "hono";
 import { type AuthEnv, bearerAuth } from "../auth/bearer.ts";
 import { proxyRolesOf, unmanagedRolesOf } from "../core/mapping.ts";
+import { subjectsThatFit } from "../core/mapping_diff.ts";
+import { subjectFor } from "../core/subject.ts";
 import type { ServerDeps } from "./deps.ts";
 import { readMappings } from "./pod_roles.ts";
 
 /** Registers /capacity. */
 export function registerCapacityRoutes(app: Hono<AuthEnv>, deps: ServerDeps): void {
+  // "fits": how many more run subjects (of the length they have here) the policy holds.
+  const subjectLength = subjectFor(deps.ownership.format, {
+    namespace: deps.ownership.computeNamespace,
+    name: `run-${"0".repeat(24)}`,
+  }).length;
   deps.api.add({
     method: "get",
     path: "/capacity",
@@ -41,6 +48,7 @@ export function registerCapacityRoutes(app: Hono<AuthEnv>, deps: ServerDeps): vo
               characters: k.length,
               quota: k.quota,
               free_characters: k.quota - k.length,
+              fits: subjectsThatFit(k.length, k.quota, subjectLength),
             }
             : { proxy_iam_role_arn: r, managed: true, error: errors[r] ?? "Not read yet" };
         }),
