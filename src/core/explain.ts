@@ -414,13 +414,16 @@ function explainPair(input: ExplainInput, profile: string, pair: RolePair, steps
   }
 
   // 6. The provider and audience the statement requires.
-  const statements = role === undefined ? undefined : statementsOf(role);
+  // A full pool still has a statement to check: its first member's.
+  const checked = role ?? pool[0];
+  const statements = statementsOf(checked);
   const statement = statements === undefined
     ? undefined
     : input.subject !== undefined && present
     ? statementFor(statements, input.subject)
-    : statements.find((s) => s.federated.includes(input.providerArnFor(role!))) ?? statements[0];
-  if (role === undefined || statement === undefined) {
+    : statements.find((s) => s.federated.includes(input.providerArnFor(checked))) ??
+      statements[0];
+  if (statement === undefined) {
     steps.push({
       id: "provider_audience",
       status: "skipped",
@@ -428,14 +431,14 @@ function explainPair(input: ExplainInput, profile: string, pair: RolePair, steps
       detail: "No web-identity statement to check",
     });
   } else {
-    const expected = input.providerArnFor(role);
+    const expected = input.providerArnFor(checked);
     const host = providerHost(expected);
     if (!statement.federated.includes(expected)) {
       steps.push({
         id: "provider_audience",
         status: "failed",
         profile,
-        detail: `Statement ${statement.index} of ${role} trusts ${
+        detail: `Statement ${statement.index} of ${checked} trusts ${
           statement.federated.join(", ") || "no federated provider"
         }, not the cluster's provider ${expected}`,
         advice: `Make the statement's Principal.Federated ${expected}`,
@@ -448,7 +451,7 @@ function explainPair(input: ExplainInput, profile: string, pair: RolePair, steps
         id: "provider_audience",
         status: "failed",
         profile,
-        detail: `Statement ${statement.index} of ${role} requires audience ${
+        detail: `Statement ${statement.index} of ${checked} requires audience ${
           statement.audiences.map((a) => q(a)).join(" or ")
         } (${host}:aud), but pod tokens carry ${q(input.audience)}`,
         advice: `Set the statement's ${host}:aud condition to ${q(input.audience)}`,
