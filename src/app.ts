@@ -2,7 +2,7 @@
 
 import { Hono } from "hono";
 import type { AuthEnv } from "./auth/bearer.ts";
-import { installErrorFunnel, limitBody, requestIds } from "./http.ts";
+import { installErrorFunnel, limitBody, refuseOtherMethods, requestIds } from "./http.ts";
 import type { ServerDeps } from "./routes/deps.ts";
 import { registerAdminRoutes } from "./routes/admin.ts";
 import { registerCapacityRoutes } from "./routes/capacity.ts";
@@ -32,5 +32,7 @@ export function createApp(deps: ServerDeps): Hono<AuthEnv> {
   registerCapacityRoutes(app, deps);
   registerServiceAccountRoutes(app, deps);
   registerAdminRoutes(app, deps);
+  // Last: it answers 405 on every described path for the methods registered above it did not take.
+  refuseOtherMethods(app, deps.api);
   return app;
 }

@@ -3,6 +3,7 @@ import { createApp } from "./app.ts";
 import type { RunLookup, RunPod } from "./auth/caller.ts";
 import { createJwtVerifier } from "./auth/jwt_verifier.ts";
 import { createWorkloadVerifier } from "./auth/workload_verifier.ts";
+import { ROLE_ARN_MAX_LENGTH, ROLE_ARN_PATTERN } from "./core/arn.ts";
 import { editTrustPolicy, subjectsOf } from "./core/trust_policy.ts";
 import { AppError } from "./errors.ts";
 import { ApiDescription } from "./http.ts";
@@ -12,6 +13,7 @@ import { createFileStore } from "./store/file_store.ts";
 import { createFileGrantStore } from "./store/grant_store.ts";
 import { createTrustEditor } from "./trust_editor.ts";
 import { FakeIamRoles } from "../tests/fakes/iam_roles.ts";
+import { Conformance } from "../tests/openapi_conformance.ts";
 import { startOidcIssuer } from "../tests/fixtures/oidc_issuer.ts";
 
 const HOST = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
@@ -105,12 +107,14 @@ async function world(
     serviceAccount: `run-${RUN}`,
     podName: JDOE_POD.name,
   });
-  const call = (
+  // Every answer a test receives is checked against the app's own /openapi.json.
+  const conformance = new Conformance(await (await app.request("/openapi.json")).json());
+  const call = async (
     method: string,
     path: string,
     opts: { token?: string; body?: unknown; headers?: Record<string, string> } = {},
-  ) =>
-    app.request(path, {
+  ) => {
+    const res = await app.request(path, {
       method,
       headers: {
         ...(opts.token ? { Authorization: `Bearer ${opts.token}` } : {}),
@@ -123,6 +127,9 @@ async function world(
         ? opts.body
         : JSON.stringify(opts.body),
     });
+    await conformance.checkResponse(method, path, res);
+    return res;
+  };
   return {
     issuer,
     iam,
@@ -239,7 +246,7 @@ Deno.test("a workload token must agree with run_id, and a run_id must match the 
       body: { run_id: bad },
     });
     assert.equal(res.status, 400, bad);
-    assert.match((await res.json()).message, /Invalid run_id/);
+    assert.match((await res.json()).message, /Invalid field "run_id": run_id must match/);
   }
   const userToken = await w.call("POST", "/map_iam_roles_to_pod_sa", {
     token: w.jdoe,
@@ -500,10 +507,18 @@ Deno.test("openapi.json describes every route with the schemas that validate the
     doc.paths["/map_iam_roles_to_pod_sa"].post.requestBody.content["application/json"].schema;
   assert.deepEqual(Object.keys(schema.properties), ["run_id", "irsa_workload_type"]);
   assert.deepEqual(schema.properties.irsa_workload_type, { type: "string", maxLength: 64 });
-  assert.deepEqual(
-    doc.paths["/update_role_mapping"].post.requestBody.content["application/json"].schema.required,
-    ["domino_org", "iam_role_arn", "proxy_iam_role_arn"],
-  );
+  // The server's checks, kept: the run-id pattern it was given, the ARN's form and length.
+  assert.deepEqual(schema.properties.run_id, {
+    type: "string",
+    maxLength: 128,
+    pattern: "^[0-9a-f]{24}$",
+  });
+  const update =
+    doc.paths["/update_role_mapping"].post.requestBody.content["application/json"].schema;
+  assert.deepEqual(update.required, ["domino_org", "iam_role_arn", "proxy_iam_role_arn"]);
+  assert.equal(update.properties.iam_role_arn.pattern, ROLE_ARN_PATTERN);
+  assert.equal(update.properties.iam_role_arn.maxLength, ROLE_ARN_MAX_LENGTH);
+  assert.equal(update.properties.domino_org.pattern, "^[-._a-zA-Z0-9]{1,253}$");
 });
 
 Deno.test("metrics carry the current service's names, latency histograms and IAM counters", async () => {

@@ -11,6 +11,7 @@ export type ErrorCode =
   | "forbidden"
   | "not_found"
   | "unknown_organization"
+  | "method_not_allowed"
   | "payload_too_large"
   | "policy_quota_exceeded"
   | "conflict"
@@ -19,6 +20,30 @@ export type ErrorCode =
   | "upstream_error"
   | "unavailable"
   | "internal";
+
+/** Every error code, listed for the API description; the `satisfies` keeps it equal to {@link ErrorCode}. */
+export const ERROR_CODES = Object.keys(
+  {
+    bad_request: 0,
+    invalid_subject: 0,
+    invalid_arn: 0,
+    invalid_policy: 0,
+    invalid_config_file: 0,
+    unauthorized: 0,
+    forbidden: 0,
+    not_found: 0,
+    unknown_organization: 0,
+    method_not_allowed: 0,
+    payload_too_large: 0,
+    policy_quota_exceeded: 0,
+    conflict: 0,
+    iam_access_denied: 0,
+    iam_role_not_found: 0,
+    upstream_error: 0,
+    unavailable: 0,
+    internal: 0,
+  } satisfies Record<ErrorCode, 0>,
+) as readonly ErrorCode[];
 
 /** An expected failure: its message is safe to show to the caller, its details go to the log. */
 export class AppError extends Error {
@@ -48,6 +73,8 @@ export function statusFor(code: ErrorCode): number {
       return 403;
     case "not_found":
       return 404;
+    case "method_not_allowed":
+      return 405;
     case "conflict":
     case "policy_quota_exceeded":
       return 409;

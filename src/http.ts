@@ -4,7 +4,7 @@ import type { Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { toJsonSchema } from "@valibot/to-json-schema";
 import * as v from "valibot";
-import { AppError, statusFor } from "./errors.ts";
+import { AppError, ERROR_CODES, type ErrorCode, statusFor } from "./errors.ts";
 import type { Logger } from "./log.ts";
 
 /** Largest request body accepted. */
@@ -27,18 +27,21 @@ export function installErrorFunnel<E extends ServerEnv>(app: Hono<E>, logger: Lo
         ...err.details,
       });
       if (status === 401) c.header("WWW-Authenticate", `Bearer error="invalid_token"`);
-      return c.json({ code: err.code, message: err.message, request_id: requestId }, status as 400);
+      const body: ErrorBody = { code: err.code, message: err.message, request_id: requestId };
+      return c.json(body, status as 400);
     }
     logger.error("unexpected error", { request_id: requestId, error: err });
-    return c.json({ code: "internal", message: "Internal error", request_id: requestId }, 500);
+    const body: ErrorBody = { code: "internal", message: "Internal error", request_id: requestId };
+    return c.json(body, 500);
   });
-  app.notFound((c) =>
-    c.json({
+  app.notFound((c) => {
+    const body: ErrorBody = {
       code: "not_found",
       message: `No route for ${c.req.method} ${c.req.path}`,
       request_id: c.get("requestId") ?? "",
-    }, 404)
-  );
+    };
+    return c.json(body, 404);
+  });
 }
 
 /** Gives every request an id (taken from `X-Request-Id` when sane) and echoes it. */
@@ -94,7 +97,54 @@ export async function jsonBody<T extends v.GenericSchema>(
 /** Who may call a route. */
 export type Access = "public" | "user" | "admin";
 
-/** The description of one route, from which the OpenAPI document is generated. */
+/** The JSON body of every error answer, its code one of `codes` (all codes when absent). */
+export const errorBody = (codes: readonly ErrorCode[] = ERROR_CODES) =>
+  v.strictObject({
+    code: v.picklist(codes),
+    message: v.string(),
+    request_id: v.string(),
+  });
+
+/** The error body of any status. */
+export type ErrorBody = v.InferOutput<ReturnType<typeof errorBody>>;
+
+/**
+ * One answer of a route that is not an error (those are {@link RouteDoc.errors}): what it means,
+ * and its body's schema per media type.
+ */
+export interface AnswerDoc {
+  readonly description: string;
+  /** The valibot schema of a JSON body; the route builds its answer through it (`satisfies`). */
+  readonly json?: v.GenericSchema;
+  /**
+   * A text body: its media type (without parameters), what it holds, and, when its form is fixed,
+   * the valibot string schema (a `v.regex`) it keeps to.
+   */
+  readonly text?: {
+    readonly type: string;
+    readonly description: string;
+    readonly schema?: v.GenericSchema<string>;
+  };
+  /** Headers the answer carries, name to description. */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/**
+ * The description of one route, from which the OpenAPI document is generated:
+ *
+ * ```ts
+ * deps.api.add({
+ *   method: "get",
+ *   path: "/capacity",
+ *   summary: "How full each proxy role's trust policy is.",
+ *   access: "admin",
+ *   responses: { 200: { description: "Capacity by role", json: CapacityAnswer } },
+ *   errors: { 502: "IAM failed" },
+ * });
+ * ```
+ *
+ * Errors every route of its kind can give need not be listed (see {@link impliedErrors}).
+ */
 export interface RouteDoc {
   readonly method: "get" | "post" | "delete";
   readonly path: string;
@@ -102,11 +152,98 @@ export interface RouteDoc {
   readonly access: Access;
   /** The same valibot schema that validates the body. */
   readonly body?: v.GenericSchema;
-  readonly responses: Readonly<Record<number, string>>;
-  /** Media types of the success answer, JSON when absent. */
-  readonly produces?: readonly string[];
+  /** Request headers the route reads, name to description. */
   readonly headers?: Readonly<Record<string, string>>;
+  /** Answers by status, errors aside. */
+  readonly responses: Readonly<Record<number, AnswerDoc>>;
+  /**
+   * Error answers (the {@link errorBody}, its code one of those {@link statusFor} gives the
+   * status), status to what causes it; merged over {@link impliedErrors}.
+   */
+  readonly errors?: Readonly<Record<number, string>>;
 }
+
+/**
+ * The errors a route gives by its kind alone: 500 always; 401 and 503 (the token's verifier cannot
+ * be reached) behind a token; 403 for admin routes; 400 and 413 with a body.
+ */
+export function impliedErrors(doc: Pick<RouteDoc, "access" | "body">): Record<number, string> {
+  const errors: Record<number, string> = {};
+  if (doc.body) {
+    errors[400] = "Bad body";
+    errors[413] = `Body over ${MAX_BODY_BYTES} bytes`;
+  }
+  if (doc.access !== "public") {
+    errors[401] = "Missing or bad token or API key";
+    errors[503] = "The token's verifier cannot reach its keys or the platform";
+  }
+  if (doc.access === "admin") errors[403] = "Not an admin";
+  errors[500] = "Unexpected error, details in the log";
+  return errors;
+}
+
+/** Every method a path answers, as an `Allow` header lists them (HEAD wherever GET is). */
+export function allowedMethods(routes: readonly RouteDoc[], path: string): string[] {
+  const methods = routes.filter((r) => r.path === path).map((r) => r.method.toUpperCase());
+  if (methods.includes("GET")) methods.push("HEAD");
+  return [...new Set(methods)].sort();
+}
+
+/**
+ * Converts a valibot schema to JSON Schema (2020-12, as OpenAPI 3.1 has it). Every `v.check` must be
+ * followed in its pipe by `v.metadata({...})` giving its JSON-schema form, and anything else the
+ * converter cannot express throws, so the document never says less than the server checks.
+ */
+export function jsonSchemaOf(schema: v.GenericSchema): Record<string, unknown> {
+  assertChecksDescribed(schema);
+  const { $schema: _, ...json } = toJsonSchema(schema, {
+    target: "draft-2020-12",
+    errorMode: "throw",
+    ignoreActions: ["check"],
+  }) as Record<string, unknown>;
+  return json;
+}
+
+// Walks a schema's pipes: a check without metadata after it is a rule the document would not show.
+function assertChecksDescribed(schema: unknown, where = "schema"): void {
+  const s = schema as {
+    type?: string;
+    pipe?: { kind: string; type: string }[];
+    entries?: Record<string, unknown>;
+    item?: unknown;
+    options?: unknown[];
+    wrapped?: unknown;
+    rest?: unknown;
+    key?: unknown;
+    value?: unknown;
+  };
+  if (typeof s !== "object" || s === null) return;
+  const pipe = s.pipe ?? [];
+  pipe.forEach((item, i) => {
+    if (item.type === "check" && !pipe.slice(i + 1).some((later) => later.type === "metadata")) {
+      throw new Error(
+        `Cannot describe ${where}: a v.check has no v.metadata after it giving its JSON-schema form`,
+      );
+    }
+  });
+  const nested = [
+    pipe[0] !== schema ? pipe[0] : undefined,
+    ...Object.entries(s.entries ?? {}).map(([k, e]) => [e, `${where}.${k}`] as const),
+    s.item,
+    ...(Array.isArray(s.options) ? s.options : []),
+    s.wrapped,
+    s.rest,
+    s.key,
+    s.value,
+  ];
+  for (const n of nested) {
+    if (Array.isArray(n)) assertChecksDescribed(n[0], n[1]);
+    else if (n !== undefined && n !== schema) assertChecksDescribed(n, where);
+  }
+}
+
+const errorRef = (status: number) => ({ $ref: `#/components/schemas/Error${status}` });
+const JSON_TYPE = "application/json";
 
 /** Collects route descriptions as routes register, so the document can never drift from them. */
 export class ApiDescription {
@@ -118,23 +255,37 @@ export class ApiDescription {
   /** The OpenAPI 3.1 document. */
   document(): Record<string, unknown> {
     const paths: Record<string, Record<string, unknown>> = {};
-    const error = { $ref: "#/components/schemas/Error" };
+    const errorStatuses = new Set<number>([404, 405]);
     for (const r of this.routes) {
-      const responses = Object.fromEntries(
-        Object.entries(r.responses).map(([status, description]) => [
-          status,
-          {
-            description,
-            content: Number(status) < 300
-              ? Object.fromEntries(
-                (r.produces ?? ["application/json"]).map((
-                  t,
-                ) => [t, { schema: t === "application/json" ? {} : { type: "string" } }]),
-              )
-              : { "application/json": { schema: error } },
-          },
-        ]),
-      );
+      const answers = Object.entries(r.responses).map(([status, a]) => [status, {
+        description: a.description,
+        ...(a.headers ? { headers: headersOf(a.headers) } : {}),
+        content: {
+          ...(a.json ? { [JSON_TYPE]: { schema: jsonSchemaOf(a.json) } } : {}),
+          ...(a.text
+            ? {
+              [a.text.type]: {
+                schema: {
+                  ...(a.text.schema ? jsonSchemaOf(a.text.schema) : { type: "string" }),
+                  description: a.text.description,
+                },
+              },
+            }
+            : {}),
+        },
+      }]);
+      const errors = Object.entries({ ...impliedErrors(r), ...r.errors }).map((
+        [status, description],
+      ) => {
+        errorStatuses.add(Number(status));
+        return [status, {
+          description,
+          ...(status === "401"
+            ? { headers: headersOf({ "WWW-Authenticate": 'Bearer error="invalid_token"' }) }
+            : {}),
+          content: { [JSON_TYPE]: { schema: errorRef(Number(status)) } },
+        }];
+      });
       const parameters = Object.entries(r.headers ?? {}).map(([name, description]) => ({
         name,
         in: "header",
@@ -152,41 +303,75 @@ export class ApiDescription {
           ? {
             requestBody: {
               required: true,
-              content: {
-                "application/json": { schema: toJsonSchema(r.body, { errorMode: "ignore" }) },
-              },
+              content: { [JSON_TYPE]: { schema: jsonSchemaOf(r.body) } },
             },
           }
           : {}),
-        responses,
+        responses: Object.fromEntries(
+          [...answers, ...errors].sort(([a], [b]) => Number(a) - Number(b)),
+        ),
       };
+    }
+    const schemas: Record<string, unknown> = { Error: jsonSchemaOf(errorBody()) };
+    for (const status of [...errorStatuses].sort()) {
+      const codes = ERROR_CODES.filter((code) => statusFor(code) === status);
+      if (codes.length === 0) throw new Error(`No error code answers ${status}`);
+      schemas[`Error${status}`] = jsonSchemaOf(errorBody(codes));
     }
     return {
       openapi: "3.1.0",
       info: {
         title: "irsa",
         version: "1",
-        description: "AWS roles for platform workspaces through IRSA and role chaining.",
+        description:
+          "AWS roles for platform workspaces through IRSA and role chaining. Every path answers 404 (components.responses.NotFound) when unknown, and 405 with `Allow` (components.responses.MethodNotAllowed) for a method it does not list.",
       },
       components: {
         securitySchemes: {
           bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" },
           apiKey: { type: "apiKey", in: "header", name: "X-Domino-Api-Key" },
         },
-        schemas: {
-          Error: {
-            type: "object",
-            required: ["code", "message", "request_id"],
-            properties: {
-              code: { type: "string" },
-              message: { type: "string" },
-              request_id: { type: "string" },
-            },
+        schemas,
+        responses: {
+          NotFound: {
+            description: "No such path",
+            content: { [JSON_TYPE]: { schema: errorRef(404) } },
+          },
+          MethodNotAllowed: {
+            description: "The path does not answer this method",
+            headers: headersOf({ Allow: "The methods the path answers" }),
+            content: { [JSON_TYPE]: { schema: errorRef(405) } },
           },
         },
       },
       security: [{ bearer: [] }, { apiKey: [] }],
       paths,
     };
+  }
+}
+
+function headersOf(headers: Readonly<Record<string, string>>) {
+  return Object.fromEntries(
+    Object.entries(headers).map(([name, description]) => [
+      name,
+      { description, schema: { type: "string" } },
+    ]),
+  );
+}
+
+/**
+ * Answers 405 with `Allow` on every described path for the methods it does not describe; call
+ * it after every route registered.
+ */
+export function refuseOtherMethods<E extends ServerEnv>(app: Hono<E>, api: ApiDescription): void {
+  for (const path of new Set(api.routes.map((r) => r.path))) {
+    const allow = allowedMethods(api.routes, path).join(", ");
+    app.all(path, (c) => {
+      c.header("Allow", allow);
+      throw new AppError(
+        "method_not_allowed",
+        `Method ${c.req.method} is not allowed on ${path}: it answers ${allow}`,
+      );
+    });
   }
 }

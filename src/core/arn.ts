@@ -26,6 +26,17 @@ const PARTITIONS = [
 // that an ARN can never carry `#`, `;`, `[` or spaces into an AWS config file.
 const ROLE_ARN = /^arn:([a-z-]+):iam::(\d{12}):role(\/(?:[\w+=,.@-]+\/)*)([\w+=,.@-]{1,64})$/;
 
+/**
+ * What {@link isRoleArn} accepts, as a JSON-schema pattern (no flags): the partition named, the
+ * path's limit of 512 characters aside, which {@link ROLE_ARN_MAX_LENGTH} bounds.
+ */
+export const ROLE_ARN_PATTERN = `^arn:(?:${
+  PARTITIONS.join("|")
+}):iam::\\d{12}:role/(?:[\\w+=,.@-]+/)*[\\w+=,.@-]{1,64}$`;
+
+/** The longest role ARN: the longest partition, a 512-character path and a 64-character name. */
+export const ROLE_ARN_MAX_LENGTH = "arn:aws-us-gov:iam::123456789012:role".length + 512 + 64;
+
 /** Parses a role ARN, or throws `invalid_arn` naming what is wrong. */
 export function parseRoleArn(arn: string): RoleArn {
   const m = ROLE_ARN.exec(arn);

@@ -8,6 +8,13 @@ export const BEGIN_MARKER =
 /** Closes the block of profiles irsa writes. */
 export const END_MARKER = "# END irsa managed profiles";
 
+// One section as renderProfiles writes it: a profile name of the characters the SDKs read, then
+// one `key = value` line per setting.
+const SECTION = String.raw`\[profile [\w@+.-]+\]\n(?:[a-z_]+ = [^\n]+\n)+`;
+
+/** The text {@link renderProfiles} writes, as a JSON-schema pattern: sections, a blank line between. */
+export const PROFILES_PATTERN = `^(?:${SECTION}(?:\\n${SECTION})*)?$`;
+
 /** Renders profiles as config-file text, one blank line between sections, as the current service does. */
 export function renderProfiles(profiles: readonly Profile[]): string {
   return profiles

@@ -36,10 +36,10 @@ export interface Explanation {
   readonly run?: string;
   readonly subject?: string;
   readonly profile?: string;
-  readonly organizations?: readonly string[];
+  readonly organizations?: string[];
   /** Where the organizations came from. */
   readonly organizations_source: string;
-  readonly steps: readonly ExplainStep[];
+  readonly steps: ExplainStep[];
   readonly ok: boolean;
   readonly failed_step?: StepId;
   readonly advice?: string;
@@ -169,7 +169,7 @@ export function explain(input: ExplainInput): Explanation {
     const failed = steps.find((s) => s.status === "failed");
     return {
       ...base,
-      ...(organizations ? { organizations } : {}),
+      ...(organizations ? { organizations: [...organizations] } : {}),
       organizations_source: source,
       steps,
       ok: failed === undefined,

@@ -1,7 +1,7 @@
 /** Organization-to-role mappings: the ConfigMap's value format, validated. */
 
 import * as v from "valibot";
-import { isRoleArn } from "./arn.ts";
+import { isRoleArn, ROLE_ARN_MAX_LENGTH, ROLE_ARN_PATTERN } from "./arn.ts";
 import type { RolePair } from "./role_chain.ts";
 
 const roleArn = (field: string) =>
@@ -9,6 +9,7 @@ const roleArn = (field: string) =>
     v.string(`${field} must be a string`),
     v.check(isRoleArn, (issue) =>
       `${field} ${JSON.stringify(issue.input)} is not a valid IAM role ARN`),
+    v.metadata({ pattern: ROLE_ARN_PATTERN, maxLength: ROLE_ARN_MAX_LENGTH }),
   );
 
 /** Platform organization names as the ConfigMap can hold them (ConfigMap keys). */
@@ -23,6 +24,7 @@ export const OrganizationName = v.pipe(
     (s) => s !== "." && !s.startsWith(".."),
     'domino_org must not be "." or start with ".."',
   ),
+  v.metadata({ not: { pattern: "^(?:\\.|\\.\\..*)$" } }),
 );
 
 /**
@@ -30,7 +32,8 @@ export const OrganizationName = v.pipe(
  * admin manages the proxy role's trust policy and irsa never reads or writes it. Kept as given.
  */
 export const TrustPolicyFlag = v.union(
-  [v.boolean(), v.pipe(v.string(), v.regex(/^(true|false)$/i))],
+  // Case spelled out rather than with the `i` flag, which a JSON-schema pattern cannot carry.
+  [v.boolean(), v.pipe(v.string(), v.regex(/^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$/))],
   'update_iam_role_trust_policy must be true, false, "true" or "false"',
 );
 

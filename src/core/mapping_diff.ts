@@ -1,7 +1,14 @@
 /** A whole mappings document against the stored mappings: what applying it adds, changes and removes. */
 
 import * as v from "valibot";
-import { fromWire, type Mappings, MappingValueWire, OrganizationName, toWire } from "./mapping.ts";
+import {
+  fromWire,
+  type Mappings,
+  MappingValueWire,
+  OrganizationName,
+  type RolePairWire,
+  toWire,
+} from "./mapping.ts";
 import type { RolePair } from "./role_chain.ts";
 
 /** The `all_role_mappings` shape: organization to one pair or a list of pairs, as `GET /role_mappings` answers. */
@@ -11,6 +18,7 @@ export const MappingsDocument = v.pipe(
     (doc) => Object.keys(doc).length <= 1000,
     "all_role_mappings holds more than 1000 organizations",
   ),
+  v.metadata({ maxProperties: 1000 }),
 );
 
 /** What becomes of one organization. `kept`: in the store, not in the document, and no prune. */
@@ -20,14 +28,14 @@ export type MappingAction = "added" | "changed" | "unchanged" | "removed" | "kep
 export interface MappingChange {
   readonly domino_org: string;
   readonly action: MappingAction;
-  readonly before?: readonly Record<string, unknown>[];
-  readonly after?: readonly Record<string, unknown>[];
+  readonly before?: RolePairWire[];
+  readonly after?: RolePairWire[];
 }
 
 /** The diff and the mappings that result from it. */
 export interface MappingPlan {
   /** Sorted by organization. */
-  readonly changes: readonly MappingChange[];
+  readonly changes: MappingChange[];
   /** The mappings once applied. */
   readonly after: Mappings;
   /** Organization to its new pairs, or null to remove it: the one store update. */

@@ -8,7 +8,14 @@ import * as v from "valibot";
 import { type AuthEnv, bearerAuth } from "../auth/bearer.ts";
 import { explain, type PolicyRead, webIdentityStatements } from "../core/explain.ts";
 import { type GrantRecord, mappingRevocations, type Revocation } from "../core/grants.ts";
-import { type Mappings, pairsFor, proxyRolesOf, unmanagedRolesOf } from "../core/mapping.ts";
+import {
+  type Mappings,
+  OrganizationName,
+  pairsFor,
+  proxyRolesOf,
+  RolePairWire,
+  unmanagedRolesOf,
+} from "../core/mapping.ts";
 import {
   documentPairs,
   mappingProblems,
@@ -16,7 +23,7 @@ import {
   planMappings,
   subjectsThatFit,
 } from "../core/mapping_diff.ts";
-import { isRoleArn } from "../core/arn.ts";
+import { isRoleArn, ROLE_ARN_MAX_LENGTH, ROLE_ARN_PATTERN } from "../core/arn.ts";
 import type { RolePair } from "../core/role_chain.ts";
 import {
   isManagedSubject,
@@ -38,6 +45,7 @@ const RoleArnField = v.pipe(
     isRoleArn,
     (i) => `proxy_iam_role_arn ${JSON.stringify(i.input)} is not a valid IAM role ARN`,
   ),
+  v.metadata({ pattern: ROLE_ARN_PATTERN, maxLength: ROLE_ARN_MAX_LENGTH }),
 );
 
 /** Body of POST /trust. */
@@ -55,6 +63,99 @@ export const ApplyBody = v.object({
   all_role_mappings: MappingsDocument,
   dry_run: v.optional(v.boolean("dry_run must be true or false"), false),
   prune: v.optional(v.boolean("prune must be true or false"), false),
+});
+
+const count = (description: string) =>
+  v.pipe(v.number(), v.integer(), v.minValue(0), v.description(description));
+const timestamp = v.pipe(v.string(), v.isoTimestamp());
+
+/** The answer of POST /trust. */
+export const TrustAnswer = v.strictObject({
+  proxy_iam_role_arn: v.string(),
+  mapped: v.pipe(v.boolean(), v.description("Some mapping names the role")),
+  managed: v.pipe(
+    v.boolean(),
+    v.description("irsa edits the role (no pair says update_iam_role_trust_policy: false)"),
+  ),
+  provider: v.pipe(v.string(), v.description("The OIDC provider ARN irsa writes for the role")),
+  audience: v.string(),
+  characters: count("The policy's length now"),
+  quota: count("The trust-policy length quota"),
+  subjects: v.array(v.strictObject({
+    subject: v.string(),
+    statement: count("Index of the statement that holds it"),
+    operator: v.picklist(["StringLike", "StringEquals"]),
+    managed: v.pipe(
+      v.boolean(),
+      v.description("Of irsa's form, in the statement irsa edits, on a role irsa edits"),
+    ),
+    user: v.optional(v.pipe(v.string(), v.description("Who it was granted to (grant record)"))),
+    run_id: v.optional(v.string()),
+    workload_type: v.optional(v.string()),
+    synced_at: v.optional(timestamp),
+  })),
+});
+
+const STEP_IDS = [
+  "organizations",
+  "mappings",
+  "proxy_role",
+  "update_trust_policy",
+  "subject_in_policy",
+  "provider_audience",
+  "propagation",
+] as const;
+
+/** The answer of POST /explain. */
+export const ExplainAnswer = v.strictObject({
+  user: v.string(),
+  run: v.optional(v.string()),
+  subject: v.optional(v.string()),
+  profile: v.optional(v.string()),
+  organizations: v.optional(v.array(v.string())),
+  organizations_source: v.pipe(v.string(), v.description("Where the organizations came from")),
+  steps: v.array(v.strictObject({
+    id: v.picklist(STEP_IDS),
+    status: v.picklist(["passed", "failed", "skipped"]),
+    profile: v.optional(v.string()),
+    detail: v.string(),
+    advice: v.optional(v.string()),
+  })),
+  ok: v.boolean(),
+  failed_step: v.optional(v.picklist(STEP_IDS)),
+  advice: v.optional(v.string()),
+});
+
+/** The answer of POST /apply_role_mappings. */
+export const ApplyAnswer = v.strictObject({
+  dry_run: v.boolean(),
+  prune: v.boolean(),
+  changes: v.array(v.strictObject({
+    domino_org: OrganizationName,
+    action: v.picklist(["added", "changed", "unchanged", "removed", "kept"]),
+    before: v.optional(v.array(RolePairWire)),
+    after: v.optional(v.array(RolePairWire)),
+  })),
+  revocations: v.array(v.strictObject({
+    proxy_iam_role_arn: v.string(),
+    subject: v.string(),
+    user: v.optional(v.string()),
+  })),
+  revoked_subjects: count("Subjects taken off (0 in a dry run)"),
+  capacity: v.array(v.union([
+    v.strictObject({
+      proxy_iam_role_arn: v.string(),
+      managed: v.literal(true),
+      subjects: count("Subjects now"),
+      subjects_after: count("Subjects once the revocations are applied"),
+      characters: count("The policy's length now"),
+      characters_after: count("Its length after"),
+      quota: count("The quota"),
+      fits_after: count("Run subjects that fit after"),
+    }),
+    v.strictObject({ proxy_iam_role_arn: v.string(), managed: v.literal(true), error: v.string() }),
+    v.strictObject({ proxy_iam_role_arn: v.string(), managed: v.literal(false) }),
+  ])),
 });
 
 /** Most proxy roles in one pair's pool, as the pair's schema allows. */
@@ -102,12 +203,8 @@ export function registerAdminRoutes(app: Hono<AuthEnv>, deps: ServerDeps): void 
       "A proxy role's trust policy: every subject with the user, run, workload type and last sync the grant record knows of, and whether irsa manages it.",
     access: "admin",
     body: TrustBody,
-    responses: {
-      200: "The role's subjects",
-      400: "Bad body",
-      401: "Bad token",
-      403: "Not an admin",
-    },
+    responses: { 200: { description: "The role's subjects", json: TrustAnswer } },
+    errors: { 404: "No such role", 502: "IAM failed" },
   });
   app.post("/trust", admin, async (c) => {
     const reader = needReader(deps);
@@ -135,16 +232,18 @@ export function registerAdminRoutes(app: Hono<AuthEnv>, deps: ServerDeps): void 
         } satisfies TrustSubject;
       })
     ).filter((s) => s.subject !== "");
-    return c.json({
-      proxy_iam_role_arn: role,
-      mapped: proxyRolesOf(mappings).includes(role) || !roleManaged,
-      managed: roleManaged,
-      provider,
-      audience: reader.audience,
-      characters: document.length,
-      quota: reader.quota,
-      subjects,
-    });
+    return c.json(
+      {
+        proxy_iam_role_arn: role,
+        mapped: proxyRolesOf(mappings).includes(role) || !roleManaged,
+        managed: roleManaged,
+        provider,
+        audience: reader.audience,
+        characters: document.length,
+        quota: reader.quota,
+        subjects,
+      } satisfies v.InferOutput<typeof TrustAnswer>,
+    );
   });
 
   deps.api.add({
@@ -154,7 +253,7 @@ export function registerAdminRoutes(app: Hono<AuthEnv>, deps: ServerDeps): void 
       "Why a user's pod can or cannot assume a profile, step by step; the user's organizations are those of their last sync in the grant record.",
     access: "admin",
     body: ExplainBody,
-    responses: { 200: "The steps", 400: "Bad body", 401: "Bad token", 403: "Not an admin" },
+    responses: { 200: { description: "The steps", json: ExplainAnswer } },
   });
   app.post("/explain", admin, async (c) => {
     const reader = needReader(deps);
@@ -180,21 +279,23 @@ export function registerAdminRoutes(app: Hono<AuthEnv>, deps: ServerDeps): void 
     const policies = new Map(
       await Promise.all(roles.map(async (r) => [r, await policyOf(reader, r)] as const)),
     );
-    return c.json(explain({
-      user: body.user,
-      run: body.run_id,
-      subject,
-      profile: body.profile,
-      grants: record.grants,
-      mappings,
-      policies,
-      providerArnFor: reader.providerArnFor,
-      audience: reader.audience,
-      format,
-      quota: reader.quota,
-      sampleSubject,
-      editable: deps.editable,
-    }));
+    return c.json(
+      explain({
+        user: body.user,
+        run: body.run_id,
+        subject,
+        profile: body.profile,
+        grants: record.grants,
+        mappings,
+        policies,
+        providerArnFor: reader.providerArnFor,
+        audience: reader.audience,
+        format,
+        quota: reader.quota,
+        sampleSubject,
+        editable: deps.editable,
+      }) satisfies v.InferOutput<typeof ExplainAnswer>,
+    );
   });
 
   deps.api.add({
@@ -205,10 +306,12 @@ export function registerAdminRoutes(app: Hono<AuthEnv>, deps: ServerDeps): void 
     access: "admin",
     body: ApplyBody,
     responses: {
-      200: "The diff, the revocations and the capacity after",
+      200: { description: "The diff, the revocations and the capacity after", json: ApplyAnswer },
+    },
+    errors: {
       400: "Bad body, or a pair the server's rules refuse",
-      401: "Bad token",
-      403: "Not an admin",
+      409: "The store kept changing",
+      502: "The store answered badly",
     },
   });
   app.post("/apply_role_mappings", admin, async (c) => {
@@ -250,25 +353,27 @@ export function registerAdminRoutes(app: Hono<AuthEnv>, deps: ServerDeps): void 
       revocations = mappingRevocations(now, after);
       revoked = (await revoke(deps, revocations, { user, requestId: c.get("requestId") })).length;
     }
-    return c.json({
-      dry_run: body.dry_run,
-      prune: body.prune,
-      changes: plan.changes,
-      revocations: revocations.map((r) => ({
-        proxy_iam_role_arn: r.role,
-        subject: r.subject,
-        user: record.grants[r.subject]?.user,
-      })),
-      revoked_subjects: revoked,
-      capacity: await capacityAfter(
-        reader,
-        after,
-        body.dry_run ? revocations : [],
-        record,
-        sampleSubject.length,
-        deps,
-      ),
-    });
+    return c.json(
+      {
+        dry_run: body.dry_run,
+        prune: body.prune,
+        changes: plan.changes,
+        revocations: revocations.map((r) => ({
+          proxy_iam_role_arn: r.role,
+          subject: r.subject,
+          user: record.grants[r.subject]?.user,
+        })),
+        revoked_subjects: revoked,
+        capacity: await capacityAfter(
+          reader,
+          after,
+          body.dry_run ? revocations : [],
+          record,
+          sampleSubject.length,
+          deps,
+        ),
+      } satisfies v.InferOutput<typeof ApplyAnswer>,
+    );
   });
 }
 
@@ -295,7 +400,9 @@ async function capacityAfter(
   const managed = proxyRolesOf(mappings);
   const rows = await Promise.all(managed.map(async (role) => {
     const read = await policyOf(reader, role);
-    if ("error" in read) return { proxy_iam_role_arn: role, managed: true, error: read.error };
+    if ("error" in read) {
+      return { proxy_iam_role_arn: role, managed: true as const, error: read.error };
+    }
     try {
       const edit = editTrustPolicy(read.document, {
         remove: removed.filter((r) => r.role === role).map((r) => r.subject),
@@ -307,7 +414,7 @@ async function capacityAfter(
       }, role);
       return {
         proxy_iam_role_arn: role,
-        managed: true,
+        managed: true as const,
         subjects: edit.before.length,
         subjects_after: edit.subjects.length,
         characters: read.document.length,
@@ -316,11 +423,11 @@ async function capacityAfter(
         fits_after: subjectsThatFit(edit.length, reader.quota, subjectLength),
       };
     } catch (e) {
-      return { proxy_iam_role_arn: role, managed: true, error: (e as Error).message };
+      return { proxy_iam_role_arn: role, managed: true as const, error: (e as Error).message };
     }
   }));
   return [
     ...rows,
-    ...unmanaged.map((r) => ({ proxy_iam_role_arn: r, managed: false })),
+    ...unmanaged.map((r) => ({ proxy_iam_role_arn: r, managed: false as const })),
   ].sort((a, b) => a.proxy_iam_role_arn.localeCompare(b.proxy_iam_role_arn));
 }

@@ -3,7 +3,7 @@
 import type { Hono } from "hono";
 import * as v from "valibot";
 import { type AuthEnv, bearerAuth } from "../auth/bearer.ts";
-import { renderProfiles } from "../core/aws_config.ts";
+import { PROFILES_PATTERN, renderProfiles } from "../core/aws_config.ts";
 import {
   EMPTY_RECORD,
   entitledRoles,
@@ -14,25 +14,72 @@ import {
 } from "../core/grants.ts";
 import { pairsFor, proxyRolesOf, unmanagedRolesOf } from "../core/mapping.ts";
 import { profilesFor, type RolePair } from "../core/role_chain.ts";
-import { AppError, type ErrorCode } from "../errors.ts";
+import { AppError, ERROR_CODES, type ErrorCode } from "../errors.ts";
 import { jsonBody } from "../http.ts";
 import { provePod } from "../ownership.ts";
 import { recordRevoked, revoke } from "../revocation.ts";
 import type { AuditContext, RoleOutcome } from "../trust_editor.ts";
 import type { ServerDeps } from "./deps.ts";
 
-/** The body of both methods. */
-export const PodRolesBody = v.object({
-  run_id: v.optional(
-    v.pipe(v.string("run_id must be a string"), v.maxLength(128, "run_id is too long")),
-  ),
-  // Any label value the platform's mutation sets; the ones it sets today are KNOWN_WORKLOAD_TYPES.
-  irsa_workload_type: v.optional(
-    v.pipe(
-      v.string("irsa_workload_type must be a string"),
-      v.maxLength(64, "irsa_workload_type is longer than 64 characters"),
+/** The body of both methods; `run_id` must match the server's run-id pattern. */
+export const podRolesBody = (runIdPattern: RegExp) =>
+  v.object({
+    run_id: v.optional(
+      v.pipe(
+        v.string("run_id must be a string"),
+        v.maxLength(128, "run_id is too long"),
+        v.regex(runIdPattern, `run_id must match ${runIdPattern.source}`),
+      ),
     ),
-  ),
+    // Any label value the platform's mutation sets; the ones it sets today are KNOWN_WORKLOAD_TYPES.
+    irsa_workload_type: v.optional(
+      v.pipe(
+        v.string("irsa_workload_type must be a string"),
+        v.maxLength(64, "irsa_workload_type is longer than 64 characters"),
+      ),
+    ),
+  });
+
+/** The AWS config file POST answers: the profiles of the caller's roles, as the sidecar writes them. */
+export const AwsConfigText = v.pipe(
+  v.string(),
+  v.regex(new RegExp(PROFILES_PATTERN)),
+);
+
+const AWS_CONFIG_DESCRIPTION =
+  "The AWS config file (INI): for each role a `[profile <name>]` section with `source_profile` and `role_arn` (the asset role), and its `[profile src_<name>]` with `web_identity_token_file` and `role_arn` (the proxy role); a blank line between sections; empty when no role is mapped.";
+
+// A role's outcome in an answer; `error` only with `failed`.
+const roleOutcome = <S extends string>(statuses: readonly S[], fields: v.ObjectEntries = {}) =>
+  v.union([
+    v.strictObject({ ...fields, status: v.picklist(statuses) }),
+    v.strictObject({
+      ...fields,
+      status: v.literal("failed"),
+      error: v.strictObject({ code: v.picklist(ERROR_CODES), message: v.string() }),
+    }),
+  ]);
+
+/** The JSON answer of POST /map_iam_roles_to_pod_sa (with `Accept: application/json`). */
+export const MappedAnswer = v.strictObject({
+  run_id: v.nullable(v.string()),
+  service_account: v.pipe(v.string(), v.description("<namespace>:<name>")),
+  subject: v.pipe(v.string(), v.description("The subject put in the trust policies")),
+  proof: v.picklist(["workload-token", "run-lookup"]),
+  roles: v.array(roleOutcome(["added", "present", "unmanaged"], {
+    iam_role_arn: v.string(),
+    proxy_iam_role_arn: v.nullable(v.string()),
+    profile: v.string(),
+    source_profile: v.nullable(v.string()),
+  })),
+  config: v.pipe(AwsConfigText, v.description(AWS_CONFIG_DESCRIPTION)),
+});
+
+/** The answer of DELETE /map_iam_roles_to_pod_sa. */
+export const UnmappedAnswer = v.strictObject({
+  run_id: v.nullable(v.string()),
+  subject: v.string(),
+  roles: v.array(roleOutcome(["removed", "absent"], { proxy_iam_role_arn: v.string() })),
 });
 
 /** The workload types the platform's mutations set; others are accepted and logged as unknown. */
@@ -48,6 +95,7 @@ const WORKLOAD_HEADER = "x-irsa-workload-token";
 /** Registers the pod-role routes. */
 export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): void {
   const auth = bearerAuth(deps.users);
+  const PodRolesBody = podRolesBody(deps.ownership.runIdPattern);
   const headers = {
     "X-Irsa-Workload-Token":
       "The pod's projected service-account token: proof that the pod is the caller's.",
@@ -61,14 +109,21 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
     access: "user",
     body: PodRolesBody,
     headers,
-    produces: ["text/plain", "application/json"],
     responses: {
-      200: "Mapped (per-role outcomes in JSON)",
-      400: "Bad body",
-      401: "Bad token",
+      200: {
+        description:
+          "Mapped, for at least one role: the AWS config file, or per-role outcomes in JSON",
+        text: { type: "text/plain", description: AWS_CONFIG_DESCRIPTION, schema: AwsConfigText },
+        json: MappedAnswer,
+      },
+    },
+    errors: {
+      400: "Bad body, or every role failed on a bad policy",
       403: "Pod not proven to be the caller's",
-      409: "Quota",
-      502: "IAM failed",
+      409:
+        "Every role failed: its trust policy is full (every member of its pool), or kept changing",
+      502: "Every role failed at IAM, or the mapping store or Kubernetes answered badly",
+      503: "IAM, the mapping store, Kubernetes or the token's verifier cannot be reached",
     },
   });
   app.post("/map_iam_roles_to_pod_sa", auth, async (c) => {
@@ -157,11 +212,11 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
     access: "user",
     body: PodRolesBody,
     headers,
-    responses: {
-      200: "Per-role outcomes",
-      400: "Bad body",
-      401: "Bad token",
+    responses: { 200: { description: "Per-role outcomes", json: UnmappedAnswer } },
+    errors: {
       403: "Pod not proven to be the caller's",
+      409: "The grant record kept changing",
+      502: "The mapping store or Kubernetes answered badly",
     },
   });
   app.delete("/map_iam_roles_to_pod_sa", auth, async (c) => {

@@ -37,6 +37,46 @@ export const UpdateMultiRoleMappingBody = v.object({
 /** Body of DELETE /delete_role_mapping. */
 export const DeleteRoleMappingBody = v.object({ domino_org: OrganizationName });
 
+/** A pair in an answer: as stored (every key the admin sent kept), with its organization. */
+export const PairAnswer = v.looseObject({ ...RolePairWire.entries, domino_org: OrganizationName });
+
+/** The answer of GET /my_role_mappings. */
+export const MyRoleMappingsAnswer = v.strictObject({ my_role_mappings: v.array(PairAnswer) });
+
+/** The answer of GET /role_mappings. */
+export const RoleMappingsAnswer = v.strictObject({
+  all_role_mappings: v.record(OrganizationName, v.array(PairAnswer)),
+});
+
+const revokedSubjects = v.pipe(
+  v.number(),
+  v.integer(),
+  v.minValue(0),
+  v.description("Subjects taken off proxy roles the mappings no longer entitle"),
+);
+
+/** The answer of both update routes: the pairs as stored. */
+export const UpdatedMappingAnswer = v.strictObject({
+  status: v.literal("updated"),
+  domino_org: OrganizationName,
+  role_data: v.array(RolePairWire),
+  revoked_subjects: revokedSubjects,
+});
+
+/** The answer of DELETE /delete_role_mapping. */
+export const DeletedMappingAnswer = v.union([
+  v.strictObject({
+    status: v.literal("deleted"),
+    domino_org: OrganizationName,
+    revoked_subjects: revokedSubjects,
+  }),
+  v.strictObject({
+    status: v.literal("absent"),
+    domino_org: OrganizationName,
+    message: v.string(),
+  }),
+]);
+
 // The current service's answer: organization to the list of its pairs, each as it was stored.
 function byOrganization(mappings: Mappings) {
   return Object.fromEntries(
@@ -76,7 +116,8 @@ export function registerRoleMappingRoutes(app: Hono<AuthEnv>, deps: ServerDeps):
     summary:
       'The pairs of the caller\'s organizations, as {"my_role_mappings": [<pair>, ...]}, each pair as stored.',
     access: "user",
-    responses: { 200: "The caller's pairs", 401: "Bad token" },
+    responses: { 200: { description: "The caller's pairs", json: MyRoleMappingsAnswer } },
+    errors: { 502: "The mapping store answered badly" },
   });
   app.get("/my_role_mappings", user, async (c) => {
     const orgs = new Set(c.get("caller").organizations);
@@ -91,7 +132,8 @@ export function registerRoleMappingRoutes(app: Hono<AuthEnv>, deps: ServerDeps):
     summary:
       'Every organization\'s pairs, as {"all_role_mappings": {"<org>": [<pair>, ...]}}, each pair as stored.',
     access: "admin",
-    responses: { 200: "Mappings by organization", 401: "Bad token", 403: "Not an admin" },
+    responses: { 200: { description: "Mappings by organization", json: RoleMappingsAnswer } },
+    errors: { 502: "The mapping store answered badly" },
   });
   app.get(
     "/role_mappings",
@@ -105,7 +147,8 @@ export function registerRoleMappingRoutes(app: Hono<AuthEnv>, deps: ServerDeps):
     summary: "Maps an organization to one role pair, replacing its mapping.",
     access: "admin",
     body: UpdateRoleMappingBody,
-    responses: { 200: "Updated", 400: "Bad body", 401: "Bad token", 403: "Not an admin" },
+    responses: { 200: { description: "Updated", json: UpdatedMappingAnswer } },
+    errors: { 409: "The store kept changing", 502: "The store answered badly" },
   });
   app.post("/update_role_mapping", admin, async (c) => {
     const body = await jsonBody(c, UpdateRoleMappingBody);
@@ -122,7 +165,8 @@ export function registerRoleMappingRoutes(app: Hono<AuthEnv>, deps: ServerDeps):
     summary: "Maps an organization to several role pairs, replacing its mapping.",
     access: "admin",
     body: UpdateMultiRoleMappingBody,
-    responses: { 200: "Updated", 400: "Bad body", 401: "Bad token", 403: "Not an admin" },
+    responses: { 200: { description: "Updated", json: UpdatedMappingAnswer } },
+    errors: { 409: "The store kept changing", 502: "The store answered badly" },
   });
   app.post("/update_multirole_mapping", admin, async (c) => {
     const body = await jsonBody(c, UpdateMultiRoleMappingBody);
@@ -144,11 +188,9 @@ export function registerRoleMappingRoutes(app: Hono<AuthEnv>, deps: ServerDeps):
     access: "admin",
     body: DeleteRoleMappingBody,
     responses: {
-      200: "Deleted, or nothing was there",
-      400: "Bad body",
-      401: "Bad token",
-      403: "Not an admin",
+      200: { description: "Deleted, or nothing was there", json: DeletedMappingAnswer },
     },
+    errors: { 409: "The store kept changing", 502: "The store answered badly" },
   });
   app.delete("/delete_role_mapping", admin, async (c) => {
     const body = await jsonBody(c, DeleteRoleMappingBody);

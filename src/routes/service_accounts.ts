@@ -19,6 +19,19 @@ export const ServiceAccountBody = v.object({
   ),
 });
 
+const answer = <S extends string>(statuses: readonly [S, S]) =>
+  v.strictObject({
+    status: v.picklist(statuses),
+    service_account_name: v.string(),
+    namespace: v.string(),
+  });
+
+/** The answer of POST /service_account. */
+export const CreatedServiceAccountAnswer = answer(["created", "exists"]);
+
+/** The answer of DELETE /service_account. */
+export const DeletedServiceAccountAnswer = answer(["deleted", "absent"]);
+
 /** Registers /service_account. */
 export function registerServiceAccountRoutes(app: Hono<AuthEnv>, deps: ServerDeps): void {
   const admin = bearerAuth(deps.users, { admin: true });
@@ -31,13 +44,10 @@ export function registerServiceAccountRoutes(app: Hono<AuthEnv>, deps: ServerDep
     }
     return deps.serviceAccounts;
   };
-  const responses = {
-    200: "Done, or nothing to do",
-    400: "Bad body",
-    401: "Bad token",
-    403: "Not an admin",
+  const errors = {
     409: "The ServiceAccount exists and was not created by irsa",
-    503: "No Kubernetes API",
+    502: "The Kubernetes API answered badly",
+    503: "No Kubernetes API, it cannot be reached, or the token's verifier cannot",
   };
 
   deps.api.add({
@@ -47,7 +57,10 @@ export function registerServiceAccountRoutes(app: Hono<AuthEnv>, deps: ServerDep
       'Creates a ServiceAccount in the compute namespace, labelled as irsa\'s; "status" is "created", or "exists" when irsa had made it.',
     access: "admin",
     body: ServiceAccountBody,
-    responses,
+    responses: {
+      200: { description: "Created, or irsa's was there", json: CreatedServiceAccountAnswer },
+    },
+    errors,
   });
   app.post("/service_account", admin, async (c) => {
     const { service_account_name: name } = await jsonBody(c, ServiceAccountBody);
@@ -58,11 +71,13 @@ export function registerServiceAccountRoutes(app: Hono<AuthEnv>, deps: ServerDep
       service_account: name,
       status,
     });
-    return c.json({
-      status,
-      service_account_name: name,
-      namespace: deps.ownership.computeNamespace,
-    });
+    return c.json(
+      {
+        status,
+        service_account_name: name,
+        namespace: deps.ownership.computeNamespace,
+      } satisfies v.InferOutput<typeof CreatedServiceAccountAnswer>,
+    );
   });
 
   deps.api.add({
@@ -72,7 +87,10 @@ export function registerServiceAccountRoutes(app: Hono<AuthEnv>, deps: ServerDep
       'Deletes a ServiceAccount that irsa created; "status" is "deleted", or "absent" when there was none (still 200).',
     access: "admin",
     body: ServiceAccountBody,
-    responses,
+    responses: {
+      200: { description: "Deleted, or none was there", json: DeletedServiceAccountAnswer },
+    },
+    errors,
   });
   app.delete("/service_account", admin, async (c) => {
     const { service_account_name: name } = await jsonBody(c, ServiceAccountBody);
@@ -83,10 +101,12 @@ export function registerServiceAccountRoutes(app: Hono<AuthEnv>, deps: ServerDep
       service_account: name,
       status,
     });
-    return c.json({
-      status,
-      service_account_name: name,
-      namespace: deps.ownership.computeNamespace,
-    });
+    return c.json(
+      {
+        status,
+        service_account_name: name,
+        namespace: deps.ownership.computeNamespace,
+      } satisfies v.InferOutput<typeof DeletedServiceAccountAnswer>,
+    );
   });
 }
