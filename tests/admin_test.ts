@@ -22,6 +22,7 @@ import {
 } from "./fixtures/moto.ts";
 import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
 import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
+import { Conformance } from "./openapi_conformance.ts";
 import { runMain, startServerProcess } from "./server_process.ts";
 import { heldSubjects, pairJson, serverEnv } from "./world.ts";
 
@@ -441,4 +442,45 @@ Deno.test("irsa admin: usage errors exit 2, --help on every command exits 0", as
     assert.equal(help.code, 0, cmd.join(" "));
     assert.match(help.stdout, /Usage: irsa admin/);
   }
+});
+
+Deno.test("the admin routes' answers keep to /openapi.json (the real server process)", async () => {
+  await using w = await startWorld();
+  const conformance = new Conformance(await (await w.server.fetch("/openapi.json")).json());
+  await w.admin(["mappings", "apply", "-f", await w.writeFile("m.yaml", MAPPINGS_YAML)]);
+  await w.sync("jdoe");
+  const call = async (path: string, body: unknown, token = "user-token-boss") => {
+    const res = await w.server.fetch(path, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    await conformance.checkResponse("POST", path, res);
+    return { status: res.status, json: await res.json() };
+  };
+  const only = { all_role_mappings: { [LIST_ORG]: pairJson(LIST_ROLE) } };
+  assert.equal((await call("/trust", { proxy_iam_role_arn: proxyArn(LIST_ROLE) })).status, 200);
+  assert.equal((await call("/trust", { proxy_iam_role_arn: "nope" })).status, 400);
+  assert.equal((await call("/trust", { proxy_iam_role_arn: proxyArn("missing") })).status, 404);
+  assert.equal((await call("/explain", { user: "jdoe", run_id: RUNS.jdoe })).status, 200);
+  assert.equal((await call("/explain", { user: "nobody" })).status, 200);
+  assert.equal((await call("/explain", { user: "jdoe" }, "user-token-jdoe")).status, 403);
+  assert.equal(
+    (await call("/apply_role_mappings", { ...only, dry_run: true, prune: true })).status,
+    200,
+  );
+  const applied = await call("/apply_role_mappings", { ...only, prune: true });
+  assert.equal(applied.status, 200);
+  assert.equal(applied.json.revoked_subjects, 1);
+  assert.equal(
+    (await call("/apply_role_mappings", { all_role_mappings: { "bad org": pairJson(LIST_ROLE) } }))
+      .status,
+    400,
+  );
+  const res = await w.server.fetch("/capacity", {
+    headers: { Authorization: "Bearer user-token-boss" },
+  });
+  await conformance.checkResponse("GET", "/capacity", res);
+  assert.equal(res.status, 200);
+  assert.ok(conformance.checked.size >= 8);
 });

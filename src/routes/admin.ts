@@ -67,7 +67,8 @@ export const ApplyBody = v.object({
 
 const count = (description: string) =>
   v.pipe(v.number(), v.integer(), v.minValue(0), v.description(description));
-const timestamp = v.pipe(v.string(), v.isoTimestamp());
+// A regex rather than v.isoTimestamp(): the document keeps to keywords every validator knows.
+const timestamp = v.pipe(v.string(), v.regex(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/));
 
 /** The answer of POST /trust. */
 export const TrustAnswer = v.strictObject({
@@ -204,13 +205,19 @@ export function registerAdminRoutes(app: Hono<AuthEnv>, deps: ServerDeps): void 
     access: "admin",
     body: TrustBody,
     responses: { 200: { description: "The role's subjects", json: TrustAnswer } },
-    errors: { 404: "No such role", 502: "IAM failed" },
+    errors: { 404: "No such role", 502: "IAM failed or refused" },
   });
   app.post("/trust", admin, async (c) => {
     const reader = needReader(deps);
     const { proxy_iam_role_arn: role } = await jsonBody(c, TrustBody);
     const [{ mappings }, record] = await Promise.all([readMappings(deps), deps.grants.read()]);
-    const document = await reader.read(role);
+    const document = await reader.read(role).catch((e) => {
+      // The role asked about is the resource here: its absence is a 404, not IAM failing.
+      if (e instanceof AppError && e.code === "iam_role_not_found") {
+        throw new AppError("not_found", e.message, e.details);
+      }
+      throw e;
+    });
     const provider = reader.providerArnFor(role);
     const roleManaged = !unmanagedRolesOf(mappings).includes(role);
     const subjects: TrustSubject[] = webIdentityStatements(document).flatMap((s) =>
