@@ -488,6 +488,7 @@ Deno.test("openapi.json describes every route with the schemas that validate the
   assert.equal(doc.openapi, "3.1.0");
   assert.deepEqual(Object.keys(doc.paths).sort(), [
     "/apply_role_mappings",
+    "/audit",
     "/capacity",
     "/delete_role_mapping",
     "/explain",

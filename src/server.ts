@@ -1,6 +1,7 @@
 /** `irsa server`: builds the real dependencies from the configuration and serves the app over HTTPS. */
 
 import { createApp } from "./app.ts";
+import { createAuditTrail } from "./audit_trail.ts";
 import { parseRoleArn } from "./core/arn.ts";
 import { oidcProviderArn } from "./core/trust_policy.ts";
 import type { RunLookup, UserVerifier, WorkloadVerifier } from "./auth/caller.ts";
@@ -52,6 +53,9 @@ export async function startServer(
   logger: Logger,
   io: ServerIo,
 ): Promise<RunningServer> {
+  // Every audit line of this process is also kept for GET /audit (irsa admin report).
+  const audit = createAuditTrail();
+  logger = audit.wrap(logger);
   const metrics = createServerMetrics();
   const caCert = config.caFile ? await io.readTextFile(config.caFile) : undefined;
   const closers: (() => void)[] = [];
@@ -186,6 +190,7 @@ export async function startServer(
     grants,
     now: () => Date.now(),
     editor,
+    audit,
     policies: {
       read: (roleArn) => roles.getTrustPolicy(parseRoleArn(roleArn).name),
       providerArnFor: (roleArn) => {

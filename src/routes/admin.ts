@@ -159,6 +159,11 @@ export const ApplyAnswer = v.strictObject({
   ])),
 });
 
+/** The answer of GET /audit. */
+export const AuditAnswer = v.strictObject({
+  entries: v.array(v.looseObject({ time: timestamp, msg: v.string() })),
+});
+
 /** Most proxy roles in one pair's pool, as the pair's schema allows. */
 const MAX_POOL = 51;
 
@@ -195,6 +200,19 @@ export function registerAdminRoutes(app: Hono<AuthEnv>, deps: ServerDeps): void 
   const sampleSubject = subjectFor(format, {
     namespace: computeNamespace,
     name: `run-${"0".repeat(24)}`,
+  });
+
+  deps.api.add({
+    method: "get",
+    path: "/audit",
+    summary:
+      "The last audit lines of the replica that answers (at most 200, oldest first, since it started): mapping and trust-policy changes and revocations.",
+    access: "admin",
+    responses: { 200: { description: "The audit lines", json: AuditAnswer } },
+  });
+  app.get("/audit", admin, (c) => {
+    if (!deps.audit) throw new AppError("unavailable", "This server keeps no audit trail");
+    return c.json({ entries: deps.audit.entries() } satisfies v.InferOutput<typeof AuditAnswer>);
   });
 
   deps.api.add({

@@ -1,6 +1,7 @@
 /** What the server's routes are given: every dependency, passed in by main or by a test. */
 
 import type { RunLookup, UserVerifier, WorkloadVerifier } from "../auth/caller.ts";
+import type { AuditEntry } from "../audit_trail.ts";
 import type { ApiDescription } from "../http.ts";
 import type { Logger } from "../log.ts";
 import type { ServerMetrics } from "../metrics.ts";
@@ -39,6 +40,8 @@ export interface ServerDeps {
    * no check (in-process tests that do not need one).
    */
   readonly editable?: (roleArn: string) => string | undefined;
+  /** The last audit lines of this process, for `GET /audit`; absent: it answers 503. */
+  readonly audit?: { entries(): AuditEntry[] };
   /** Reads trust policies for `/trust`, `/explain` and `/apply_role_mappings`; absent: they answer 503. */
   readonly policies?: PolicyReader;
   readonly ownership: OwnershipOptions;
