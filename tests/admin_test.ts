@@ -484,3 +484,118 @@ Deno.test("the admin routes' answers keep to /openapi.json (the real server proc
   assert.equal(res.status, 200);
   assert.ok(conformance.checked.size >= 8);
 });
+
+/** Debian's chromium, or why there is none (outside CI the report test is then skipped). */
+const CHROMIUM = "/usr/bin/chromium";
+const chromiumMissing = (() => {
+  try {
+    Deno.statSync(CHROMIUM);
+    return undefined;
+  } catch {
+    return `${CHROMIUM} is missing (apt-get install chromium; .ci/run installs it)`;
+  }
+})();
+if (chromiumMissing && Deno.env.get("CI") !== "true") {
+  console.error(`tests/admin_test.ts: skipping the HTML report test: ${chromiumMissing}`);
+}
+
+/** Runs headless Chromium on `url` with a fresh profile; returns its standard output. */
+async function chromium(url: string, flags: string[]): Promise<string> {
+  const profile = await Deno.makeTempDir({ prefix: "irsa-chromium-" });
+  try {
+    const out = await new Deno.Command(CHROMIUM, {
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        `--user-data-dir=${profile}`,
+        ...flags,
+        url,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(90_000),
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    return new TextDecoder().decode(out.stdout);
+  } finally {
+    await Deno.remove(profile, { recursive: true });
+  }
+}
+
+Deno.test({
+  name:
+    "admin report --html: one self-contained page that headless Chromium shows with every role and its fill",
+  ignore: chromiumMissing !== undefined && Deno.env.get("CI") !== "true",
+  async fn() {
+    await using w = await startWorld();
+    await setPolicy(
+      UPDATE_ROLE,
+      policyWith(
+        Array.from(
+          { length: 6 },
+          (_, i) => `*:domino-compute:run-${i.toString(16).padStart(24, "d")}`,
+        ),
+      ),
+    );
+    const doc = {
+      [LIST_ORG]: pairJson(LIST_ROLE),
+      [READ_ORG]: pairJson(READ_ROLE),
+      "irsa-full": pairJson(UPDATE_ROLE),
+      "irsa-manual": { ...pairJson(MANUAL_ROLE, LIST_ROLE), update_iam_role_trust_policy: "false" },
+    };
+    await w.admin(["mappings", "apply", "-f", await w.writeFile("m.json", JSON.stringify(doc))]);
+    await w.sync("jdoe");
+    const file = `${w.dir}/report.html`;
+    const out = await w.admin(["report", "--html", file]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal(out.stdout, "");
+    const html = await Deno.readTextFile(file);
+    // Self-contained and readable without JavaScript: no scripts, nothing fetched from elsewhere.
+    assert.doesNotMatch(html, /<script|<link|<img|<iframe|@import|url\(/i);
+    assert.doesNotMatch(html, /(src|href)\s*=/i);
+
+    const shot = `${w.dir}/report.png`;
+    await chromium(`file://${file}`, [`--screenshot=${shot}`, "--window-size=1400,1500"]);
+    const png = await Deno.readFile(shot);
+    assert.deepEqual([...png.slice(1, 4)], [0x50, 0x4e, 0x47], "a PNG");
+    assert.ok(png.length > 10_000, "the screenshot shows something");
+    if (Deno.env.get("UPDATE_GOLDEN") === "1") {
+      await Deno.copyFile(shot, new URL("../docs/admin_report.png", import.meta.url));
+    }
+
+    const dom = await chromium(`file://${file}`, ["--dump-dom"]);
+    const capacity = JSON.parse((await w.admin(["capacity", "-o", "json"])).stdout).roles as {
+      proxy_iam_role_arn: string;
+      managed: boolean;
+      characters?: number;
+      quota?: number;
+    }[];
+    assert.equal(capacity.length, 4);
+    for (const role of capacity) {
+      const row = new RegExp(`<tr data-role="${role.proxy_iam_role_arn}">(.*?)</tr>`, "s").exec(
+        dom,
+      );
+      assert.ok(row, `the DOM shows ${role.proxy_iam_role_arn}`);
+      if (!role.managed) {
+        assert.match(row[1], /not managed/);
+        continue;
+      }
+      const pct = Math.round((100 * role.characters!) / role.quota!);
+      assert.match(
+        row[1],
+        new RegExp(`data-fill="${pct}">${pct}%<`),
+        `${role.proxy_iam_role_arn} fill`,
+      );
+      assert.match(row[1], new RegExp(`width: ?${Math.min(100, pct)}%`), "its bar");
+    }
+    assert.match(dom, /jdoe/, "who holds the roles");
+    assert.match(dom, /mappings applied/, "the last changes from the audit trail");
+  },
+});

@@ -30,7 +30,7 @@ h1{font-size:1.5rem;margin:0 0 .25rem}h2{font-size:1.15rem;margin:2rem 0 .5rem;b
 th{background:#f6f8fa;font-weight:600}code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
 .bar{width:16rem;height:1rem;background:#eaeef2;border-radius:3px;overflow:hidden;display:inline-block;vertical-align:middle}
 .fill{height:100%;background:#2da44e}.fill.warn{background:#bf8700}.fill.full{background:#cf222e}
-.pct{display:inline-block;width:3.5rem;text-align:right;margin-right:.5rem;font-variant-numeric:tabular-nums}
+.nowrap{white-space:nowrap}.pct{display:inline-block;width:3.5rem;text-align:right;margin-right:.5rem;font-variant-numeric:tabular-nums}
 `;
 
 function fillCell(r: CapacityRow): string {
@@ -65,9 +65,9 @@ export function renderReport(input: ReportInput): string {
     )
   ).join("\n");
   const holders = input.trust.map((t) =>
-    `<h3><code>${
-      e(t.proxy_iam_role_arn)
-    }</code> <span class="muted">${t.subjects.length} subjects</span></h3>
+    `<h3><code>${e(t.proxy_iam_role_arn)}</code> <span class="muted">${t.subjects.length} subject${
+      t.subjects.length === 1 ? "" : "s"
+    }</span></h3>
 ${
       t.subjects.length === 0
         ? `<p class="muted">No subjects.</p>`
@@ -90,15 +90,15 @@ ${
     ? `<p class="muted">No changes since the server started.</p>`
     : `<table><thead><tr><th>Time</th><th>What</th><th>User</th><th>Details</th></tr></thead><tbody>
 ${
-      input.audit.map((a) => {
+      // Newest first: the last changes are what an admin opens the report for.
+      [...input.audit].reverse().map((a) => {
         const { time, msg, user, ...rest } = a;
         delete (rest as Record<string, unknown>).audit;
         delete (rest as Record<string, unknown>).level;
-        return `<tr><td>${e(time)}</td><td>${e(msg)}</td><td>${e(user ?? "-")}</td><td><code>${
-          e(JSON.stringify(rest))
-        }</code></td></tr>`;
-      }).join("\n")
-    }
+        return `<tr><td class="nowrap">${e(time)}</td><td class="nowrap">${e(msg)}</td><td>${
+          e(user ?? "-")
+        }</td><td><code>${e(JSON.stringify(rest))}</code></td></tr>`;
+      }).join("\n")}
 </tbody></table>`;
   return `<!doctype html>
 <html lang="en">
