@@ -165,6 +165,7 @@ async function startWorld() {
   };
   return {
     server,
+    platform,
     dir,
     mappingFile,
     admin,
@@ -270,6 +271,11 @@ Deno.test("admin mappings apply refuses a bad pair before anything changes, and 
   assert.equal(out.code, 1);
   assert.equal(out.stdout, "");
   assert.match(out.stderr, /not-an-arn/);
+  // Past the schema, the server's own rules: an organization mapped to no pairs.
+  const empty = await w.writeFile("empty.json", JSON.stringify({ [LIST_ORG]: [] }));
+  const refused = await w.admin(["mappings", "apply", "-f", empty]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /maps to no pairs/);
   assert.deepEqual(await snapshot(w), before);
 });
 
@@ -343,6 +349,16 @@ Deno.test("admin capacity and trust: bars, holders and JSON", async () => {
     DOMINO_USER_API_KEY: "boss-api-key",
   });
   assert.equal(byKey.code, 0, byKey.stderr);
+  // Inside a workspace: the pod-local proxy's token; or a token file.
+  w.platform.setAccessToken("user-token-boss");
+  const byProxy = await w.admin(["capacity", "-o", "json"], {
+    IRSA_TOKEN: "",
+    DOMINO_API_PROXY: w.platform.url,
+  });
+  assert.equal(byProxy.code, 0, byProxy.stderr);
+  const tokenFile = await w.writeFile("token", "user-token-boss\n");
+  const byFile = await w.admin(["capacity", "--token-file", tokenFile], { IRSA_TOKEN: "wrong" });
+  assert.equal(byFile.code, 0, byFile.stderr);
   const denied = await w.admin(["capacity"], { IRSA_TOKEN: "user-token-jdoe" });
   assert.equal(denied.code, 1);
   assert.match(denied.stderr, /403/);
