@@ -20,7 +20,7 @@ async function main(args: string[]): Promise<number> {
   const first = args[0];
   if (first === "admin") {
     // A client, not a service: its own command line (src/admin/args.ts) and entry.
-    const entry = await import(new URL("./src/main_admin.ts", import.meta.url).href);
+    const entry = await import("./src/main_admin.ts");
     return await entry.run(args.slice(1), env);
   }
   const modeFromArgs = MODES.includes(first as Mode) ? (first as Mode) : undefined;

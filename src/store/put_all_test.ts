@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
 import { fromWire } from "../core/mapping.ts";
+import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
+import { createKubeClient } from "../kube/client.ts";
+import { createConfigMapStore } from "./configmap_store.ts";
 import { createFileStore } from "./file_store.ts";
 
 const pair = (name: string) =>
@@ -24,5 +27,32 @@ Deno.test("putAll sets and removes several organizations in one write, or refuse
     assert.equal(await Deno.readTextFile(path), before);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("configmap store putAll: one write on a real API server, or none when a value is refused", async () => {
+  const cluster = await sharedKubeApiServer();
+  const ns = await cluster.createNamespace("field");
+  const kube = createKubeClient({
+    apiUrl: cluster.url,
+    token: () => cluster.adminToken,
+    caCert: cluster.caCert,
+  });
+  try {
+    const store = createConfigMapStore(kube, { namespace: ns });
+    await store.put("a", [pair("r1")]);
+    await store.put("b", [pair("r2")]);
+    const before = (await cluster.configMap(ns, "domino-org-iamrole-mapping"))!;
+    await store.putAll(new Map([["a", null], ["b", [pair("r3")]], ["c", [pair("r4")]]]));
+    const after = (await cluster.configMap(ns, "domino-org-iamrole-mapping"))!;
+    assert.deepEqual(Object.keys(after.data), ["b", "c"]);
+    assert.equal(Number(after.resourceVersion) > Number(before.resourceVersion), true);
+    await assert.rejects(() => store.putAll(new Map([["d", [pair("r5")]], ["e", []]])), /no roles/);
+    assert.equal(
+      (await cluster.configMap(ns, "domino-org-iamrole-mapping"))!.resourceVersion,
+      after.resourceVersion,
+    );
+  } finally {
+    kube.close();
   }
 });
