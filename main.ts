@@ -27,6 +27,9 @@ async function main(args: string[]): Promise<number> {
   const rest = modeFromArgs ? args.slice(1) : args;
   if (rest.includes("--help") || rest.includes("-h")) {
     console.log(helpText(modeFromArgs, TABLES));
+    if (!modeFromArgs) {
+      console.log('\nirsa admin <command>: the admin command line (see "irsa admin --help").');
+    }
     return 0;
   }
   const mode = modeFromArgs ??

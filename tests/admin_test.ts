@@ -615,3 +615,9 @@ Deno.test({
     assert.match(dom, /mappings applied/, "the last changes from the audit trail");
   },
 });
+
+Deno.test("irsa --help points to irsa admin", async () => {
+  const help = await runMain(["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /irsa admin --help/);
+});
