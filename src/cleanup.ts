@@ -6,7 +6,13 @@
  * saw less than a grace period ago (a pod that is starting), under the same role lock as the edits.
  */
 
-import { entitledTo, type Revocation, withoutRevoked, withRoles } from "./core/grants.ts";
+import {
+  entitledTo,
+  type GrantRecord,
+  type Revocation,
+  withoutRevoked,
+  withRoles,
+} from "./core/grants.ts";
 import { proxyRolesOf, unmanagedRolesOf } from "./core/mapping.ts";
 import { isManagedSubject, parseSubject, type SubjectFormat } from "./core/subject.ts";
 import type { KubeClient } from "./kube/client.ts";
@@ -96,9 +102,15 @@ export function createCleanup(o: CleanupOptions): Cleanup {
     for (const role of roles) {
       try {
         const reasons = new Map<string, Revocation["reason"]>();
-        const gone = await o.editor.prune(role, (subjects) => {
+        const gone = await o.editor.prune(role, async (subjects) => {
           const at = now();
-          return Promise.resolve(subjects.filter((s) => {
+          const unentitled = (r: GrantRecord, s: string) => !entitledTo(r, mappings, s, role);
+          // A pod that synced since the pass began (it joined an organization, say) is judged by
+          // its new grant: the record is read again, under the role's lock, before it is removed.
+          const fresh = subjects.some((s) => unentitled(record, s))
+            ? await o.grants.read()
+            : record;
+          return subjects.filter((s) => {
             const sa = serviceAccountOf(s);
             if (sa === undefined) return false; // Not ours to remove.
             if (ended(s, sa, at)) {
@@ -106,12 +118,12 @@ export function createCleanup(o: CleanupOptions): Cleanup {
               endedRuns.add(s);
               return true;
             }
-            if (!entitledTo(record, mappings, s, role)) {
+            if (unentitled(fresh, s)) {
               reasons.set(s, "mapping");
               return true;
             }
             return false;
-          }));
+          });
         }, { user: "irsa-cleanup" });
         for (const s of gone) {
           const reason = reasons.get(s) ?? "run_ended";

@@ -1,6 +1,7 @@
 /** Settings: one table per mode, read from flags and environment variables, validated all at once. */
 
 import * as v from "valibot";
+import { PARTITIONS } from "./core/arn.ts";
 
 /** A setting: its flag, the environment variables that may set it (first wins), its default and how to read it. */
 export interface Setting {
@@ -57,6 +58,15 @@ export const read = {
       }
     }, "expected a regular expression"),
     v.transform((s) => new RegExp(s)),
+  ),
+  /** A comma-separated list of IAM role names; empty for none. */
+  nameList: v.pipe(
+    v.string(),
+    v.transform((s) => s.split(",").map((n) => n.trim()).filter((n) => n !== "")),
+    v.check(
+      (names) => names.every((n) => /^[\w+=,.@-]{1,64}$/.test(n)),
+      'expected comma-separated IAM role names (letters, digits, "+=.@_-")',
+    ),
   ),
   oneOf: <const T extends string>(values: readonly T[]) =>
     v.pipe(
@@ -279,6 +289,72 @@ export const serverSettings: readonly Setting[] = [
     default: "5000",
     help: "Timeout of one IAM call.",
     schema: read.positiveInt,
+  },
+  {
+    flag: "sts-endpoint",
+    env: ["AWS_ENDPOINT_URL_STS"],
+    default: "",
+    help:
+      "STS endpoint override, for GetCallerIdentity at start (tests point it at moto; default: the region's).",
+    schema: read.optionalUrl,
+  },
+  {
+    flag: "proxy-role-account",
+    env: ["IRSA_PROXY_ROLE_ACCOUNT"],
+    default: "",
+    help:
+      "Account of the editable proxy roles; it must be the account of the server's credentials (default: learned from STS GetCallerIdentity at start).",
+    schema: v.pipe(
+      read.optionalString,
+      v.regex(/^(\d{12})?$/, "expected a 12-digit AWS account id"),
+    ),
+  },
+  {
+    flag: "proxy-role-partition",
+    env: ["IRSA_PROXY_ROLE_PARTITION"],
+    default: "",
+    help:
+      'Partition of the editable proxy roles, e.g. "aws" or "aws-us-gov" (default: learned from STS GetCallerIdentity at start).',
+    schema: v.pipe(
+      read.optionalString,
+      v.check(
+        (s) => s === "" || PARTITIONS.includes(s),
+        `expected one of ${PARTITIONS.map((p) => `"${p}"`).join(", ")}`,
+      ),
+    ),
+  },
+  {
+    flag: "proxy-role-prefix",
+    env: ["IRSA_PROXY_ROLE_PREFIX"],
+    default: "",
+    help:
+      "Only proxy roles whose name starts with this are editable (with --proxy-role-names, either admits; empty: any name).",
+    schema: v.pipe(
+      read.optionalString,
+      v.regex(
+        /^[\w+=,.@-]{0,64}$/,
+        'expected the start of an IAM role name (letters, digits, "+=,.@_-")',
+      ),
+    ),
+  },
+  {
+    flag: "proxy-role-names",
+    env: ["IRSA_PROXY_ROLE_NAMES"],
+    default: "",
+    help:
+      "Comma-separated names of the editable proxy roles (with --proxy-role-prefix, either admits; empty: any name).",
+    schema: read.nameList,
+  },
+  {
+    flag: "server-role-name",
+    env: ["IRSA_SERVER_ROLE_NAME"],
+    default: "",
+    help:
+      "The server's own IAM role, never editable; learned from STS when the server runs as an assumed role, set it when its credentials are an IAM user's.",
+    schema: v.pipe(
+      read.optionalString,
+      v.regex(/^([\w+=,.@-]{1,64})?$/, 'expected an IAM role name (letters, digits, "+=,.@_-")'),
+    ),
   },
   {
     flag: "subject-format",
@@ -713,6 +789,15 @@ export function serverConfig(args: readonly string[], env: (name: string) => str
     awsRegion: str("aws-region"),
     iamEndpoint: str("iam-endpoint") || undefined,
     iamTimeoutMs: s["iam-timeout-ms"] as number,
+    stsEndpoint: str("sts-endpoint") || undefined,
+    // Empty account or partition: learned from STS GetCallerIdentity at start.
+    editable: {
+      account: str("proxy-role-account") || undefined,
+      partition: str("proxy-role-partition") || undefined,
+      prefix: str("proxy-role-prefix"),
+      names: s["proxy-role-names"] as string[],
+      serverRoleName: str("server-role-name") || undefined,
+    },
     subjectFormat: s["subject-format"] as "wildcard" | "exact",
     trustPolicyQuota: s["trust-policy-quota"] as number,
     computeNamespace: str("compute-namespace"),

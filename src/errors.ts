@@ -7,6 +7,7 @@ export type ErrorCode =
   | "invalid_arn"
   | "invalid_policy"
   | "invalid_config_file"
+  | "role_not_editable"
   | "unauthorized"
   | "forbidden"
   | "not_found"
@@ -33,6 +34,7 @@ export const ERROR_CODES = Object.keys(
     forbidden: 0,
     not_found: 0,
     unknown_organization: 0,
+    role_not_editable: 0,
     method_not_allowed: 0,
     payload_too_large: 0,
     policy_quota_exceeded: 0,
@@ -65,6 +67,8 @@ export function statusFor(code: ErrorCode): number {
     case "invalid_arn":
     case "invalid_policy":
     case "invalid_config_file":
+    // The request (or the stored mapping it reads) names a role outside the editable set.
+    case "role_not_editable":
     case "unknown_organization":
       return 400;
     case "unauthorized":

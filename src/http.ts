@@ -1,7 +1,6 @@
 /** HTTP plumbing shared by the server's routes: request ids, the one error funnel, body parsing and the API description. */
 
 import type { Context, Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { toJsonSchema } from "@valibot/to-json-schema";
 import * as v from "valibot";
 import { AppError, ERROR_CODES, type ErrorCode, statusFor } from "./errors.ts";
@@ -55,14 +54,46 @@ export function requestIds() {
   };
 }
 
-/** Refuses bodies over {@link MAX_BODY_BYTES} with 413, however they are sent. */
+/**
+ * Refuses bodies over {@link MAX_BODY_BYTES} with 413, however they are sent: by their
+ * Content-Length, or, for a chunked body, by reading it up to the limit.
+ */
 export function limitBody() {
-  return bodyLimit({
-    maxSize: MAX_BODY_BYTES,
-    onError: () => {
-      throw new AppError("payload_too_large", `Request body is over ${MAX_BODY_BYTES} bytes`);
-    },
-  });
+  const tooLarge = () =>
+    new AppError("payload_too_large", `Request body is over ${MAX_BODY_BYTES} bytes`);
+  return async function limitBody(c: Context, next: () => Promise<void>) {
+    const raw = c.req.raw;
+    if (raw.body === null) return await next();
+    const length = raw.headers.get("content-length");
+    if (length !== null && !raw.headers.has("transfer-encoding")) {
+      if (Number.parseInt(length, 10) > MAX_BODY_BYTES) throw tooLarge();
+      return await next();
+    }
+    const reader = raw.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.length;
+      if (size > MAX_BODY_BYTES) {
+        await reader.cancel();
+        throw tooLarge();
+      }
+      chunks.push(value);
+    }
+    const body = new Uint8Array(size);
+    let at = 0;
+    for (const chunk of chunks) {
+      body.set(chunk, at);
+      at += chunk.length;
+    }
+    // Rebuilt from its parts, not with `new Request(raw, ...)` as Hono's bodyLimit does: that
+    // reads `raw.signal`, and Deno 2.9 then prints a plain-text "legacy behavior" warning to
+    // standard error, the one line of the log that was not JSON.
+    c.req.raw = new Request(raw.url, { method: raw.method, headers: raw.headers, body });
+    await next();
+  };
 }
 
 /** Reads and validates a JSON body; a problem answers 400 naming the field. */

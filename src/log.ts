@@ -1,4 +1,4 @@
-/** JSON-lines logger: the only module that writes to the console. */
+/** JSON-lines logger: the only module that writes to standard error or touches the console. */
 
 /** Log levels in increasing order of severity. */
 export type Level = "debug" | "info" | "warn" | "error";
@@ -20,7 +20,7 @@ export interface Logger {
 /** Options of {@link createLogger}. */
 export interface LoggerOptions {
   level?: Level;
-  /** Where lines go; defaults to standard error. Tests pass an array's push. */
+  /** Where lines go; defaults to standard error (not through `console`, which {@link captureConsole} may take over). Tests pass an array's push. */
   write?: (line: string) => void;
   now?: () => Date;
 }
@@ -28,7 +28,7 @@ export interface LoggerOptions {
 /** Creates a logger that writes one JSON object per line. */
 export function createLogger(options: LoggerOptions = {}, base: Fields = {}): Logger {
   const min = rank[options.level ?? "info"];
-  const write = options.write ?? ((line: string) => console.error(line));
+  const write = options.write ?? writeStderr;
   const now = options.now ?? (() => new Date());
   const emit = (level: Level, msg: string, fields: Fields = {}) => {
     if (rank[level] < min) return;
@@ -58,4 +58,44 @@ function errorReplacer(_key: string, value: unknown): unknown {
     };
   }
   return value;
+}
+
+const encoder = new TextEncoder();
+
+function writeStderr(line: string): void {
+  const bytes = encoder.encode(line + "\n");
+  for (let at = 0; at < bytes.length;) at += Deno.stderr.writeSync(bytes.subarray(at));
+}
+
+type ConsoleMethod = "debug" | "log" | "info" | "warn" | "error" | "trace";
+const CONSOLE_LEVELS: Record<ConsoleMethod, Level> = {
+  debug: "debug",
+  log: "info",
+  info: "info",
+  warn: "warn",
+  error: "error",
+  trace: "debug",
+};
+
+/**
+ * Makes whatever else writes to the console (the runtime's own warnings, such as Deno.serve's
+ * legacy-abort notice, and libraries) write JSON lines through `logger` instead of plain text, so
+ * every line of the process parses. Returns a function that puts the console back.
+ */
+export function captureConsole(logger: Logger, target: Console = console): () => void {
+  const saved = new Map<ConsoleMethod, unknown>();
+  for (const method of Object.keys(CONSOLE_LEVELS) as ConsoleMethod[]) {
+    saved.set(method, target[method]);
+    const level = CONSOLE_LEVELS[method];
+    target[method] = (...args: unknown[]) =>
+      logger[level]("console output", {
+        source: "console",
+        text: args.map((a) => typeof a === "string" ? a : Deno.inspect(a)).join(" "),
+      });
+  }
+  return () => {
+    for (const [method, original] of saved) {
+      (target as unknown as Record<string, unknown>)[method] = original;
+    }
+  };
 }

@@ -9,7 +9,16 @@ import { createDominoVerifier } from "./auth/domino_verifier.ts";
 import { createJwtVerifier } from "./auth/jwt_verifier.ts";
 import { createWorkloadVerifier } from "./auth/workload_verifier.ts";
 import { createIamClient, createIamTrustPolicyStore } from "./aws/iam.ts";
+import { getCallerArn } from "./aws/sts.ts";
 import type { ServerConfig } from "./config.ts";
+import {
+  callerIdentityFromArn,
+  describeEditable,
+  type EditableRoles,
+  notEditableReason,
+} from "./core/editable.ts";
+import { guardEditor } from "./editable_guard.ts";
+import { AppError } from "./errors.ts";
 import { ApiDescription } from "./http.ts";
 import { createKubeClient, type KubeClient } from "./kube/client.ts";
 import { checkPermissions, requiredPermissions } from "./kube/permissions.ts";
@@ -57,6 +66,9 @@ export async function startServer(
   const audit = createAuditTrail();
   logger = audit.wrap(logger);
   const metrics = createServerMetrics();
+  // Before anything else: without the editable set, no role could be edited safely.
+  const rules = await editableRoles(config, logger);
+  const editable = (roleArn: string) => notEditableReason(roleArn, rules);
   const caCert = config.caFile ? await io.readTextFile(config.caFile) : undefined;
   const closers: (() => void)[] = [];
 
@@ -154,17 +166,22 @@ export async function startServer(
       logger,
     })
     : createLocalRoleLock();
-  const editor = createTrustEditor({
-    lock,
-    cacheMaxAgeMs: config.policyCacheMs,
-    roles,
-    oidcProvider: config.oidcProvider,
-    audience: config.audience,
-    format: config.subjectFormat,
-    quota: config.trustPolicyQuota,
-    logger,
-    metrics,
-  });
+  // Every path to IAM goes through the guard: routes, DELETE, the cleanup and /capacity.
+  const editor = guardEditor(
+    createTrustEditor({
+      lock,
+      cacheMaxAgeMs: config.policyCacheMs,
+      roles,
+      oidcProvider: config.oidcProvider,
+      audience: config.audience,
+      format: config.subjectFormat,
+      quota: config.trustPolicyQuota,
+      logger,
+      metrics,
+    }),
+    editable,
+    { logger, metrics },
+  );
 
   const cleanup = createCleanup({
     editor,
@@ -190,6 +207,7 @@ export async function startServer(
     grants,
     now: () => Date.now(),
     editor,
+    editable,
     audit,
     policies: {
       read: (roleArn) => roles.getTrustPolicy(parseRoleArn(roleArn).name),
@@ -266,4 +284,65 @@ export async function startServer(
       await finished;
     },
   };
+}
+
+/**
+ * The editable set: the account and partition of the server's own credentials (STS
+ * GetCallerIdentity) or the settings, which must then agree with them, since the IAM adapter
+ * edits roles by name in the credentials' account. When both are set and STS cannot answer, the
+ * settings are used alone (the server's own role is then known only from --server-role-name).
+ */
+async function editableRoles(config: ServerConfig, logger: Logger): Promise<EditableRoles> {
+  const set = config.editable;
+  const explicit = set.account !== undefined && set.partition !== undefined;
+  let identity;
+  try {
+    identity = callerIdentityFromArn(
+      await getCallerArn({
+        region: config.awsRegion,
+        endpoint: config.stsEndpoint,
+        timeoutMs: config.iamTimeoutMs,
+      }),
+    );
+  } catch (error) {
+    if (!explicit) {
+      const why = error instanceof Error ? error.message : String(error);
+      throw new AppError(
+        "unavailable",
+        `${why}; set --proxy-role-account and --proxy-role-partition (and --server-role-name) to start without it`,
+      );
+    }
+    logger.warn("cannot learn the server's own identity; using the configured editable set", {
+      error,
+    });
+  }
+  for (const key of ["account", "partition"] as const) {
+    if (identity && set[key] !== undefined && set[key] !== identity[key]) {
+      throw new AppError(
+        "bad_request",
+        `The ${key} of the editable proxy roles is ${
+          JSON.stringify(set[key])
+        } (--proxy-role-${key}), ` +
+          `but the server's credentials are in ${key} ${JSON.stringify(identity[key])}: ` +
+          "irsa edits roles with its own credentials, so it can only edit roles of their account",
+      );
+    }
+  }
+  const serverRoles = [
+    ...new Set([identity?.roleName, set.serverRoleName].filter((r): r is string => !!r)),
+  ];
+  const rules: EditableRoles = {
+    partition: set.partition ?? identity!.partition,
+    account: set.account ?? identity!.account,
+    prefix: set.prefix,
+    names: set.names,
+    serverRoles,
+  };
+  logger.info("editable proxy roles", describeEditable(rules));
+  if (serverRoles.length === 0) {
+    logger.warn(
+      "the server's own role is unknown: its credentials are not an assumed role; set --server-role-name if it has one",
+    );
+  }
+  return rules;
 }

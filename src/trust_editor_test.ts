@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { EMPTY_RECORD, withGrant } from "./core/grants.ts";
 import { subjectsOf } from "./core/trust_policy.ts";
 import { silentLogger } from "./log.ts";
 import { createServerMetrics } from "./metrics.ts";
@@ -248,6 +249,45 @@ Deno.test("without Kubernetes, a run lives while its sidecar syncs within the le
   t = 15_000;
   assert.deepEqual(await cleanup.reconcile(), [run(2)]);
   assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [run(1)]);
+});
+
+Deno.test("the cleanup takes off subjects no mapping entitles, judging a pod that synced meanwhile by its new grant", async () => {
+  const iam = fakeIam(0);
+  const { editor, metrics } = editorWith(iam);
+  const grant = (organizations: string[]) => ({
+    user: "jdoe",
+    organizations,
+    roles: [ROLE],
+    syncedAt: 0,
+  });
+  // As the pass begins, run 3's grant is for an organization that maps nothing; by the time its
+  // role is locked, run 3 has synced with the mapped organization (the second read).
+  const stale = withGrant(
+    withGrant(withGrant(EMPTY_RECORD, run(1), grant(["left"])), run(2), grant(["org"])),
+    run(3),
+    grant(["left"]),
+  );
+  const fresh = withGrant(stale, run(3), grant(["org"]));
+  const reads = [stale, fresh];
+  const grants = {
+    ...createMemoryGrantStore(fresh),
+    read: () => Promise.resolve(reads.shift() ?? fresh),
+  };
+  const cleanup = createCleanup({
+    grants,
+    editor,
+    store,
+    format: "wildcard",
+    computeNamespace: "domino-compute",
+    graceMs: 1_000,
+    syncLeaseMs: 1_000_000,
+    logger: silentLogger,
+    metrics,
+  });
+  for (const n of [1, 2, 3]) await editor.edit(ROLE, { add: run(n) }, AUDIT);
+  assert.deepEqual(await cleanup.reconcile(), [run(1)]);
+  assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [run(2), run(3)]);
+  assert.equal(metrics.revokedSubjects.get({ reason: "mapping" }), 1);
 });
 
 Deno.test("a Kubernetes API that answers 409 or 500 while taking the Lease is retried, and no edit is lost", async () => {

@@ -276,7 +276,23 @@ Deno.test("admin mappings apply refuses a bad pair before anything changes, and 
   const refused = await w.admin(["mappings", "apply", "-f", empty]);
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /maps to no pairs/);
-  assert.deepEqual(await snapshot(w), before);
+  // And the editable set: a proxy role of another account is refused, naming the organization.
+  const foreign = await w.writeFile(
+    "foreign.json",
+    JSON.stringify({
+      [READ_ORG]: {
+        ...pairJson(READ_ROLE),
+        proxy_iam_role_arn: "arn:aws:iam::333333333333:role/x",
+      },
+    }),
+  );
+  const outside = await w.admin(["mappings", "apply", "-f", foreign, "--dry-run"]);
+  assert.equal(outside.code, 1);
+  assert.match(
+    outside.stderr,
+    /"irsa-iamrole-read-bucket" pair 0: proxy role .*333333333333.* irsa may edit/,
+  );
+  assert.deepEqual(await snapshot(w), before, "nothing refused changed anything");
 });
 
 Deno.test("admin mappings apply --prune removes an organization and revokes what it entitled", async () => {

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { createKubeClient } from "../src/kube/client.ts";
-import { CHART, HELM, helm, mustHelm, prepareForChart } from "./fixtures/helm.ts";
+import { CHART, findHelm, helm, mustHelm, prepareForChart } from "./fixtures/helm.ts";
 import { type KubeApiServer, startKubeApiServer } from "./fixtures/kube_apiserver.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
@@ -109,7 +109,7 @@ function exists(path: string): boolean {
   }
 }
 
-const ready = exists(HELM) && exists(RENDERED);
+const ready = (await findHelm()) !== undefined && exists(RENDERED);
 
 Deno.test({
   name: ready

@@ -525,6 +525,14 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
       assert.equal(config.mappingStore, "configmap");
       assert.equal(config.fieldNamespace, fieldNs);
       assert.equal(config.kubernetes?.apiUrl, "https://10.100.0.1:443");
+      // The editable set: the account and partition the server's role lives in, never that role.
+      assert.deepEqual(config.editable, {
+        account: "111111111111",
+        partition: variant === "govcloud" ? "aws-us-gov" : "aws",
+        prefix: "",
+        names: [],
+        serverRoleName: "irsa-service-role",
+      });
 
       // The certificate files are in the serving certificate's secret, mounted at /ssl.
       const sslDir = mountOf(container, "tls");
@@ -645,6 +653,9 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
       }
       const roles = docs!.filter((d) => d.kind === "Role");
       assert.equal(roles.length, 2);
+      const userBased = deployment.spec.template.spec.containers.some((c: Loose) =>
+        (c.args ?? []).includes("--user-based-service-accounts")
+      );
       const field = roles.find((r) => r.metadata.namespace === fieldNs);
       const compute = roles.find((r) => r.metadata.namespace !== fieldNs);
       assert.deepEqual(field.rules, [
@@ -652,8 +663,7 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
           apiGroups: [""],
           resources: ["configmaps"],
           resourceNames: ["domino-org-iamrole-mapping"],
-          // patch: as the current chart (1.8) grants.
-          verbs: ["get", "update", "patch"],
+          verbs: ["get", "update"],
         },
         // The grant record, read and replaced by name.
         {
@@ -670,13 +680,16 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
         { apiGroups: [""], resources: ["events"], verbs: ["create"] },
       ]);
       assert.deepEqual(compute.rules, [
-        { apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch"] },
-        // POST and DELETE /service_account (per-user service accounts), as 1.8 grants.
-        {
-          apiGroups: [""],
-          resources: ["serviceaccounts"],
-          verbs: ["create", "get", "list", "delete"],
-        },
+        { apiGroups: [""], resources: ["pods"], verbs: ["list"] },
+        // POST and DELETE /service_account, with per-user service accounts (on by default, as 1.8).
+        ...(userBased
+          ? [{
+            apiGroups: [""],
+            resources: ["serviceaccounts"],
+            verbs: ["get", "create", "delete"],
+          }]
+          : []),
+        // Not used by the server; granted as 1.8 grants it.
         { apiGroups: [""], resources: ["events"], verbs: ["create"] },
       ]);
       for (const binding of docs!.filter((d) => d.kind === "RoleBinding")) {

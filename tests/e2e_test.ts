@@ -1,9 +1,11 @@
 /**
- * The whole chain with real parts: moto, the test OIDC issuer, the real server and the real
- * sidecar as subprocesses, and the AWS SDK's own credential chain reading the written file.
+ * The whole chain with real parts: moto, the test OIDC issuer (user tokens), the real API server
+ * (the pod's token, from TokenRequest), the real server and the real sidecar as subprocesses, and
+ * the AWS SDK's own credential chain reading the written file.
  */
 import assert from "node:assert/strict";
 import { startFakePlatformApi } from "./fakes/platform_api.ts";
+import { sharedKubeApiServer } from "./fixtures/kube_apiserver.ts";
 import { EXAMPLE, seedExampleRoles, startMoto } from "./fixtures/moto.ts";
 import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
 import { makeTestTls } from "./fixtures/tls.ts";
@@ -38,7 +40,22 @@ Deno.test("a workspace starts, its profiles chain to the asset role through the 
       `${dir}/mappings.json`,
       JSON.stringify({ "irsa-iamrole-list-bucket": JSON.stringify(pair("acme-list-bucket-role")) }),
     );
-    const server = await startFileStoreServer(moto, world, issuer, tls, `${dir}/mappings.json`);
+    // The run's Pending pod in domino-compute and its pod-bound token, as the kubelet mounts it.
+    const cluster = await sharedKubeApiServer();
+    const compute = await cluster.createNamespace("domino-compute", { exact: true });
+    await cluster.createPod(compute, {
+      name: `run-${RUN}-abcde`,
+      serviceAccountName: `run-${RUN}`,
+    });
+    const podToken = await cluster.tokenRequest(compute, `run-${RUN}`, { pod: `run-${RUN}-abcde` });
+    const server = await startFileStoreServer(
+      moto,
+      world,
+      issuer,
+      tls,
+      `${dir}/mappings.json`,
+      cluster,
+    );
     stopped.push(() => server.stop());
 
     // The workspace pod: its user token behind the pod-local proxy, its projected token and labels as files.
@@ -52,6 +69,7 @@ Deno.test("a workspace starts, its profiles chain to the asset role through the 
       runId: RUN,
       username: "jdoe",
       groups: ["irsa-iamrole-list-bucket", "irsa-iamrole-update-bucket"],
+      podToken,
     });
     let sidecarStopped = false;
     stopped.push(() => (sidecarStopped ? Promise.resolve() : sidecar.stop()));

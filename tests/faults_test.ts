@@ -1,4 +1,7 @@
-/** Faults between the server and IAM: throttling, 5xx, and a server killed in the middle of a batch. */
+/**
+ * Faults between the server and IAM: throttling, 5xx, and a server killed in the middle of a batch
+ * while it holds the roles' Leases on the real Kubernetes API server.
+ */
 import assert from "node:assert/strict";
 import type { IAMClient } from "@aws-sdk/client-iam";
 import { startFaultProxy } from "./fault_proxy.ts";
@@ -9,6 +12,7 @@ import {
   seedExampleRoles,
   startMoto,
 } from "./fixtures/moto.ts";
+import { type KubeApiServer, sharedKubeApiServer } from "./fixtures/kube_apiserver.ts";
 import { type OidcIssuer, startOidcIssuer } from "./fixtures/oidc_issuer.ts";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
 import { heldSubjects, serverEnv } from "./world.ts";
@@ -47,20 +51,44 @@ Deno.test.beforeEach(async () => {
   world = await seedExampleRoles(iam);
 });
 
-const server = (iamEndpoint: string) =>
-  startServerProcess([
-    "--insecure-http",
-    "--mapping-file",
-    `${dir}/mappings.json`,
-    "--trust-policy-quota",
-    "8192",
-    "--trust-pod-token-alone",
-  ], serverEnv(moto, world, issuer, { AWS_ENDPOINT_URL_IAM: iamEndpoint }));
+const server = (iamEndpoint: string, cluster: KubeApiServer, compute: string) =>
+  startServerProcess(
+    [
+      "--insecure-http",
+      "--mapping-file",
+      `${dir}/mappings.json`,
+      "--trust-policy-quota",
+      "8192",
+      // No run lookup (no Kubernetes API given): the pod's token alone proves the pod.
+      "--trust-pod-token-alone",
+    ],
+    serverEnv(moto, world, issuer, {
+      AWS_ENDPOINT_URL_IAM: iamEndpoint,
+      IRSA_CLUSTER_ISSUER: cluster.issuer,
+      IRSA_CA_FILE: cluster.caCertPath,
+      DEFAULT_COMPUTE_NS: compute,
+    }),
+  );
+
+/** A Pending run pod and its pod-bound token from the TokenRequest API. */
+async function podToken(cluster: KubeApiServer, namespace: string, id: string): Promise<string> {
+  const pod = `run-${id}-abcde`;
+  await cluster.createPod(namespace, {
+    name: pod,
+    // As the platform labels run pods: the starting user proves the token is the caller's.
+    labels: {
+      "dominodatalab.com/execution-id": id,
+      "dominodatalab.com/starting-user-username": "jdoe",
+    },
+    serviceAccountName: `run-${id}`,
+  });
+  return await cluster.tokenRequest(namespace, `run-${id}`, { pod });
+}
 
 const held = (role: string) => heldSubjects(iam, world, role);
 
 /** One workspace start as the sidecar makes it: true when every role was mapped. */
-async function start(s: ServerProcess, id: string): Promise<boolean> {
+async function start(s: ServerProcess, podToken: string): Promise<boolean> {
   try {
     const user = await issuer.userToken({
       username: "jdoe",
@@ -70,7 +98,7 @@ async function start(s: ServerProcess, id: string): Promise<boolean> {
       method: "POST",
       headers: {
         Authorization: `Bearer ${user}`,
-        "X-Irsa-Workload-Token": await issuer.serviceAccountToken({ serviceAccount: `run-${id}` }),
+        "X-Irsa-Workload-Token": podToken,
         Accept: "application/json",
       },
       body: "{}",
@@ -84,7 +112,6 @@ async function start(s: ServerProcess, id: string): Promise<boolean> {
 
 const ids = (n: number, base: number) =>
   Array.from({ length: n }, (_, i) => (base + i).toString(16).padStart(24, "0"));
-const subjectOf = (id: string) => `*:domino-compute:run-${id}`;
 
 Deno.test("with 10% of IAM calls throttled and 5% failing, every start still ends mapped", async () => {
   // Deterministic draws: about one call in ten throttled and some 5xx, the very first call included,
@@ -97,17 +124,25 @@ Deno.test("with 10% of IAM calls throttled and 5% failing, every start still end
     throttleRate: 0.1,
     serverErrorRate: 0.05,
   }, random);
-  const s = await server(proxy.url);
+  const cluster = await sharedKubeApiServer();
+  const compute = await cluster.createNamespace("compute");
+  const runs = ids(30, 0x100);
+  const tokens = new Map(
+    await Promise.all(runs.map(async (id) => [id, await podToken(cluster, compute, id)] as const)),
+  );
+  const s = await server(proxy.url, cluster, compute);
   try {
-    const runs = ids(30, 0x100);
     let pending = runs;
     for (let round = 0; pending.length > 0 && round < 5; round++) {
-      const ok = await Promise.all(pending.map((id) => start(s, id)));
+      const ok = await Promise.all(pending.map((id) => start(s, tokens.get(id)!)));
       pending = pending.filter((_, i) => !ok[i]);
     }
     assert.deepEqual(pending, []);
     for (const role of ["acme-list-bucket-role", "acme-read-bucket-role"]) {
-      assert.deepEqual((await held(role)).sort(), runs.map(subjectOf).sort());
+      assert.deepEqual(
+        (await held(role)).sort(),
+        runs.map((id) => `*:${compute}:run-${id}`).sort(),
+      );
     }
     assert.ok(proxy.counts.throttled + proxy.counts.serverErrors > 0, "faults were injected");
   } finally {
@@ -116,14 +151,62 @@ Deno.test("with 10% of IAM calls throttled and 5% failing, every start still end
   }
 });
 
-Deno.test("a server killed in the middle of a batch loses no subject it answered with success", async () => {
+/** Servers that keep the mappings in a ConfigMap and lock roles with Leases, in fresh namespaces. */
+async function kubeWorld(cluster: KubeApiServer) {
+  const field = await cluster.createNamespace("field");
+  const compute = await cluster.createNamespace("compute");
+  const mappings = JSON.parse(await Deno.readTextFile(`${dir}/mappings.json`));
+  await cluster.setConfigMap(field, "domino-org-iamrole-mapping", mappings);
+  const start = (iamEndpoint: string) =>
+    startServerProcess(
+      [
+        "--insecure-http",
+        "--mapping-store",
+        "configmap",
+        "--kubernetes-api",
+        cluster.url,
+        "--kubernetes-ca-file",
+        cluster.caCertPath,
+        "--kubernetes-token-file",
+        cluster.adminTokenFile,
+        "--trust-policy-quota",
+        "8192",
+        "--lease-duration-seconds",
+        String(LEASE_SECONDS),
+      ],
+      serverEnv(moto, world, issuer, {
+        AWS_ENDPOINT_URL_IAM: iamEndpoint,
+        DEFAULT_FIELD_NS: field,
+        DEFAULT_COMPUTE_NS: compute,
+        IRSA_CLUSTER_ISSUER: cluster.issuer,
+        IRSA_CA_FILE: cluster.caCertPath,
+      }),
+    );
+  const heldLeases = async () => {
+    const leases = await cluster.must(
+      "GET",
+      `/apis/coordination.k8s.io/v1/namespaces/${field}/leases`,
+    );
+    return leases.items.filter((l: { spec: { holderIdentity?: string } }) => l.spec.holderIdentity)
+      .length;
+  };
+  return { field, compute, start, heldLeases };
+}
+
+const LEASE_SECONDS = 3;
+
+Deno.test("a server killed in the middle of a batch loses no subject it answered, and its Leases expire", async () => {
   // The first request's edit is answered after about 1050 ms; the batch of the other 19 is still
-  // writing when the server is killed at 1500 ms.
+  // writing when the server is killed at 1500 ms, holding the roles' Leases.
+  const cluster = await sharedKubeApiServer();
+  const k = await kubeWorld(cluster);
   const proxy = startFaultProxy(moto.endpoint, { readLatencyMs: 50, writeLatencyMs: 1000 });
-  let s = await server(proxy.url);
+  const runs = ids(20, 0x200);
+  const tokens = await Promise.all(runs.map((id) => podToken(cluster, k.compute, id)));
+  const subject = (id: string) => `*:${k.compute}:run-${id}`;
+  let s = await k.start(proxy.url);
   try {
-    const runs = ids(20, 0x200);
-    const answers = runs.map((id) => start(s, id));
+    const answers = runs.map((_, i) => start(s, tokens[i]));
     await new Promise((r) => setTimeout(r, 1500));
     await s.stop("SIGKILL");
     const ok = await Promise.all(answers);
@@ -131,19 +214,24 @@ Deno.test("a server killed in the middle of a batch loses no subject it answered
     const lost = runs.filter((_, i) => !ok[i]);
     assert.ok(lost.length > 0, "the kill interrupted some requests");
     assert.ok(answered.length > 0, "some requests were answered before the kill");
+    assert.ok(await k.heldLeases() > 0, "the killed server still holds a Lease");
     for (const role of ["acme-list-bucket-role", "acme-read-bucket-role"]) {
       const now = await held(role);
       for (const id of answered) {
-        assert.ok(now.includes(subjectOf(id)), `${id} was answered but is missing from ${role}`);
+        assert.ok(now.includes(subject(id)), `${id} was answered but is missing from ${role}`);
       }
     }
-    // The sidecars whose answers were lost retry against the restarted server, and succeed.
-    s = await server(proxy.url);
-    const retried = await Promise.all(lost.map((id) => start(s, id)));
+    // The sidecars whose answers were lost retry against the restarted server: it waits out the
+    // dead holder's Leases, then succeeds.
+    s = await k.start(proxy.url);
+    const t0 = Date.now();
+    const retried = await Promise.all(lost.map((id) => start(s, tokens[runs.indexOf(id)])));
     assert.ok(retried.every(Boolean));
+    assert.ok(Date.now() - t0 < (LEASE_SECONDS + 10) * 1000, "the Leases expired");
     for (const role of ["acme-list-bucket-role", "acme-read-bucket-role"]) {
-      assert.deepEqual((await held(role)).sort(), runs.map(subjectOf).sort());
+      assert.deepEqual((await held(role)).sort(), runs.map(subject).sort());
     }
+    assert.equal(await k.heldLeases(), 0, "every Lease released");
   } finally {
     await s.stop();
     await proxy.close();

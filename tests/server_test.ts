@@ -53,7 +53,16 @@ async function statusOf(answer: Promise<Response>): Promise<number> {
 
 Deno.test("jwt verifier, file store, workload-token proof: the pod's subject lands in moto and leaves on DELETE", async () => {
   const issuer = await startOidcIssuer({ tls: { cert: tls.cert, key: tls.key } });
+  // Pod tokens from the real API server's TokenRequest, for Pending pods in domino-compute.
+  const cluster = await sharedKubeApiServer();
+  const compute = await cluster.createNamespace("domino-compute", { exact: true });
+  const podToken = async (id: string) => {
+    await cluster.createPod(compute, { name: `run-${id}-abcde`, serviceAccountName: `run-${id}` });
+    return await cluster.tokenRequest(compute, `run-${id}`, { pod: `run-${id}-abcde` });
+  };
   const dir = await Deno.makeTempDir();
+  // The server trusts both private CAs: the user issuer's and the API server's (its issuer).
+  await Deno.writeTextFile(`${dir}/ca.pem`, tls.caCert + cluster.caCert);
   const mappings = `${dir}/mappings.json`;
   await Deno.writeTextFile(
     mappings,
@@ -72,17 +81,17 @@ Deno.test("jwt verifier, file store, workload-token proof: the pod's subject lan
       "--tls-key",
       tls.keyPath,
       "--ca-file",
-      tls.caCertPath,
+      `${dir}/ca.pem`,
       "--mapping-file",
       mappings,
       "--trust-pod-token-alone",
     ],
-    serverEnv(moto, world, issuer),
+    serverEnv(moto, world, issuer, { IRSA_CLUSTER_ISSUER: cluster.issuer }),
     tls.caCert,
   );
   try {
     const user = await issuer.userToken({ username: "jdoe", groups: ["irsa-iamrole-list-bucket"] });
-    const sa = await issuer.serviceAccountToken({ serviceAccount: `run-${RUN}` });
+    const sa = await podToken(RUN);
     const headers = {
       Authorization: `Bearer ${user}`,
       "X-Irsa-Workload-Token": sa,
@@ -111,7 +120,7 @@ Deno.test("jwt verifier, file store, workload-token proof: the pod's subject lan
       username: "asmith",
       groups: ["irsa-iamrole-list-bucket", "irsa-iamrole-read-bucket"],
     });
-    const otherSa = await issuer.serviceAccountToken({ serviceAccount: `run-${OTHER_RUN}` });
+    const otherSa = await podToken(OTHER_RUN);
     const json = await server.fetch("/map_iam_roles_to_pod_sa", {
       method: "POST",
       headers: {
@@ -146,6 +155,19 @@ Deno.test("jwt verifier, file store, workload-token proof: the pod's subject lan
     const evil = "https://evil.example/auth/realms/DominoRealm";
     const rejected: [string, Record<string, string>, string, number][] = [
       ["no token", { "X-Irsa-Workload-Token": sa }, "{}", 401],
+      [
+        // Shaped like the cluster's, but signed by a key the cluster never published.
+        "pod token of another issuer",
+        {
+          Authorization: `Bearer ${user}`,
+          "X-Irsa-Workload-Token": await issuer.serviceAccountToken({
+            serviceAccount: `run-${RUN}`,
+            issuer: cluster.issuer,
+          }),
+        },
+        "{}",
+        401,
+      ],
       [
         "expired",
         { Authorization: `Bearer ${await issuer.userToken({ ...claims, expiresIn: -60 })}` },

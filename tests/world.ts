@@ -89,6 +89,8 @@ export interface WorkspaceOptions {
   readonly runId: string;
   readonly username: string;
   readonly groups: string[];
+  /** The pod's projected token; by default the test issuer's (the demo runs without a cluster). */
+  readonly podToken?: string;
 }
 
 /**
@@ -101,7 +103,7 @@ export async function startWorkspace(
   o.platform.setAccessToken(await o.issuer.userToken({ username: o.username, groups: o.groups }));
   await Deno.writeTextFile(
     `${o.dir}/token`,
-    await o.issuer.serviceAccountToken({ serviceAccount: `run-${o.runId}` }),
+    o.podToken ?? await o.issuer.serviceAccountToken({ serviceAccount: `run-${o.runId}` }),
   );
   await Deno.writeTextFile(
     `${o.dir}/labels`,
@@ -119,17 +121,22 @@ export async function startWorkspace(
   return { sidecar: await startIrsaProcess("sidecar", [], env), configFile: env.AWS_CONFIG_FILE };
 }
 
-/** `irsa server` over HTTPS with the file store, as the e2e test and the demo run it. */
+/**
+ * `irsa server` over HTTPS with the file store, as the e2e test and the demo run it; pod tokens
+ * from `cluster`'s issuer (an API server of tests/fixtures/kube_apiserver.ts) when given, else
+ * from the test issuer's cluster realm.
+ */
 export function startFileStoreServer(
   moto: Moto,
   world: SeededWorld,
   issuer: OidcIssuer,
   tls: TestTls,
   mappingFile: string,
+  cluster?: { readonly issuer: string; readonly caCertPath: string },
 ): Promise<ServerProcess> {
   return startIrsaProcess(
     "server",
-    // No Kubernetes here: the pod's token alone proves the pod, as the admin opts in.
+    // No run lookup here: the pod's token alone proves the pod, as the admin opts in.
     [
       "--tls-cert",
       tls.certPath,
@@ -139,7 +146,12 @@ export function startFileStoreServer(
       mappingFile,
       "--trust-pod-token-alone",
     ],
-    serverEnv(moto, world, issuer),
+    serverEnv(
+      moto,
+      world,
+      issuer,
+      cluster ? { IRSA_CLUSTER_ISSUER: cluster.issuer, IRSA_CA_FILE: cluster.caCertPath } : {},
+    ),
     tls.caCert,
   );
 }

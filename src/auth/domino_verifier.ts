@@ -139,7 +139,20 @@ export function createDominoVerifier(opts: DominoVerifierOptions): DominoVerifie
 
   // One cache for both kinds, keyed by a hash (never the secret); an API key's hash is of its
   // header name and the key, so a key never shares an entry with an equal token.
-  const verify = async (credential: Credential, secret: string): Promise<Caller> => {
+  // Verifies of one credential while its hash is computed join the first one: the cache (below)
+  // can only be consulted once the hash is known. Held only while in flight.
+  const inflight = new Map<string, Promise<Caller>>();
+  const verify = (credential: Credential, secret: string): Promise<Caller> => {
+    const id = credential.cachePrefix + secret;
+    const joined = inflight.get(id);
+    if (joined) return joined;
+    const verified = lookup(credential, secret);
+    inflight.set(id, verified);
+    const leave = () => inflight.get(id) === verified && inflight.delete(id);
+    verified.then(leave, leave);
+    return verified;
+  };
+  const lookup = async (credential: Credential, secret: string): Promise<Caller> => {
     if (secret === "") throw new AppError("unauthorized", `${credential.what} is empty`);
     const key = await sha256Hex(credential.cachePrefix + secret);
     const now = clock();

@@ -43,7 +43,7 @@ export interface JwtVerifierOptions {
   readonly groupsClaim?: string;
   /** Dotted path of the admin marker; defaults to `realm_access.roles`. */
   readonly adminClaim?: string;
-  /** Value of the admin marker; defaults to `DominoAdmin`. */
+  /** Value of the admin marker (the claim, or a member of it when a list); defaults to `DominoAdmin`. */
   readonly adminValue?: string;
   /** PEM of a private CA that signs the issuer's certificate. */
   readonly caCert?: string;
@@ -262,7 +262,8 @@ function valueAt(payload: JWTPayload, path: readonly string[]): unknown {
   return value;
 }
 
+// Only the configured string marks an admin, or a list holding it: a boolean `true`, a number or
+// an object in the claim does not, whatever it seems to say.
 function isAdminValue(value: unknown, adminValue: string): boolean {
-  return value === true || value === adminValue ||
-    (Array.isArray(value) && value.includes(adminValue));
+  return value === adminValue || (Array.isArray(value) && value.includes(adminValue));
 }

@@ -83,19 +83,29 @@ Deno.test("a valid user token yields the caller with organizations and admin", a
   });
 });
 
-Deno.test("admin marker may be a string claim, a boolean, or a group", async () => {
+Deno.test("admin marker is the configured value, or a list holding it; a boolean or another type is not", async () => {
   await withIssuer(async (oidc) => {
     const byString = verifierFor(oidc, { adminClaim: "profile.role", adminValue: "admin" });
-    const stringToken = (role: string) =>
+    const stringToken = (role: unknown) =>
       oidc.userToken({ username: "jdoe", extraClaims: { profile: { role } } });
     assert.equal((await byString.verify(await stringToken("admin"))).isAdmin, true);
     assert.equal((await byString.verify(await stringToken("user"))).isAdmin, false);
+    assert.equal((await byString.verify(await stringToken(["user", "admin"]))).isAdmin, true);
 
-    const byBoolean = verifierFor(oidc, { adminClaim: "is_admin" });
+    // issue 10: `realm_access.roles: true` wrote mappings, whatever --jwt-admin-value said.
+    const byDefault = verifierFor(oidc, {});
+    for (const roles of [true, 1, { DominoAdmin: true }, "domino-admin", ["dominoadmin"], null]) {
+      const token = await oidc.userToken({
+        username: "mallory",
+        extraClaims: { realm_access: { roles } },
+      });
+      assert.equal((await byDefault.verify(token)).isAdmin, false, JSON.stringify(roles));
+    }
+    const byBoolean = verifierFor(oidc, { adminClaim: "is_admin", adminValue: "true" });
     const boolToken = (value: unknown) =>
       oidc.userToken({ username: "jdoe", extraClaims: { is_admin: value } });
-    assert.equal((await byBoolean.verify(await boolToken(true))).isAdmin, true);
-    assert.equal((await byBoolean.verify(await boolToken("true"))).isAdmin, false);
+    assert.equal((await byBoolean.verify(await boolToken(true))).isAdmin, false);
+    assert.equal((await byBoolean.verify(await boolToken("true"))).isAdmin, true);
 
     const byGroup = verifierFor(oidc, { adminClaim: "user_groups", adminValue: "admins" });
     const groupToken = await oidc.userToken({ username: "jdoe", groups: ["admins"] });

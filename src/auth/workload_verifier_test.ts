@@ -1,4 +1,5 @@
-// Tests of the service-account token verifier against the local OIDC issuer fixture's cluster realm.
+// Tests of the service-account token verifier against the local OIDC issuer fixture's cluster realm,
+// and against the real API server's issuer.
 
 import assert from "node:assert/strict";
 import { AppError } from "../errors.ts";
@@ -9,6 +10,7 @@ import {
   STS_AUDIENCE,
 } from "../../tests/fixtures/oidc_issuer.ts";
 import { makeTestTls } from "../../tests/fixtures/tls.ts";
+import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
 import {
   type ClusterWorkloadVerifier,
   createWorkloadVerifier,
@@ -218,5 +220,30 @@ Deno.test("discovery and keys are fetched over HTTPS through a private CA", asyn
     untrusting.close();
     await oidc.close();
     await tls.cleanup();
+  }
+});
+
+Deno.test("a pod token from the real API server's TokenRequest verifies against its own discovery and JWKS", async () => {
+  const cluster = await sharedKubeApiServer();
+  const compute = await cluster.createNamespace("compute");
+  await cluster.createPod(compute, { name: `${RUN_SA}-abcde`, serviceAccountName: RUN_SA });
+  const token = await cluster.tokenRequest(compute, RUN_SA, { pod: `${RUN_SA}-abcde` });
+  const verifier = createWorkloadVerifier({
+    issuer: cluster.issuer,
+    audience: STS_AUDIENCE,
+    caCert: cluster.caCert,
+    timeoutMs: 5_000,
+  });
+  try {
+    assert.deepEqual(await verifier.verify(token), {
+      serviceAccount: { namespace: compute, name: RUN_SA },
+      podName: `${RUN_SA}-abcde`,
+    });
+    assert.equal(await verifier.ready(), true);
+    // The API server's own token for another audience (its own) is not an IRSA token.
+    const apiToken = await cluster.tokenRequest(compute, RUN_SA, { audience: cluster.issuer });
+    await assert.rejects(verifier.verify(apiToken), { code: "unauthorized" });
+  } finally {
+    verifier.close();
   }
 });

@@ -12,7 +12,8 @@ export interface RoleArn {
   readonly name: string;
 }
 
-const PARTITIONS = [
+/** The AWS partitions a role ARN may name. */
+export const PARTITIONS: readonly string[] = [
   "aws",
   "aws-cn",
   "aws-us-gov",

@@ -103,8 +103,10 @@ export function subjectsOf(text: string, options: TrustPolicyOptions): string[] 
  * creating that statement (with its `aud` condition) when it is missing. Statements it does not
  * manage are left as they are; the `sub` condition is never removed (an empty list becomes `""`,
  * which matches no token). Throws `invalid_subject` for a subject not of the managed form,
- * `invalid_policy` for a policy it must not edit, and `policy_quota_exceeded`, before any write,
- * when the result would not fit the quota.
+ * `invalid_policy` for a policy it must not edit (a statement of the provider without a `sub`
+ * condition, or one that restricts `sub` with another operator, next to which it would append
+ * its own), and `policy_quota_exceeded`, before any write, when the result would not fit the
+ * quota.
  */
 export function editTrustPolicy(
   text: string,
@@ -163,6 +165,7 @@ export function editTrustPolicy(
     return JSON.stringify(copy);
   };
 
+  if (!found && added.length > 0) refuseNextToOtherOperator(statements, options, role);
   const subjects = [...kept, ...added];
   const document = render(subjects);
   if (document.length > options.quota && added.length > 0) {
@@ -258,6 +261,45 @@ function findManaged(
     if (!managed && subKey !== undefined) managed = { index, statement, operator, subKey };
   });
   return managed;
+}
+
+/**
+ * Throws `invalid_policy` when a statement of the provider restricts `sub` with an operator
+ * other than the format's: appending a statement of our operator next to it would widen a role
+ * that someone else keeps narrow (issue 10: a `StringLike` run subject next to the broker's own
+ * `StringEquals` one). A statement whose `sub` values are all `""` admits no token, so a
+ * statement appended next to it changes nobody else's access: that is the fresh proxy role of
+ * `deploy/aws/proxy-role-trust.json` (`StringLike`), used with `--subject-format exact`.
+ */
+function refuseNextToOtherOperator(
+  statements: JsonObject[],
+  options: TrustPolicyOptions,
+  role: string,
+): void {
+  const host = providerHost(options.providerArn);
+  const ours = operatorFor(options.format);
+  statements.forEach((statement, index) => {
+    const principal = statement.Principal;
+    const federated = isObject(principal) ? asList(principal.Federated) : [];
+    if (!federated.includes(options.providerArn)) return;
+    if (!asList(statement.Action).includes(WEB_IDENTITY)) return;
+    const condition = isObject(statement.Condition) ? statement.Condition : {};
+    for (const [operator, block] of Object.entries(condition)) {
+      if (operator === ours || !isObject(block)) continue;
+      const subKey = keyOf(block, `${host}:sub`);
+      if (subKey === undefined) continue;
+      if (asList(block[subKey]).every((value) => value === "")) continue;
+      throw new AppError(
+        "invalid_policy",
+        `Refusing to edit role ${
+          JSON.stringify(role)
+        }: its statement ${index} restricts "${subKey}" ` +
+          `with ${operator}, and irsa would add a ${ours} statement next to it, widening who may ` +
+          `assume the role; a proxy role irsa manages holds its subjects under ${ours} only`,
+        { role, statement: index, operator },
+      );
+    }
+  });
 }
 
 function readSubjects(

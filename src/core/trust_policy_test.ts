@@ -272,6 +272,67 @@ Deno.test("refuses documents that are not trust policies", () => {
   }
 });
 
+/** A web-identity statement of the provider that restricts sub with `operator` to `subjects`. */
+const webIdentity = (operator: string, subjects: string | string[]) => ({
+  Effect: "Allow",
+  Principal: { Federated: PROVIDER },
+  Action: "sts:AssumeRoleWithWebIdentity",
+  Condition: {
+    [operator]: { [`${HOST}:sub`]: subjects, [`${HOST}:aud`]: "sts.amazonaws.com" },
+  },
+});
+/** The server's own role as DESIGN sets it up: StringEquals on irsa's service account. */
+const SERVER_ROLE_POLICY = JSON.stringify({
+  Version: "2012-10-17",
+  Statement: [webIdentity("StringEquals", "system:serviceaccount:domino-field:irsa")],
+});
+
+Deno.test("never appends a statement next to one that restricts sub with another operator", () => {
+  // issue 10: a run start appended a StringLike run subject next to the broker's StringEquals one.
+  assertAppError(
+    () => editTrustPolicy(SERVER_ROLE_POLICY, { add: [RUN_A] }, OPTS, "irsa-service-role"),
+    "invalid_policy",
+    /^Refusing to edit role "irsa-service-role": its statement 0 restricts "oidc\.eks\.us-west-2\.amazonaws\.com\/id\/EXAMPLED539D4633E53DE1B71EXAMPLE:sub" with StringEquals, and irsa would add a StringLike statement next to it/,
+  );
+  // The other way round, with the exact format next to a live StringLike statement.
+  const wildcardRole = editTrustPolicy(FRESH, { add: [RUN_A] }, OPTS).document;
+  assertAppError(
+    () =>
+      editTrustPolicy(wildcardRole, { add: ["system:serviceaccount:domino-compute:jdoe"] }, EXACT),
+    "invalid_policy",
+    /restricts ".*:sub" with StringLike, and irsa would add a StringEquals statement/,
+  );
+  // Removing, or an edit with nothing to add, is harmless and answers "unchanged".
+  const removal = editTrustPolicy(SERVER_ROLE_POLICY, { remove: [RUN_A] }, OPTS);
+  assert.equal(removal.changed, false);
+  assert.deepEqual(subjectsOf(SERVER_ROLE_POLICY, OPTS), []);
+  // A role whose statement of our operator exists is edited there; nothing is appended.
+  const both = JSON.stringify({
+    Statement: [
+      webIdentity("StringEquals", "system:serviceaccount:domino-field:irsa"),
+      webIdentity("StringLike", ""),
+    ],
+  });
+  const edit = editTrustPolicy(both, { add: [RUN_A] }, OPTS);
+  assert.equal(JSON.parse(edit.document).Statement.length, 2);
+  assert.deepEqual(edit.subjects, [RUN_A]);
+});
+
+Deno.test('a placeholder of the other operator (sub "", admits no one) does not block the append', () => {
+  const placeholder = JSON.stringify({ Statement: [webIdentity("StringEquals", "")] });
+  const edit = editTrustPolicy(placeholder, { add: [RUN_A] }, OPTS);
+  assert.equal(JSON.parse(edit.document).Statement.length, 2);
+  assert.ok(admitsSa(edit.document, "domino-compute", "run-646d27b817c28b5ea4b5b0c1"));
+  assert.ok(!admitsSa(edit.document, "domino-compute", "run-646f604955daf764547c5b77"));
+  // A list holding only "" is a placeholder too; one real value is not.
+  const listed = JSON.stringify({ Statement: [webIdentity("StringEquals", ["", ""])] });
+  assert.equal(editTrustPolicy(listed, { add: [RUN_A] }, OPTS).changed, true);
+  const live = JSON.stringify({
+    Statement: [webIdentity("StringEquals", ["", "system:serviceaccount:a:b"])],
+  });
+  assertAppError(() => editTrustPolicy(live, { add: [RUN_A] }, OPTS), "invalid_policy");
+});
+
 // Property: after any sequence of batched adds and removes, the set of service accounts the
 // policy admits (judged by the independent evaluator) is exactly the intended set, never more.
 const NAMESPACES = ["domino-compute", "domino-other"];
@@ -290,7 +351,19 @@ for (const format of ["wildcard", "exact"] as SubjectFormat[]) {
       add: fc.array(sa, { maxLength: 4 }),
       remove: fc.array(sa, { maxLength: 4 }),
     });
-    const start = fc.constantFrom(FRESH, JSON.stringify({ Version: "2012-10-17", Statement: [] }));
+    // Someone else's role (the server's own, in issue 10): its sub is restricted with the other
+    // operator, so every add is refused and it keeps admitting exactly its own service account.
+    const other = format === "wildcard" ? "StringEquals" : "StringLike";
+    const otherSa = format === "wildcard"
+      ? "system:serviceaccount:domino-field:irsa"
+      : "*:domino-field:irsa";
+    const guarded = JSON.stringify({ Statement: [webIdentity(other, otherSa)] });
+    const start = fc.constantFrom(
+      FRESH,
+      JSON.stringify({ Version: "2012-10-17", Statement: [] }),
+      JSON.stringify({ Statement: [webIdentity(other, "")] }),
+      guarded,
+    );
     fc.assert(
       fc.property(start, fc.array(op, { maxLength: 25 }), (initial, ops) => {
         let doc = initial;
@@ -298,9 +371,16 @@ for (const format of ["wildcard", "exact"] as SubjectFormat[]) {
         for (const { add, remove } of ops) {
           const adds = add.map((s) => subjectFor(format, s));
           const removes = remove.map((s) => subjectFor(format, s)).filter((s) => !adds.includes(s));
-          doc = editTrustPolicy(doc, { add: adds, remove: removes }, options).document;
-          removes.forEach((s) => intended.delete(s));
-          adds.forEach((s) => intended.add(s));
+          try {
+            doc = editTrustPolicy(doc, { add: adds, remove: removes }, options).document;
+            removes.forEach((s) => intended.delete(s));
+            adds.forEach((s) => intended.add(s));
+          } catch (e) {
+            const refused = e instanceof AppError && e.code === "invalid_policy";
+            if (!refused || initial !== guarded || adds.length === 0) throw e;
+          }
+          if (initial === guarded && doc !== initial) return false;
+          if (admitsSa(doc, "domino-field", "irsa") !== (initial === guarded)) return false;
           for (const namespace of NAMESPACES) {
             for (const name of PROBES) {
               // Probes include names no service account can have, so build the string directly.

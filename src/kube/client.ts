@@ -7,7 +7,9 @@ import { AppError, type ErrorCode } from "../errors.ts";
 export interface ConfigMapSnapshot {
   readonly data: Readonly<Record<string, string>>;
   readonly resourceVersion: string;
+  /** Kept so that a replace sends them back: a PUT without them would delete them. */
   readonly labels?: Readonly<Record<string, string>>;
+  /** Kept likewise; Helm's ownership and `helm.sh/resource-policy: keep` live here. */
   readonly annotations?: Readonly<Record<string, string>>;
 }
 
@@ -339,7 +341,7 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
     name: string,
     data: Readonly<Record<string, string>>,
     resourceVersion?: string,
-    metadata: Pick<ConfigMapSnapshot, "labels" | "annotations"> = {},
+    kept: Pick<ConfigMapSnapshot, "labels" | "annotations"> = {},
   ) => ({
     apiVersion: "v1",
     kind: "ConfigMap",
@@ -347,8 +349,8 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
       name,
       namespace,
       ...(resourceVersion === undefined ? {} : { resourceVersion }),
-      ...(metadata.labels ? { labels: metadata.labels } : {}),
-      ...(metadata.annotations ? { annotations: metadata.annotations } : {}),
+      ...(kept.labels ? { labels: kept.labels } : {}),
+      ...(kept.annotations ? { annotations: kept.annotations } : {}),
     },
     data,
   });

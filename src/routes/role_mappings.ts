@@ -10,8 +10,10 @@ import {
   OrganizationName,
   RolePairWire,
   toWire,
+  updatesTrustPolicy,
 } from "../core/mapping.ts";
 import type { RolePair } from "../core/role_chain.ts";
+import { AppError } from "../errors.ts";
 import { jsonBody } from "../http.ts";
 import { mappingRevocations } from "../core/grants.ts";
 import { revoke } from "../revocation.ts";
@@ -76,6 +78,37 @@ export const DeletedMappingAnswer = v.union([
     message: v.string(),
   }),
 ]);
+
+/**
+ * Refuses, with 400 naming the field and the rule, a pair that would have irsa edit a proxy role
+ * outside the editable set. A pair that says `update_iam_role_trust_policy: false` is not
+ * checked: irsa never reads or writes its proxy role (the admin keeps it, possibly in another
+ * account, as the current service allowed), and a role named by such a pair is unmanaged for
+ * every pair. The asset role is never edited, so it is never checked.
+ */
+function checkEditable(
+  editable: ServerDeps["editable"],
+  pair: RolePairWire,
+  field: string,
+): void {
+  if (editable === undefined || !updatesTrustPolicy(pair.update_iam_role_trust_policy)) return;
+  const named: [string, string][] = [
+    [`${field}proxy_iam_role_arn`, pair.proxy_iam_role_arn],
+    ...(pair.proxy_iam_role_arns ?? []).map((arn, i): [string, string] => [
+      `${field}proxy_iam_role_arns[${i}]`,
+      arn,
+    ]),
+  ];
+  for (const [name, arn] of named) {
+    const reason = editable(arn);
+    if (reason !== undefined) {
+      throw new AppError("role_not_editable", `Invalid field "${name}": ${reason}`, {
+        field: name,
+        role: arn,
+      });
+    }
+  }
+}
 
 // The current service's answer: organization to the list of its pairs, each as it was stored.
 function byOrganization(mappings: Mappings) {
@@ -148,10 +181,15 @@ export function registerRoleMappingRoutes(app: Hono<AuthEnv>, deps: ServerDeps):
     access: "admin",
     body: UpdateRoleMappingBody,
     responses: { 200: { description: "Updated", json: UpdatedMappingAnswer } },
-    errors: { 409: "The store kept changing", 502: "The store answered badly" },
+    errors: {
+      400: "Bad body, or a proxy role irsa may not edit",
+      409: "The store kept changing",
+      502: "The store answered badly",
+    },
   });
   app.post("/update_role_mapping", admin, async (c) => {
     const body = await jsonBody(c, UpdateRoleMappingBody);
+    checkEditable(deps.editable, body, "");
     return c.json(
       await putMapping(c.get("caller").username, c.get("requestId"), body.domino_org, [
         fromWire(body),
@@ -166,10 +204,15 @@ export function registerRoleMappingRoutes(app: Hono<AuthEnv>, deps: ServerDeps):
     access: "admin",
     body: UpdateMultiRoleMappingBody,
     responses: { 200: { description: "Updated", json: UpdatedMappingAnswer } },
-    errors: { 409: "The store kept changing", 502: "The store answered badly" },
+    errors: {
+      400: "Bad body, or a proxy role irsa may not edit",
+      409: "The store kept changing",
+      502: "The store answered badly",
+    },
   });
   app.post("/update_multirole_mapping", admin, async (c) => {
     const body = await jsonBody(c, UpdateMultiRoleMappingBody);
+    body.role_data.forEach((pair, i) => checkEditable(deps.editable, pair, `role_data[${i}].`));
     return c.json(
       await putMapping(
         c.get("caller").username,

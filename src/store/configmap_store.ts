@@ -76,7 +76,7 @@ export function configMapWriter(
     if (next === undefined) return "done";
     try {
       if (current === undefined) await kube.createConfigMap(namespace, name, next);
-      // The labels and annotations read go back: Helm's ownership and keep policy are there.
+      // The labels and annotations go back as read: Helm's keep policy is one of them.
       else await kube.replaceConfigMap(namespace, name, next, current.resourceVersion, current);
       return "done";
     } catch (error) {

@@ -130,6 +130,7 @@ Deno.test("configmap store: its key check agrees with the API server's, which re
     const store = k.store();
     for (const key of ["..", ".", "..x", "a/b", "not a key", "x".repeat(254)]) {
       await assert.rejects(store.put(key, [LIST]), { code: "bad_request" }, key);
+      assert.deepEqual(k.proxy.requests, [], `${key}: refused before any request`);
       const answer = await k.cluster.request("POST", `/api/v1/namespaces/${k.ns}/configmaps`, {
         metadata: { name: `probe-${k.proxy.requests.length}` },
         data: { [key]: "x" },
@@ -375,6 +376,22 @@ Deno.test("configmap store: a 500 or a 403 surfaces as an AppError and is not re
     // A failed write does not wedge the store's lock.
     await store.put("org", [LIST]);
     assert.deepEqual((await store.read()).mappings, new Map([["org", [LIST]]]));
+  });
+});
+
+Deno.test("configmap store: a write keeps the ConfigMap's labels and annotations (Helm's keep policy)", async () => {
+  await withKube(async (k) => {
+    const metadata = {
+      name: NAME,
+      labels: { "app.kubernetes.io/managed-by": "Helm" },
+      annotations: { "helm.sh/resource-policy": "keep", "meta.helm.sh/release-name": "irsa" },
+    };
+    await k.cluster.must("POST", `/api/v1/namespaces/${k.ns}/configmaps`, { metadata, data: {} });
+    await k.store().put("org", [LIST]);
+    assert.equal(await k.store().remove("org"), true);
+    const cm = await k.cluster.must("GET", `/api/v1/namespaces/${k.ns}/configmaps/${NAME}`);
+    assert.deepEqual(cm.metadata.labels, metadata.labels);
+    assert.deepEqual(cm.metadata.annotations, metadata.annotations);
   });
 });
 
