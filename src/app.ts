@@ -25,6 +25,7 @@ export function createApp(deps: ServerDeps): Hono<AuthEnv> {
       (performance.now() - started) / 1000,
     );
   });
+  app.use(refuseOtherMethods(deps.api));
   app.use(limitBody());
   registerOperationRoutes(app, deps);
   registerPodRoleRoutes(app, deps);
@@ -32,7 +33,7 @@ export function createApp(deps: ServerDeps): Hono<AuthEnv> {
   registerCapacityRoutes(app, deps);
   registerServiceAccountRoutes(app, deps);
   registerAdminRoutes(app, deps);
-  // Last: it answers 405 on every described path for the methods registered above it did not take.
-  refuseOtherMethods(app, deps.api);
+  // Built once here so that a description the document cannot express stops the start, not a GET.
+  deps.api.document();
   return app;
 }

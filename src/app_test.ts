@@ -13,7 +13,7 @@ import { createFileStore } from "./store/file_store.ts";
 import { createFileGrantStore } from "./store/grant_store.ts";
 import { createTrustEditor } from "./trust_editor.ts";
 import { FakeIamRoles } from "../tests/fakes/iam_roles.ts";
-import { Conformance } from "../tests/openapi_conformance.ts";
+import { Conformance, KEYWORDS } from "../tests/openapi_conformance.ts";
 import { startOidcIssuer } from "../tests/fixtures/oidc_issuer.ts";
 import { sharedKubeApiServer } from "../tests/fixtures/kube_apiserver.ts";
 
@@ -153,10 +153,17 @@ async function world(
         ? opts.body
         : JSON.stringify(opts.body),
     });
-    await conformance.checkResponse(method, path, res);
+    await conformance.checkResponse(
+      method,
+      path,
+      res,
+      typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body),
+    );
     return res;
   };
   return {
+    app,
+    conformance,
     issuer,
     iam,
     metrics,
@@ -547,6 +554,131 @@ Deno.test("openapi.json describes every route with the schemas that validate the
   assert.equal(update.properties.iam_role_arn.pattern, ROLE_ARN_PATTERN);
   assert.equal(update.properties.iam_role_arn.maxLength, ROLE_ARN_MAX_LENGTH);
   assert.equal(update.properties.domino_org.pattern, "^[-._a-zA-Z0-9]{1,253}$");
+});
+
+Deno.test("unknown methods on known paths answer 405 with Allow, before any token; unknown paths 404", async () => {
+  await using w = await world();
+  for (
+    const [method, path, allow] of [
+      ["PUT", "/capacity", "GET, HEAD"],
+      ["POST", "/healthz", "GET, HEAD"],
+      ["OPTIONS", "/openapi.json", "GET, HEAD"],
+      ["GET", "/map_iam_roles_to_pod_sa", "DELETE, POST"],
+      ["PATCH", "/service_account", "DELETE, POST"],
+      ["DELETE", "/update_role_mapping", "POST"],
+    ]
+  ) {
+    const res = await w.call(method, path);
+    assert.equal(res.status, 405, `${method} ${path}`);
+    assert.equal(res.headers.get("allow"), allow);
+    const body = await res.json();
+    assert.equal(body.code, "method_not_allowed");
+    assert.match(body.message, new RegExp(`^Method ${method} is not allowed on ${path}`));
+  }
+  // The method is refused before the body is read or a token checked.
+  const big = await w.call("PUT", "/update_role_mapping", { body: "x".repeat(70_000) });
+  assert.equal(big.status, 405);
+  await big.body?.cancel();
+  assert.equal((await w.call("HEAD", "/healthz")).status, 200);
+  const unknown = await w.call("PATCH", "/nothing-here");
+  assert.equal(unknown.status, 404);
+  assert.equal((await unknown.json()).code, "not_found");
+});
+
+Deno.test("every route the app answers is described, and every description is answered", async () => {
+  await using w = await world();
+  const doc = await (await w.call("GET", "/openapi.json")).json();
+  const described = Object.entries(doc.paths).flatMap(([path, ops]) =>
+    Object.keys(ops as object).map((m) => `${m.toUpperCase()} ${path}`)
+  ).sort();
+  const routed = [
+    ...new Set(
+      w.app.routes.filter((r) => r.method !== "ALL").map((r) => `${r.method} ${r.path}`),
+    ),
+  ].sort();
+  assert.deepEqual(routed, described);
+});
+
+Deno.test("the conformance check knows every keyword of the document's schemas", async () => {
+  await using w = await world();
+  const doc = await (await w.call("GET", "/openapi.json")).json();
+  const used = new Set<string>();
+  const walk = (schema: Record<string, unknown>) => {
+    for (const [keyword, rule] of Object.entries(schema)) {
+      used.add(keyword);
+      if (keyword === "properties") Object.values(rule as object).forEach(walk);
+      else if (keyword === "anyOf") (rule as Record<string, unknown>[]).forEach(walk);
+      else if (typeof rule === "object" && rule !== null && keyword !== "enum") {
+        if (!Array.isArray(rule)) walk(rule as Record<string, unknown>);
+      }
+    }
+  };
+  const schemas: Record<string, unknown>[] = [...Object.values(doc.components.schemas)] as never;
+  JSON.stringify(doc.paths, (key, value) => {
+    if (key === "schema") schemas.push(value);
+    return value;
+  });
+  schemas.forEach(walk);
+  assert.deepEqual([...used].filter((k) => !KEYWORDS.has(k)), []);
+  for (const k of ["pattern", "maxLength", "minItems", "additionalProperties", "not", "anyOf"]) {
+    assert.ok(used.has(k), k);
+  }
+});
+
+Deno.test("the conformance check refuses answers the document does not describe", async () => {
+  await using w = await world();
+  const json = new Headers({ "Content-Type": "application/json" });
+  const ok = { method: "GET", path: "/healthz", status: 200, headers: json };
+  w.conformance.check({ ...ok, body: '{"status":"Healthy"}' });
+  const refused: [string, Parameters<typeof w.conformance.check>[0]][] = [
+    ["unexpected property", { ...ok, body: '{"status":"Healthy","extra":1}' }],
+    ["expected", { ...ok, body: '{"status":"Sick"}' }],
+    ["status not described", { ...ok, status: 201, body: '{"status":"Healthy"}' }],
+    ["media type text/html", {
+      ...ok,
+      headers: new Headers({ "Content-Type": "text/html" }),
+      body: "",
+    }],
+    ["must answer 405", { ...ok, method: "PUT", body: "{}" }],
+    ["not in the document", { ...ok, path: "/nope", body: "{}" }],
+    [
+      "header WWW-Authenticate",
+      {
+        method: "GET",
+        path: "/capacity",
+        status: 401,
+        headers: json,
+        body: '{"code":"unauthorized","message":"m","request_id":"r"}',
+      },
+    ],
+    [
+      '"forbidden" is not one of',
+      {
+        method: "GET",
+        path: "/capacity",
+        status: 401,
+        headers: new Headers({ "Content-Type": "application/json", "WWW-Authenticate": "Bearer" }),
+        body: '{"code":"forbidden","message":"m","request_id":"r"}',
+      },
+    ],
+    [
+      "does not match",
+      {
+        method: "POST",
+        path: "/map_iam_roles_to_pod_sa",
+        status: 200,
+        headers: new Headers({ "Content-Type": "text/plain; charset=UTF-8" }),
+        body: "[profile a]\nrole_arn=x\n",
+      },
+    ],
+  ];
+  for (const [why, answer] of refused) {
+    assert.throws(
+      () => w.conformance.check(answer),
+      new RegExp(why.replace(/[[\]]/g, "\\$&")),
+      why,
+    );
+  }
 });
 
 Deno.test("metrics carry the current service's names, latency histograms and IAM counters", async () => {

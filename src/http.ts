@@ -230,26 +230,24 @@ export function jsonSchemaOf(schema: v.GenericSchema): Record<string, unknown> {
   const { $schema: _, ...json } = toJsonSchema(schema, {
     target: "draft-2020-12",
     errorMode: "throw",
+    // What a client sends: a pipe is described up to its first transformation.
+    typeMode: "input",
     ignoreActions: ["check"],
   }) as Record<string, unknown>;
   return json;
 }
 
-// Walks a schema's pipes: a check without metadata after it is a rule the document would not show.
+// The actions of a schema's pipe with those of the pipes it wraps, in order, as the converter sees them.
+function flatPipe(schema: unknown): { kind: string; type: string }[] {
+  const pipe = (schema as { pipe?: unknown[] }).pipe;
+  if (!pipe) return [];
+  return [...flatPipe(pipe[0]), ...(pipe.slice(1) as { kind: string; type: string }[])];
+}
+
+// Walks a schema: a check without metadata after it is a rule the document would not show.
 function assertChecksDescribed(schema: unknown, where = "schema"): void {
-  const s = schema as {
-    type?: string;
-    pipe?: { kind: string; type: string }[];
-    entries?: Record<string, unknown>;
-    item?: unknown;
-    options?: unknown[];
-    wrapped?: unknown;
-    rest?: unknown;
-    key?: unknown;
-    value?: unknown;
-  };
-  if (typeof s !== "object" || s === null) return;
-  const pipe = s.pipe ?? [];
+  if (typeof schema !== "object" || schema === null) return;
+  const pipe = flatPipe(schema);
   pipe.forEach((item, i) => {
     if (item.type === "check" && !pipe.slice(i + 1).some((later) => later.type === "metadata")) {
       throw new Error(
@@ -257,19 +255,22 @@ function assertChecksDescribed(schema: unknown, where = "schema"): void {
       );
     }
   });
-  const nested = [
-    pipe[0] !== schema ? pipe[0] : undefined,
-    ...Object.entries(s.entries ?? {}).map(([k, e]) => [e, `${where}.${k}`] as const),
-    s.item,
-    ...(Array.isArray(s.options) ? s.options : []),
-    s.wrapped,
-    s.rest,
-    s.key,
-    s.value,
-  ];
-  for (const n of nested) {
-    if (Array.isArray(n)) assertChecksDescribed(n[0], n[1]);
-    else if (n !== undefined && n !== schema) assertChecksDescribed(n, where);
+  // A piped schema carries its root's fields, so its entries, items and options are its own.
+  const s = schema as {
+    entries?: Record<string, unknown>;
+    item?: unknown;
+    options?: unknown;
+    wrapped?: unknown;
+    rest?: unknown;
+    key?: unknown;
+    value?: unknown;
+  };
+  for (const [key, entry] of Object.entries(s.entries ?? {})) {
+    assertChecksDescribed(entry, `${where}.${key}`);
+  }
+  const options = Array.isArray(s.options) ? s.options : [];
+  for (const n of [s.item, ...options, s.wrapped, s.rest, s.key, s.value]) {
+    assertChecksDescribed(n, where);
   }
 }
 
@@ -305,7 +306,15 @@ export class ApiDescription {
             : {}),
         },
       }]);
-      const errors = Object.entries({ ...impliedErrors(r), ...r.errors }).map((
+      const both = Object.keys(r.errors ?? {}).filter((status) => status in r.responses);
+      if (both.length > 0) {
+        throw new Error(`${r.method} ${r.path}: status ${both} is both an answer and an error`);
+      }
+      // An answer of its own (the 503 of /readyz) replaces an implied error of the same status.
+      const implied = Object.entries(impliedErrors(r)).filter(([status]) =>
+        !(status in r.responses)
+      );
+      const errors = [...implied, ...Object.entries(r.errors ?? {})].map((
         [status, description],
       ) => {
         errorStatuses.add(Number(status));
@@ -391,18 +400,20 @@ function headersOf(headers: Readonly<Record<string, string>>) {
 }
 
 /**
- * Answers 405 with `Allow` on every described path for the methods it does not describe; call
- * it after every route registered.
+ * Answers 405 with `Allow` when a described path is asked a method it does not describe, before
+ * the body limit and any token check. It reads the description at each request, so routes may be
+ * described after it is installed.
  */
-export function refuseOtherMethods<E extends ServerEnv>(app: Hono<E>, api: ApiDescription): void {
-  for (const path of new Set(api.routes.map((r) => r.path))) {
-    const allow = allowedMethods(api.routes, path).join(", ");
-    app.all(path, (c) => {
-      c.header("Allow", allow);
+export function refuseOtherMethods(api: ApiDescription) {
+  return async function allowedMethod(c: Context<ServerEnv>, next: () => Promise<void>) {
+    const allow = allowedMethods(api.routes, c.req.path);
+    if (allow.length > 0 && !allow.includes(c.req.method)) {
+      c.header("Allow", allow.join(", "));
       throw new AppError(
         "method_not_allowed",
-        `Method ${c.req.method} is not allowed on ${path}: it answers ${allow}`,
+        `Method ${c.req.method} is not allowed on ${c.req.path}: it answers ${allow.join(", ")}`,
       );
-    });
-  }
+    }
+    await next();
+  };
 }

@@ -9,7 +9,10 @@ type Document = {
   paths: Record<string, Record<string, Operation>>;
   components: { schemas: Record<string, Schema>; responses: Record<string, ResponseDoc> };
 };
-type Operation = { responses: Record<string, ResponseDoc> };
+type Operation = {
+  responses: Record<string, ResponseDoc>;
+  requestBody?: { content: Record<string, { schema: Schema }> };
+};
 type ResponseDoc = {
   description: string;
   headers?: Record<string, unknown>;
@@ -24,6 +27,8 @@ export interface Answer {
   readonly status: number;
   readonly headers: Headers;
   readonly body: string;
+  /** The request's body, when it had one: a body the server took must be one the document allows. */
+  readonly requestBody?: string;
 }
 
 /** Checks answers against one OpenAPI document. */
@@ -37,9 +42,21 @@ export class Conformance {
   }
 
   /** Reads a clone of the response and checks it; the response itself stays unread. */
-  async checkResponse(method: string, path: string, res: Response): Promise<void> {
+  async checkResponse(
+    method: string,
+    path: string,
+    res: Response,
+    requestBody?: BodyInit | null,
+  ): Promise<void> {
     const body = await res.clone().text();
-    this.check({ method, path, status: res.status, headers: res.headers, body });
+    this.check({
+      method,
+      path,
+      status: res.status,
+      headers: res.headers,
+      body,
+      ...(typeof requestBody === "string" ? { requestBody } : {}),
+    });
   }
 
   /** Throws naming the first way the answer differs from the document. */
@@ -66,6 +83,17 @@ export class Conformance {
         }
         response = this.doc.components.responses.MethodNotAllowed;
       } else {
+        const accepted = op.requestBody?.content["application/json"]?.schema;
+        if (accepted && a.status < 300 && a.requestBody !== undefined) {
+          const problems = validate(accepted, JSON.parse(a.requestBody), this.doc);
+          if (problems.length > 0) {
+            throw new Error(
+              `${where}: the server took a body its document refuses:\n  ${
+                problems.join("\n  ")
+              }\nbody: ${a.requestBody.slice(0, 500)}`,
+            );
+          }
+        }
         response = op.responses[String(a.status)];
         if (!response) {
           throw new Error(
@@ -111,7 +139,36 @@ export class Conformance {
 }
 
 // Keywords that only annotate; everything else must be understood or validation refuses.
-const ANNOTATIONS = new Set(["description", "title", "examples", "$schema"]);
+const ANNOTATIONS = new Set(["description", "title", "examples", "default", "$schema"]);
+
+/** Every keyword {@link validate} knows, annotations included. */
+export const KEYWORDS: ReadonlySet<string> = new Set([
+  ...ANNOTATIONS,
+  ...[
+    "$ref",
+    "type",
+    "const",
+    "enum",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "items",
+    "required",
+    "properties",
+    "additionalProperties",
+    "propertyNames",
+    "anyOf",
+    "not",
+  ],
+]);
 
 const typeOf = (value: unknown): string =>
   value === null
@@ -175,6 +232,24 @@ export function validate(schema: Schema, value: unknown, doc: Document, at = "$"
         if (typeof value === "number") {
           if (keyword === "minimum" ? value < (rule as number) : value > (rule as number)) {
             fail(`${value} breaks ${keyword} ${rule}`);
+          }
+        }
+        break;
+      case "exclusiveMinimum":
+      case "exclusiveMaximum":
+        if (typeof value === "number") {
+          const limit = rule as number;
+          if (keyword === "exclusiveMinimum" ? value <= limit : value >= limit) {
+            fail(`${value} breaks ${keyword} ${rule}`);
+          }
+        }
+        break;
+      case "minProperties":
+      case "maxProperties":
+        if (typeOf(value) === "object") {
+          const n = Object.keys(value as object).length;
+          if (keyword === "minProperties" ? n < (rule as number) : n > (rule as number)) {
+            fail(`${n} properties break ${keyword} ${rule}`);
           }
         }
         break;

@@ -1,5 +1,7 @@
 /** Starts `irsa server` and `irsa sidecar` as subprocesses, the way users start them, and talks to them. */
 
+import { Conformance } from "./openapi_conformance.ts";
+
 const MAIN = decodeURIComponent(new URL("../main.ts", import.meta.url).pathname);
 /** The permissions `deno task compile` grants the binary; the subprocess gets the same. */
 export const RUN_PERMISSIONS = [
@@ -15,7 +17,10 @@ export interface ServerProcess {
   readonly url: string;
   /** Every log line so far (JSON lines on standard error). */
   readonly logs: string[];
-  /** fetch against the server, trusting its CA. */
+  /**
+   * fetch against the server, trusting its CA. A server's answers are each checked against its own
+   * `/openapi.json` (fetched once, at start): an answer the document does not describe throws.
+   */
   fetch(path: string, init?: RequestInit): Promise<Response>;
   /** Sends the signal (SIGTERM by default), then waits; returns the exit code. Idempotent. */
   stop(signal?: Deno.Signal): Promise<number>;
@@ -45,13 +50,20 @@ export async function runMain(args: string[], env: Record<string, string> = {}) 
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
+/** How a started process is talked to. */
+export interface ProcessOptions {
+  /** Check a server's answers against its `/openapi.json` (default); the benchmark times without. */
+  readonly checkAnswers?: boolean;
+}
+
 /** Starts the server with these flags and environment; resolves once it listens. */
 export function startServerProcess(
   args: string[],
   env: Record<string, string>,
   caCert?: string,
+  options: ProcessOptions = {},
 ): Promise<ServerProcess> {
-  return startIrsaProcess("server", args, env, caCert);
+  return startIrsaProcess("server", args, env, caCert, options);
 }
 
 /** Starts `irsa <mode>` on a free loopback port; resolves once it listens. */
@@ -60,6 +72,7 @@ export async function startIrsaProcess(
   args: string[],
   env: Record<string, string>,
   caCert?: string,
+  options: ProcessOptions = {},
 ): Promise<ServerProcess> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -115,10 +128,29 @@ export async function startIrsaProcess(
   }
   const client = caCert ? Deno.createHttpClient({ caCerts: [caCert] }) : undefined;
   let stopped: Promise<number> | undefined;
+  const get = (path: string, init: RequestInit = {}) =>
+    fetch(`${url}${path}`, { ...init, ...(client ? { client } : {}) });
+  // Fetched now, not at the first answer, so that timed tests do not wait for it.
+  let conformance: Conformance | undefined;
+  try {
+    if (mode === "server" && options.checkAnswers !== false) {
+      conformance = new Conformance(await (await get("/openapi.json")).json());
+    }
+  } catch (e) {
+    child.kill("SIGKILL");
+    await child.status;
+    await reader;
+    client?.close();
+    throw e;
+  }
   return {
     url,
     logs,
-    fetch: (path, init = {}) => fetch(`${url}${path}`, { ...init, ...(client ? { client } : {}) }),
+    async fetch(path, init = {}) {
+      const res = await get(path, init);
+      await conformance?.checkResponse(init.method ?? "GET", path, res, init.body);
+      return res;
+    },
     // Idempotent: a test that stops a process early may still dispose of it at the end.
     stop(signal: Deno.Signal = "SIGTERM") {
       return stopped ??= (async () => {

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { loadSharedConfigFiles } from "@smithy/shared-ini-file-loader";
 import { AppError } from "../errors.ts";
-import { mergeConfig, renderProfiles, sectionName } from "./aws_config.ts";
+import { mergeConfig, PROFILES_PATTERN, renderProfiles, sectionName } from "./aws_config.ts";
 import { type Profile, profilesFor, type RolePair, roleSessionName } from "./role_chain.ts";
 
 const TOKEN = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
@@ -206,4 +207,29 @@ Deno.test("section names follow the SDK reader's rules", () => {
   assert.equal(sectionName("[default]"), "default");
   assert.equal(sectionName("role_arn = [x]"), undefined);
   assert.equal(sectionName("# [profile x]"), undefined);
+});
+
+Deno.test("the published pattern of the config file matches whatever profiles are rendered", () => {
+  const pattern = new RegExp(PROFILES_PATTERN, "u");
+  const roleName = fc.stringMatching(/^[\w+=,.@-]{1,64}$/);
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(roleName, fc.boolean()), { maxLength: 6 }),
+      fc.option(fc.constantFrom("us-west-2", "eu-central-1"), { nil: undefined }),
+      (roles, region) => {
+        const text = renderProfiles(
+          all(
+            roles.map(([name, chained]) =>
+              pair(name, "222222222222", chained ? "1".repeat(12) : null)
+            ),
+            {
+              region,
+            },
+          ),
+        );
+        assert.ok(pattern.test(text), text);
+      },
+    ),
+  );
+  assert.ok(!pattern.test("[profile a]\nrole_arn=x\n"));
 });

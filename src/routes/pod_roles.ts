@@ -63,7 +63,11 @@ const roleOutcome = <S extends string>(statuses: readonly S[], fields: v.ObjectE
 /** The JSON answer of POST /map_iam_roles_to_pod_sa (with `Accept: application/json`). */
 export const MappedAnswer = v.strictObject({
   run_id: v.nullable(v.string()),
-  service_account: v.pipe(v.string(), v.description("<namespace>:<name>")),
+  service_account: v.pipe(
+    v.string(),
+    v.regex(/^[^:\s]+:[^:\s]+$/),
+    v.description("<namespace>:<name>"),
+  ),
   subject: v.pipe(v.string(), v.description("The subject put in the trust policies")),
   proof: v.picklist(["workload-token", "run-lookup"]),
   roles: v.array(roleOutcome(["added", "present", "unmanaged"], {
