@@ -2,10 +2,13 @@
  * `deno task bench`: N simultaneous workspace starts over M shared proxy roles, against moto behind
  * the fault proxy set to IAM-like latencies, with 1 and with 3 server replicas; then the same
  * workload by the current service's per-request algorithm (for each request and role: read, edit,
- * write, under one lock) against the same moto, and the floor (one read and one write per role).
- * Prints a table and writes JSON. A benchmark, not a test: it asserts nothing but reports losses.
+ * write; no lock, as its replicas run) with 1, 5 and 16 concurrent workers, reporting the subjects
+ * it loses; and the floor, measured: one read and one write per role, roles in parallel, through
+ * the same proxy. Prints a table and the ratios, and writes both as JSON. A benchmark, not a test:
+ * it asserts nothing, and exits 1 only when irsa loses a subject.
  *
- * Flags: --starts 500 --roles 3 --replicas 1,3 --read-ms 60 --write-ms 150 --baseline true --out dist/bench.json
+ * Flags: --starts 500 --roles 3 --replicas 1,3 --repeat 3 --workers 1,5,16 --read-ms 60
+ *        --write-ms 150 --baseline true --out dist/bench.json
  */
 import {
   CreateRoleCommand,
@@ -14,8 +17,9 @@ import {
 } from "@aws-sdk/client-iam";
 import { createIamClient } from "../src/aws/iam.ts";
 import { editTrustPolicy } from "../src/core/trust_policy.ts";
-import { startKubeApiServer } from "../tests/fixtures/kube_apiserver.ts";
+import type { IAMClient } from "@aws-sdk/client-iam";
 import { startFaultProxy } from "../tests/fault_proxy.ts";
+import { startKubeApiServer } from "../tests/fixtures/kube_apiserver.ts";
 import {
   EXAMPLE,
   freshProxyTrustPolicy,
@@ -34,6 +38,8 @@ const flag = (name: string, fallback: string) => {
 const N = Number(flag("starts", "500"));
 const M = Number(flag("roles", "3"));
 const REPLICAS = flag("replicas", "1,3").split(",").map(Number);
+const WORKERS = flag("workers", "1,5,16").split(",").map(Number);
+const REPEAT = Number(flag("repeat", "3"));
 const READ_MS = Number(flag("read-ms", "60"));
 const WRITE_MS = Number(flag("write-ms", "150"));
 const BASELINE = flag("baseline", "true") === "true";
@@ -43,6 +49,8 @@ const QUOTA = 1_000_000; // moto does not enforce the quota; pools are not what 
 interface Row {
   algorithm: string;
   replicas: number | null;
+  /** Concurrent requests of the per-request algorithm; null for the others. */
+  workers: number | null;
   wall_ms: number;
   p50_ms: number;
   p99_ms: number;
@@ -50,6 +58,9 @@ interface Row {
   iam_writes: number;
   failed_requests: number;
   subjects_lost: number;
+  /** irsa rows: wall time and IAM writes of every repeat (the row is the median one's). */
+  runs_wall_ms?: number[];
+  runs_iam_writes?: number[];
 }
 
 const pct = (xs: number[], p: number) => {
@@ -57,35 +68,47 @@ const pct = (xs: number[], p: number) => {
   return s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] : 0;
 };
 
+/**
+ * The one Kubernetes API the replicas share (the role Leases, the run lookup, the grant record): a
+ * real etcd and kube-apiserver (tests/fixtures/kube_apiserver.ts, ~5 s to start), in processes of
+ * their own, so that their work does not slow the client's burst. The only place the bench knows
+ * which API that is.
+ */
+async function startKubernetes() {
+  const kube = await startKubeApiServer();
+  await kube.createNamespace("domino-compute", { exact: true });
+  return kube;
+}
+
 const moto = await startMoto();
 const issuer = await startOidcIssuer();
-// Replicas coordinate through Leases on a real API server (etcd and kube-apiserver, ~5 s to start).
-const kube = await startKubeApiServer();
 const proxy = startFaultProxy(moto.endpoint, { readLatencyMs: READ_MS, writeLatencyMs: WRITE_MS });
 const dir = await Deno.makeTempDir({ prefix: "irsa-bench-" });
 const admin = moto.iamClient();
 const rows: Row[] = [];
+const closers: (() => Promise<void>)[] = [];
 const roleNames = Array.from({ length: M }, (_, i) => `bench-proxy-${i}`);
 const runIds = Array.from({ length: N }, (_, i) => (0xbe0000 + i).toString(16).padStart(24, "0"));
 const expected = new Set(runIds.map((id) => `*:domino-compute:run-${id}`));
 
 try {
+  const kube = await startKubernetes();
+  closers.push(() => kube.stop());
   console.error(`creating ${N} run pods and their tokens (TokenRequest)...`);
   const user = await issuer.userToken({
     username: "student",
     groups: roleNames.map((r) => `org-${r}`),
     expiresIn: 3600,
   });
-  // Pending pods in domino-compute and pod-bound tokens from the API server, 20 at a time.
-  const compute = await kube.createNamespace("domino-compute", { exact: true });
+  // Pending pods in domino-compute, labelled as the platform labels run pods (the run lookup
+  // proves each token is the student's), and pod-bound tokens from the API server, 20 at a time.
   const saTokens: string[] = [];
   for (let i = 0; i < runIds.length; i += 20) {
     saTokens.push(
       ...await Promise.all(
         runIds.slice(i, i + 20).map(async (id) => {
           const pod = `run-${id}-bench`;
-          // Labelled as the platform labels run pods: the run lookup proves the token is the user's.
-          await kube.createPod(compute, {
+          await kube.createPod("domino-compute", {
             name: pod,
             serviceAccountName: `run-${id}`,
             labels: {
@@ -93,7 +116,7 @@ try {
               "dominodatalab.com/starting-user-username": "student",
             },
           });
-          return await kube.tokenRequest(compute, `run-${id}`, { pod });
+          return await kube.tokenRequest("domino-compute", `run-${id}`, { pod });
         }),
       ),
     );
@@ -105,6 +128,20 @@ try {
       proxy_iam_role_arn: `arn:aws:iam::${EXAMPLE.eksAccount}:role/${r}`,
     }),
   ]));
+  // Verifies a user token and a pod token but maps no role: warms each replica's signing keys.
+  const nobody = await issuer.userToken({ username: "nobody", groups: [], expiresIn: 3600 });
+  const warmRun = "f".repeat(24);
+  await kube.createPod("domino-compute", {
+    name: `run-${warmRun}-warm`,
+    serviceAccountName: `run-${warmRun}`,
+    labels: {
+      "dominodatalab.com/execution-id": warmRun,
+      "dominodatalab.com/starting-user-username": "nobody",
+    },
+  });
+  const warmPod = await kube.tokenRequest("domino-compute", `run-${warmRun}`, {
+    pod: `run-${warmRun}-warm`,
+  });
 
   /** Fresh roles for one run of the workload; returns the server's credentials. */
   const freshWorld = async () => {
@@ -137,49 +174,47 @@ try {
     return missing;
   };
 
-  for (const replicas of REPLICAS) {
+  /** One burst on irsa with this many replicas, on fresh roles. */
+  const runIrsa = async (replicas: number): Promise<Row> => {
     const world = await freshWorld();
-    // A namespace per run, so that Leases and mappings of the last run are not this one's.
-    const field = await kube.createNamespace("field");
-    await kube.setConfigMap(field, "domino-org-iamrole-mapping", mappings);
     await Deno.writeTextFile(`${dir}/mappings.json`, JSON.stringify(mappings));
-    // One replica runs embedded (file store, in-process queue); several coordinate through Leases.
-    const args = replicas > 1
-      ? [
-        "--insecure-http",
-        "--mapping-store",
-        "configmap",
-        "--kubernetes-api",
-        kube.url,
-        "--kubernetes-token-file",
-        kube.adminTokenFile,
-        "--kubernetes-ca-file",
-        kube.caCertPath,
-      ]
-      // No run lookup without Kubernetes: the pod's token alone proves the pod (the admin's opt-in).
-      : ["--insecure-http", "--mapping-file", `${dir}/mappings.json`, "--trust-pod-token-alone"];
+    // A field namespace per run: its Leases and grant record are this run's alone.
+    const field = await kube.createNamespace("field");
+    // Every replica count the same way (file store, Leases on the one Kubernetes API), so the
+    // ratio measures the replicas. The ConfigMap store would add a Kubernetes GET to every start.
+    const args = [
+      "--insecure-http",
+      "--mapping-file",
+      `${dir}/mappings.json`,
+      "--kubernetes-api",
+      kube.url,
+      "--kubernetes-token-file",
+      kube.adminTokenFile,
+      "--kubernetes-ca-file",
+      kube.caCertPath,
+    ];
     const env = serverEnv(moto, world, issuer, {
       AWS_ENDPOINT_URL_IAM: proxy.url,
       IRSA_TRUST_POLICY_QUOTA: String(QUOTA),
       IRSA_CLEANUP_INTERVAL_SECONDS: "0",
       DEFAULT_FIELD_NS: field,
+      // Pod tokens are the API server's own, verified against its discovery and JWKS.
       IRSA_CLUSTER_ISSUER: kube.issuer,
       IRSA_CA_FILE: kube.caCertPath,
     });
     const servers: ServerProcess[] = [];
-    for (let i = 0; i < replicas; i++) {
-      servers.push(
-        // Timed: the tests' check of every answer against the document would be timed with it.
-        await startServerProcess(args, env, undefined, { checkAnswers: false }),
-      );
-    }
-    // Warm each replica's user-token keys, so the run measures starts, not the first JWKS fetch.
-    await Promise.all(
-      servers.map(async (s) =>
-        (await s.fetch("/my_role_mappings", { headers: { Authorization: `Bearer ${user}` } })).body
-          ?.cancel()
-      ),
-    );
+    for (let i = 0; i < replicas; i++) servers.push(await startServerProcess(args, env));
+    // Warm each replica's keys (user and cluster), so the run measures starts, not the first
+    // JWKS fetches, which the issuer in this busy process would answer late.
+    await Promise.all(servers.map(async (s) => {
+      await (await s.fetch("/my_role_mappings", { headers: { Authorization: `Bearer ${user}` } }))
+        .body?.cancel();
+      await (await s.fetch("/map_iam_roles_to_pod_sa", {
+        method: "POST",
+        headers: { Authorization: `Bearer ${nobody}`, "X-Irsa-Workload-Token": warmPod },
+        body: "{}",
+      })).body?.cancel();
+    }));
     proxy.reset();
     console.error(`irsa, ${replicas} replica(s): ${N} starts over ${M} roles...`);
     const t0 = performance.now();
@@ -202,9 +237,10 @@ try {
     }));
     const wall = performance.now() - t0;
     for (const s of servers) await s.stop();
-    rows.push({
+    return {
       algorithm: "irsa (coalesced)",
       replicas,
+      workers: null,
       wall_ms: Math.round(wall),
       p50_ms: Math.round(pct(results.map((r) => r.ms), 50)),
       p99_ms: Math.round(pct(results.map((r) => r.ms), 99)),
@@ -212,74 +248,127 @@ try {
       iam_writes: proxy.counts.writes,
       failed_requests: results.filter((r) => !r.ok).length,
       subjects_lost: await lost(world),
+    };
+  };
+  // Interleaved repeats (1, 3, 1, 3, ...): each irsa row is the run of median wall time, and
+  // what any run lost or failed counts, since the machine's noise is larger than the differences.
+  const runs = new Map<number, Row[]>(REPLICAS.map((r) => [r, []]));
+  for (let k = 0; k < REPEAT; k++) {
+    for (const replicas of REPLICAS) runs.get(replicas)!.push(await runIrsa(replicas));
+  }
+  for (const [replicas, all] of runs) {
+    const sorted = [...all].sort((a, b) => a.wall_ms - b.wall_ms);
+    const median = sorted[Math.floor((sorted.length - 1) / 2)];
+    rows.push({
+      ...median,
+      failed_requests: all.reduce((n, r) => n + r.failed_requests, 0),
+      subjects_lost: all.reduce((n, r) => n + r.subjects_lost, 0),
+      runs_wall_ms: all.map((r) => r.wall_ms),
+      runs_iam_writes: all.map((r) => r.iam_writes),
     });
+    console.error(
+      `irsa, ${replicas} replica(s): wall ms of ${all.length} runs ${
+        all.map((r) => r.wall_ms).join(", ")
+      }; IAM writes ${all.map((r) => r.iam_writes).join(", ")}`,
+    );
   }
 
-  if (BASELINE) {
-    const world = await freshWorld();
-    const iam = createIamClient({
+  /** An IAM client of the server's own credentials, through the latency proxy. */
+  const iamFor = (world: Awaited<ReturnType<typeof freshWorld>>) =>
+    createIamClient({
       region: "us-east-1",
       endpoint: proxy.url,
       credentials: world.serverCredentials,
     });
-    const options = {
-      providerArn: world.oidcProviderArn,
-      audience: "sts.amazonaws.com",
-      format: "wildcard" as const,
-      quota: QUOTA,
-    };
-    console.error(
-      `per-request algorithm: ${N} starts over ${M} roles (read, edit, write under one lock)...`,
+  const policyOptions = (world: Awaited<ReturnType<typeof freshWorld>>) => ({
+    providerArn: world.oidcProviderArn,
+    audience: "sts.amazonaws.com",
+    format: "wildcard" as const,
+    quota: QUOTA,
+  });
+  /** Read, edit, write: what the current service does for each request and role. */
+  const readEditWrite = async (
+    iam: IAMClient,
+    world: Awaited<ReturnType<typeof freshWorld>>,
+    role: string,
+    subjects: string[],
+  ) => {
+    const got = await iam.send(new GetRoleCommand({ RoleName: role }));
+    const edit = editTrustPolicy(
+      decodeURIComponent(got.Role!.AssumeRolePolicyDocument!),
+      { add: subjects },
+      policyOptions(world),
     );
-    let tail = Promise.resolve();
-    const t0 = performance.now();
-    const latencies = await Promise.all(runIds.map((id) => {
-      const mine = tail.then(async () => {
-        for (const r of roleNames) {
-          const got = await iam.send(new GetRoleCommand({ RoleName: r }));
-          const edit = editTrustPolicy(decodeURIComponent(got.Role!.AssumeRolePolicyDocument!), {
-            add: [`*:domino-compute:run-${id}`],
-          }, options);
-          if (edit.changed) {
-            await iam.send(
-              new UpdateAssumeRolePolicyCommand({ RoleName: r, PolicyDocument: edit.document }),
-            );
+    if (edit.changed) {
+      await iam.send(
+        new UpdateAssumeRolePolicyCommand({ RoleName: role, PolicyDocument: edit.document }),
+      );
+    }
+  };
+
+  if (BASELINE) {
+    for (const workers of WORKERS) {
+      const world = await freshWorld();
+      const iam = iamFor(world);
+      console.error(
+        `per-request algorithm, ${workers} concurrent worker(s), no lock: ${N} starts over ${M} roles...`,
+      );
+      let next = 0;
+      const latencies: number[] = [];
+      const t0 = performance.now();
+      await Promise.all(Array.from({ length: workers }, async () => {
+        while (next < N) {
+          const id = runIds[next++];
+          for (const r of roleNames) {
+            await readEditWrite(iam, world, r, [`*:domino-compute:run-${id}`]);
           }
+          latencies.push(performance.now() - t0);
         }
-        return performance.now() - t0;
+      }));
+      const wall = performance.now() - t0;
+      iam.destroy();
+      rows.push({
+        algorithm: "per-request (current service)",
+        replicas: null,
+        workers,
+        wall_ms: Math.round(wall),
+        p50_ms: Math.round(pct(latencies, 50)),
+        p99_ms: Math.round(pct(latencies, 99)),
+        iam_reads: proxy.counts.reads,
+        iam_writes: proxy.counts.writes,
+        failed_requests: 0,
+        subjects_lost: await lost(world),
       });
-      tail = mine.then(() => {});
-      return mine;
-    }));
+    }
+  }
+
+  {
+    // The floor, measured: every subject of every role in one read and one write per role.
+    const world = await freshWorld();
+    const iam = iamFor(world);
+    console.error(`floor: one read and one write per role, ${M} roles in parallel...`);
+    const t0 = performance.now();
+    await Promise.all(roleNames.map((r) => readEditWrite(iam, world, r, [...expected])));
     const wall = performance.now() - t0;
     iam.destroy();
     rows.push({
-      algorithm: "per-request (current service)",
-      replicas: 1,
+      algorithm: "floor (one read + one write per role)",
+      replicas: null,
+      workers: null,
       wall_ms: Math.round(wall),
-      p50_ms: Math.round(pct(latencies, 50)),
-      p99_ms: Math.round(pct(latencies, 99)),
+      p50_ms: Math.round(wall),
+      p99_ms: Math.round(wall),
       iam_reads: proxy.counts.reads,
       iam_writes: proxy.counts.writes,
       failed_requests: 0,
       subjects_lost: await lost(world),
     });
   }
-  rows.push({
-    algorithm: "floor (one read + one write per role)",
-    replicas: null,
-    wall_ms: READ_MS + WRITE_MS,
-    p50_ms: READ_MS + WRITE_MS,
-    p99_ms: READ_MS + WRITE_MS,
-    iam_reads: M,
-    iam_writes: M,
-    failed_requests: 0,
-    subjects_lost: 0,
-  });
 
   const header = [
     "algorithm",
     "replicas",
+    "workers",
     "wall ms",
     "p50 ms",
     "p99 ms",
@@ -294,6 +383,7 @@ try {
       [
         r.algorithm,
         r.replicas ?? "-",
+        r.workers ?? "-",
         r.wall_ms,
         r.p50_ms,
         r.p99_ms,
@@ -306,26 +396,32 @@ try {
   ];
   const widths = header.map((_, c) => Math.max(...table.map((row) => row[c].length)));
   const line = (row: string[]) => `| ${row.map((cell, c) => cell.padEnd(widths[c])).join(" | ")} |`;
+  const load = new TextDecoder().decode(
+    (await new Deno.Command("cat", { args: ["/proc/loadavg"] }).output()).stdout,
+  ).split(" ").slice(0, 3).join(" ");
   console.log(
-    `\n${N} simultaneous starts, ${M} shared proxy roles, IAM latency ${READ_MS} ms read / ${WRITE_MS} ms write\n`,
+    `\n${N} simultaneous starts, ${M} shared proxy roles, IAM latency ${READ_MS} ms read / ${WRITE_MS} ms write; ${navigator.hardwareConcurrency} cores, load average ${load}\n`,
   );
   console.log(line(table[0]));
   console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
   for (const row of table.slice(1)) console.log(line(row));
-  const base = rows.find((r) => r.algorithm.startsWith("per-request"));
-  if (base) {
-    for (const r of rows.filter((x) => x.algorithm.startsWith("irsa"))) {
-      console.log(
-        `\n${r.replicas} replica(s): ${
-          (base.wall_ms / r.wall_ms).toFixed(1)
-        }x faster to all mapped, ` +
-          `${
-            ((base.iam_reads + base.iam_writes) / Math.max(1, r.iam_reads + r.iam_writes)).toFixed(
-              1,
-            )
-          }x fewer IAM calls than per-request`,
-      );
-    }
+
+  const irsa = (replicas: number) =>
+    rows.find((r) => r.algorithm.startsWith("irsa") && r.replicas === replicas);
+  const floor = rows.find((r) => r.algorithm.startsWith("floor"))!;
+  const ratio = (a: number, b: number) => Number((a / Math.max(1, b)).toFixed(2));
+  const ratios: Record<string, number | string> = {};
+  const one = irsa(1);
+  const three = irsa(3);
+  if (one) ratios["irsa/floor, 1 replica"] = ratio(one.wall_ms, floor.wall_ms);
+  if (one && three) ratios["3 replicas/1 replica"] = ratio(three.wall_ms, one.wall_ms);
+  ratios["lost by irsa"] = rows.filter((r) => r.algorithm.startsWith("irsa"))
+    .reduce((n, r) => n + r.subjects_lost, 0);
+  for (const r of rows.filter((x) => x.algorithm.startsWith("per-request"))) {
+    if (!one) break;
+    ratios[`per-request ${r.workers} workers/irsa`] = `${
+      ratio(r.wall_ms, one.wall_ms)
+    }, lost ${r.subjects_lost} of ${N * M}`;
   }
   await Deno.mkdir(OUT.slice(0, OUT.lastIndexOf("/")) || ".", { recursive: true });
   await Deno.writeTextFile(
@@ -337,18 +433,21 @@ try {
         read_ms: READ_MS,
         write_ms: WRITE_MS,
         cores: navigator.hardwareConcurrency,
+        load_average: load,
         rows,
+        ratios,
       },
       null,
       2,
     ) + "\n",
   );
-  console.log(`\nwritten ${OUT}`);
-  if (rows.some((r) => r.subjects_lost > 0)) Deno.exitCode = 1;
+  console.log(`\nwritten ${OUT}\n`);
+  for (const [name, value] of Object.entries(ratios)) console.log(`${name}: ${value}`);
+  if (ratios["lost by irsa"] !== 0) Deno.exitCode = 1;
 } finally {
   admin.destroy();
   await proxy.close();
-  await kube.stop();
+  for (const close of closers) await close();
   await issuer.close();
   await moto.stop();
   await Deno.remove(dir, { recursive: true });

@@ -575,6 +575,25 @@ export const serverSettings: readonly Setting[] = [
     help: "A cached trust policy is read from IAM again after this long.",
     schema: read.positiveInt,
   },
+  {
+    flag: "caller-cache-seconds",
+    env: ["IRSA_CALLER_CACHE_SECONDS"],
+    default: "30",
+    help: "A verified user token or API key is reused this long (never past its exp).",
+    schema: read.positiveInt,
+  },
+  {
+    flag: "edit-window-ms",
+    env: ["IRSA_EDIT_WINDOW_MS"],
+    default: "50",
+    help: "Edits of one role within this long of the first are written together (0: none).",
+    schema: v.pipe(
+      v.string(),
+      v.regex(/^\d+$/, "expected a whole number of milliseconds"),
+      v.transform(Number),
+      v.maxValue(10_000, "expected at most 10000 milliseconds"),
+    ),
+  },
 ];
 
 /** Settings of `irsa sidecar`; the variables are those the platform's mutation injects today. */
@@ -834,5 +853,7 @@ export function serverConfig(args: readonly string[], env: (name: string) => str
     runLeaseMs: (s["run-lease-seconds"] as number) * 1000,
     leaseDurationSeconds: s["lease-duration-seconds"] as number,
     policyCacheMs: (s["policy-cache-seconds"] as number) * 1000,
+    callerCacheMs: (s["caller-cache-seconds"] as number) * 1000,
+    editWindowMs: s["edit-window-ms"] as number,
   });
 }

@@ -3,6 +3,11 @@
  * edit and write one role at once lose an edit: in one process a queue prevents it; across
  * replicas a `coordination.k8s.io/v1` Lease per role does. The lock also carries the version of the
  * policy its last holder saw, so a cached policy can be trusted without asking IAM.
+ *
+ * A replica whose batch finds the Lease held does not queue for it: it hands its edits to the
+ * holder through the Lease (an annotation, appended at the Lease's resourceVersion), and the holder
+ * applies them in the same IAM write as its own and records each one's result there. So a burst
+ * spread over replicas still costs about one write per role, and IAM keeps one writer per role.
  */
 
 import { AppError } from "./errors.ts";
@@ -15,8 +20,48 @@ export interface LockedResult<T> {
   readonly version?: string;
 }
 
+/** One edit of a role's subjects; plain data, so that a replica can hand it to another. */
+export interface SubjectEdit {
+  readonly add?: string;
+  readonly remove?: string;
+  /** Who asked, for the audit log of whichever replica writes. */
+  readonly user: string;
+  readonly run?: string;
+  readonly requestId?: string;
+}
+
+/** What became of one edit; plain data, so that it can travel back through the Lease. */
+export interface EditResult {
+  readonly status: "added" | "present" | "removed" | "absent" | "failed";
+  readonly error?: { readonly code: string; readonly message: string };
+  readonly length?: number;
+  readonly quota?: number;
+  readonly subjects?: number;
+}
+
+/** The steps of one batch of edits, which {@link RoleLock.applyEdits} runs where they belong. */
+export interface EditSteps {
+  /** Under the lock, before the batch is taken: read the policy, so the read overlaps the window. */
+  prepare(version: string | undefined): Promise<void>;
+  /** This replica's batch, once its window has passed; called once. */
+  take(): Promise<readonly SubjectEdit[]>;
+  /** Edits queued since, taken at once: a batch handed over hands these over too as it waits. */
+  more(): readonly SubjectEdit[];
+  /** Under the lock, after `prepare`: applies `edits`, one result each, and the new version. */
+  apply(
+    version: string | undefined,
+    edits: readonly SubjectEdit[],
+  ): Promise<LockedResult<EditResult[]>>;
+}
+
 /** A lock per role. */
 export interface RoleLock {
+  /**
+   * Runs one batch of edits: holding the role's lock, together with any edits other replicas
+   * handed over, or, while another replica holds it, by handing the batch to that replica.
+   * Resolves with the results of this replica's batch, in order.
+   */
+  applyEdits(roleArn: string, steps: EditSteps): Promise<EditResult[]>;
   /** Runs `work` holding the role's lock; `work` gets the version the last holder recorded. */
   withLock<T>(
     roleArn: string,
@@ -30,7 +75,13 @@ export interface RoleLock {
 export function createLocalRoleLock(): RoleLock {
   const tails = new Map<string, Promise<unknown>>();
   const versions = new Map<string, string>();
-  return {
+  const lock: RoleLock = {
+    // One process: nothing is handed over, so `more` is never asked.
+    applyEdits: (roleArn, steps) =>
+      lock.withLock(roleArn, async (version) => {
+        await steps.prepare(version);
+        return await steps.apply(version, await steps.take());
+      }),
     withLock(roleArn, work) {
       const run = (tails.get(roleArn) ?? Promise.resolve()).then(async () => {
         const { value, version } = await work(versions.get(roleArn));
@@ -45,12 +96,40 @@ export function createLocalRoleLock(): RoleLock {
     },
     currentVersion: (roleArn) => Promise.resolve(versions.get(roleArn)),
   };
+  return lock;
 }
 
 /** The annotation on a role's Lease that records the policy version its last holder saw. */
 export const VERSION_ANNOTATION = "irsa.dominodatalab.com/policy-version";
 /** The annotation that names the role a Lease guards, for people reading `kubectl get lease`. */
 export const ROLE_ANNOTATION = "irsa.dominodatalab.com/role-arn";
+/** The annotation holding edits handed to the holder: a JSON list of `{id, ...SubjectEdit}`. */
+export const HANDED_ANNOTATION = "irsa.dominodatalab.com/handed-edits";
+/** The annotation holding the results of handed edits: JSON `{id: {r: EditResult, t: ms}}`. */
+export const RESULTS_ANNOTATION = "irsa.dominodatalab.com/handed-results";
+
+/** How often a replica that handed its edits looks at the Lease for their results. */
+const HANDOFF_POLL_MS = 15;
+/** How long results stay on the Lease for the replica that handed the edits to read them. */
+const RESULTS_KEEP_MS = 60_000;
+// Kubernetes allows 256 KiB of annotations per object: handed edits and results stay well under.
+const RESULTS_MAX = 800;
+const HANDED_MAX_CHARS = 64_000;
+
+type Handed = SubjectEdit & { readonly id: string };
+type Results = Record<string, { readonly r: EditResult; readonly t: number }>;
+
+const handedOf = (l: Lease): Handed[] => parseJson(l.annotations?.[HANDED_ANNOTATION], []);
+const resultsOf = (l: Lease): Results => parseJson(l.annotations?.[RESULTS_ANNOTATION], {});
+
+function parseJson<T>(text: string | undefined, fallback: T): T {
+  if (text === undefined || text === "") return fallback;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return fallback;
+  }
+}
 
 /** Options of {@link createLeaseRoleLock}. */
 export interface LeaseLockOptions {
@@ -75,95 +154,302 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
   const now = options.now ?? (() => Date.now());
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const { kube, namespace } = options;
+  let handedCount = 0;
 
   const heldByOther = (l: Lease, at: number) =>
     l.holderIdentity !== undefined && l.holderIdentity !== options.identity &&
     l.renewTime !== undefined &&
     Date.parse(l.renewTime) + (l.leaseDurationSeconds ?? duration) * 1000 > at;
 
+  // A conflict means another replica got there first; a 5xx or a timeout may pass: look again.
+  const transient = (e: unknown) =>
+    e instanceof KubeConflictError ||
+    (e instanceof KubeApiError && e.status >= 500) ||
+    (e instanceof AppError && e.code === "unavailable");
+
+  const stayedHeld = (roleArn: string, name: string) =>
+    new AppError(
+      "unavailable",
+      `Cannot lock role ${JSON.stringify(roleArn)}: Lease ${
+        JSON.stringify(name)
+      } stayed held by another replica`,
+    );
+
+  /** One attempt at the Lease: ours now, or undefined while another replica holds it. */
+  async function tryAcquire(name: string, roleArn: string): Promise<Lease | undefined> {
+    const at = now();
+    const mine = {
+      holderIdentity: options.identity,
+      leaseDurationSeconds: duration,
+      acquireTime: microTime(at),
+      renewTime: microTime(at),
+    };
+    try {
+      const current = await kube.getLease(namespace, name);
+      if (!current) {
+        return await kube.createLease(namespace, {
+          name,
+          annotations: { [ROLE_ANNOTATION]: roleArn },
+          ...mine,
+        });
+      }
+      if (heldByOther(current, at)) return undefined;
+      return await kube.replaceLease(namespace, { ...current, ...mine });
+    } catch (e) {
+      if (transient(e)) return undefined;
+      throw e;
+    }
+  }
+
   async function acquire(name: string, roleArn: string): Promise<Lease> {
     const deadline = now() + acquireTimeout;
     for (let attempt = 0;; attempt++) {
-      const at = now();
-      const mine = {
-        holderIdentity: options.identity,
-        leaseDurationSeconds: duration,
-        acquireTime: microTime(at),
-        renewTime: microTime(at),
-      };
-      try {
-        const current = await kube.getLease(namespace, name);
-        if (!current) {
-          return await kube.createLease(namespace, {
-            name,
-            annotations: { [ROLE_ANNOTATION]: roleArn },
-            ...mine,
-          });
-        }
-        if (!heldByOther(current, at)) {
-          return await kube.replaceLease(namespace, { ...current, ...mine });
-        }
-      } catch (e) {
-        // A conflict means another replica got there first; a 5xx or a timeout may pass: look again.
-        const transient = e instanceof KubeConflictError ||
-          (e instanceof KubeApiError && e.status >= 500) ||
-          (e instanceof AppError && e.code === "unavailable");
-        if (!transient || now() > deadline) throw e;
-      }
-      if (now() > deadline) {
-        throw new AppError(
-          "unavailable",
-          `Cannot lock role ${JSON.stringify(roleArn)}: Lease ${
-            JSON.stringify(name)
-          } stayed held by another replica`,
-        );
-      }
+      const lease = await tryAcquire(name, roleArn);
+      if (lease) return lease;
+      if (now() > deadline) throw stayedHeld(roleArn, name);
       await sleep(Math.min(500, 20 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random()));
     }
   }
 
+  /** Gives the Lease up, with the annotations `finish` makes of its latest copy. */
+  async function release(name: string, lease: Lease, finish: (l: Lease) => Annotations) {
+    let current = lease;
+    for (let attempt = 0;; attempt++) {
+      try {
+        await kube.replaceLease(namespace, {
+          ...current,
+          annotations: finish(current),
+          holderIdentity: undefined,
+          acquireTime: undefined,
+        });
+        return;
+      } catch (e) {
+        // Another replica handed edits over meanwhile: merge into the newer copy.
+        if (e instanceof KubeConflictError && attempt < 10) {
+          const fresh = await kube.getLease(namespace, name).catch(() => undefined);
+          if (fresh?.holderIdentity === options.identity) {
+            current = fresh;
+            continue;
+          }
+        }
+        // It expires on its own; the next holder reads IAM since the version was not recorded.
+        options.logger.warn("cannot release role lease", { lease: name, error: e });
+        return;
+      }
+    }
+  }
+
+  /** Holds `lease` while `work` runs: renews it, then releases it as `work` says. */
+  async function holding<T>(
+    name: string,
+    lease: Lease,
+    work: (held: Lease, refresh: () => Promise<Lease>) => Promise<Held<T>>,
+  ): Promise<T> {
+    let held = lease;
+    const refresh = async () => {
+      const fresh = await kube.getLease(namespace, name);
+      if (fresh?.holderIdentity === options.identity) held = fresh;
+      return held;
+    };
+    const renew = setInterval(async () => {
+      try {
+        held = await kube.replaceLease(namespace, { ...held, renewTime: microTime(now()) });
+      } catch (e) {
+        if (e instanceof KubeConflictError) {
+          await refresh().catch(() => {});
+          return;
+        }
+        options.logger.warn("cannot renew role lease", { lease: name, error: e });
+      }
+    }, (duration * 1000) / 3);
+    // On failure the Lease keeps what it had: handed edits stay for the next holder.
+    let finish = (l: Lease): Annotations => ({ ...l.annotations });
+    try {
+      const result = await work(held, refresh);
+      finish = result.finish;
+      return result.value;
+    } finally {
+      clearInterval(renew);
+      await release(name, held, finish);
+    }
+  }
+
+  /**
+   * Appends `edits` to the Lease another replica holds: their ids, undefined if no one holds it
+   * now, or "full" when the annotation has no room left (then the batch waits for the Lease).
+   */
+  async function handOver(
+    name: string,
+    roleArn: string,
+    edits: readonly SubjectEdit[],
+    deadline: number,
+  ): Promise<string[] | "full" | undefined> {
+    for (;;) {
+      try {
+        const l = await kube.getLease(namespace, name);
+        if (!l || !heldByOther(l, now())) return undefined;
+        const entries = edits.map((e) => ({ id: `${options.identity}/${++handedCount}`, ...e }));
+        const handed = JSON.stringify([...handedOf(l), ...entries]);
+        if (handed.length > HANDED_MAX_CHARS) return "full";
+        await kube.replaceLease(namespace, {
+          ...l,
+          annotations: { ...l.annotations, [HANDED_ANNOTATION]: handed },
+        });
+        options.logger.debug("edits handed to the role's Lease holder", {
+          lease: name,
+          holder: l.holderIdentity,
+          edits: entries.length,
+        });
+        return entries.map((e) => e.id);
+      } catch (e) {
+        if (!transient(e) || now() > deadline) throw e;
+      }
+      if (now() > deadline) throw stayedHeld(roleArn, name);
+    }
+  }
+
   return {
+    applyEdits(roleArn, steps) {
+      return local.withLock(roleArn, async () => {
+        const name = leaseName(roleArn);
+        const deadline = now() + acquireTimeout;
+        // This replica's edits, in order, and the ids of those handed over (a prefix of them).
+        let mine: SubjectEdit[] | undefined;
+        let ids: string[] | undefined;
+        let full = false;
+        for (let attempt = 0;; attempt++) {
+          if (ids && mine) {
+            // Handed over: finished once the holder has recorded every result.
+            const l = await kube.getLease(namespace, name).catch((e) => {
+              if (transient(e)) return "retry" as const;
+              throw e;
+            });
+            const results = l && l !== "retry" ? resultsOf(l) : {};
+            if (ids.length === mine.length && ids.every((id) => id in results)) {
+              return { value: ids.map((id) => results[id].r) };
+            }
+            if (l === "retry" || (l !== undefined && heldByOther(l, now()))) {
+              // Edits that arrived meanwhile go to the holder too, rather than wait for a turn.
+              const extra = steps.more();
+              if (extra.length > 0) {
+                mine.push(...extra);
+                if (!full && ids.length === mine.length - extra.length) {
+                  const handed = await handOver(name, roleArn, extra, deadline);
+                  if (handed === "full") full = true;
+                  else if (handed) ids.push(...handed);
+                }
+              }
+              if (now() > deadline) throw stayedHeld(roleArn, name);
+              await sleep(HANDOFF_POLL_MS * (0.5 + Math.random()));
+              continue;
+            }
+            // Released (or expired) without them all: take the Lease and apply them here.
+          }
+          const lease = await tryAcquire(name, roleArn);
+          if (lease) {
+            const value = await holding(name, lease, async (held, refresh) => {
+              const before = held.annotations?.[VERSION_ANNOTATION];
+              await steps.prepare(before);
+              const own = mine ?? await steps.take();
+              // The edits other replicas handed over until now go in this write too.
+              const latest = await refresh();
+              const recorded = resultsOf(latest);
+              if (ids && ids.length === own.length && ids.every((id) => id in recorded)) {
+                const done = ids.map((id) => recorded[id].r);
+                return { value: done, finish: (l: Lease) => ({ ...l.annotations }) };
+              }
+              const handed = handedOf(latest).filter((e) => !ids?.includes(e.id));
+              options.logger.debug("role's Lease taken", {
+                lease: name,
+                own: own.length,
+                handed: handed.length,
+              });
+              const result = await steps.apply(before, [...own, ...handed.map(withoutId)]);
+              const version = result.version ?? before;
+              const at = now();
+              const taken = new Set([...handed.map((e) => e.id), ...(ids ?? [])]);
+              const fresh: Results = {};
+              handed.forEach((e, i) => (fresh[e.id] = { r: result.value[own.length + i], t: at }));
+              return {
+                value: result.value.slice(0, own.length),
+                finish: (l: Lease) => annotationsAfter(l, taken, fresh, version, at),
+              };
+            });
+            return { value };
+          }
+          // Held by another replica: collect this batch (its window), then hand it over.
+          if (mine === undefined) {
+            mine = [...await steps.take()];
+            continue;
+          }
+          if (ids === undefined && !full) {
+            const handed = await handOver(name, roleArn, mine, deadline);
+            if (handed === "full") full = true;
+            else ids = handed;
+            continue;
+          }
+          // No room to hand over: wait for the Lease, as a lone writer would.
+          if (now() > deadline) throw stayedHeld(roleArn, name);
+          await sleep(Math.min(500, 20 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random()));
+        }
+      });
+    },
     withLock(roleArn, work) {
       // One holder per process at a time; the Lease orders the processes.
       return local.withLock(roleArn, async () => {
         const name = leaseName(roleArn);
-        let held = await acquire(name, roleArn);
-        const renew = setInterval(async () => {
-          try {
-            held = await kube.replaceLease(namespace, { ...held, renewTime: microTime(now()) });
-          } catch (e) {
-            options.logger.warn("cannot renew role lease", { lease: name, error: e });
-          }
-        }, (duration * 1000) / 3);
-        let version = held.annotations?.[VERSION_ANNOTATION];
-        try {
-          const result = await work(version);
-          version = result.version ?? version;
-          return { value: result.value };
-        } finally {
-          clearInterval(renew);
-          const annotations = {
-            ...held.annotations,
-            ...(version ? { [VERSION_ANNOTATION]: version } : {}),
+        const value = await holding(name, await acquire(name, roleArn), async (held) => {
+          const before = held.annotations?.[VERSION_ANNOTATION];
+          const result = await work(before);
+          const version = result.version ?? before;
+          return {
+            value: result.value,
+            finish: (l: Lease) => ({
+              ...l.annotations,
+              ...(version ? { [VERSION_ANNOTATION]: version } : {}),
+            }),
           };
-          try {
-            await kube.replaceLease(namespace, {
-              ...held,
-              annotations,
-              holderIdentity: undefined,
-              acquireTime: undefined,
-            });
-          } catch (e) {
-            // It expires on its own; the next holder reads IAM since the version was not recorded.
-            options.logger.warn("cannot release role lease", { lease: name, error: e });
-          }
-        }
+        });
+        return { value };
       });
     },
     async currentVersion(roleArn) {
       return (await kube.getLease(namespace, leaseName(roleArn)))?.annotations
         ?.[VERSION_ANNOTATION];
     },
+  };
+}
+
+type Annotations = Record<string, string>;
+
+/** What work under the Lease returns: its value, and the Lease's annotations at release. */
+interface Held<T> {
+  readonly value: T;
+  readonly finish: (l: Lease) => Annotations;
+}
+
+const withoutId = ({ id: _, ...edit }: Handed): SubjectEdit => edit;
+
+/** The annotations after a write: handed edits it applied gone, their results kept a while. */
+function annotationsAfter(
+  l: Lease,
+  taken: ReadonlySet<string>,
+  fresh: Results,
+  version: string | undefined,
+  at: number,
+): Annotations {
+  const { [HANDED_ANNOTATION]: _h, [RESULTS_ANNOTATION]: _r, ...rest } = l.annotations ?? {};
+  const handed = handedOf(l).filter((e) => !taken.has(e.id));
+  const results = Object.entries({ ...resultsOf(l), ...fresh })
+    .filter(([, v]) => v.t > at - RESULTS_KEEP_MS)
+    .slice(-RESULTS_MAX);
+  return {
+    ...rest,
+    ...(version ? { [VERSION_ANNOTATION]: version } : {}),
+    ...(handed.length > 0 ? { [HANDED_ANNOTATION]: JSON.stringify(handed) } : {}),
+    ...(results.length > 0
+      ? { [RESULTS_ANNOTATION]: JSON.stringify(Object.fromEntries(results)) }
+      : {}),
   };
 }
 

@@ -5,6 +5,7 @@ import { createAuditTrail } from "./audit_trail.ts";
 import { parseRoleArn } from "./core/arn.ts";
 import { oidcProviderArn } from "./core/trust_policy.ts";
 import type { RunLookup, UserVerifier, WorkloadVerifier } from "./auth/caller.ts";
+import { cacheCallers } from "./auth/caller_cache.ts";
 import { createDominoVerifier } from "./auth/domino_verifier.ts";
 import { createJwtVerifier } from "./auth/jwt_verifier.ts";
 import { createWorkloadVerifier } from "./auth/workload_verifier.ts";
@@ -94,6 +95,8 @@ export async function startServer(
   } else {
     users = platform!;
   }
+  // A user token (or API key) already verified is reused; a pod's token is verified every time.
+  users = cacheCallers(users, { ttlMs: config.callerCacheMs });
   const cluster = createWorkloadVerifier({
     issuer: config.clusterIssuer,
     jwksUrl: config.clusterJwksUrl,
@@ -171,6 +174,7 @@ export async function startServer(
     createTrustEditor({
       lock,
       cacheMaxAgeMs: config.policyCacheMs,
+      windowMs: config.editWindowMs,
       roles,
       oidcProvider: config.oidcProvider,
       audience: config.audience,

@@ -1,8 +1,10 @@
 /**
- * Edits proxy roles' trust policies: every edit of one role goes through one queue, and requests
- * that arrive while an edit is under way are applied together in the next (one GetRole and at
- * most one UpdateAssumeRolePolicy per batch). Each role's policy is cached; a subject already
- * present costs no IAM call as long as the role's lock says no one has written since.
+ * Edits proxy roles' trust policies: every edit of one role goes through one queue. A batch opens
+ * with its first request, takes the role's lock and reads the policy (or trusts the cache) while
+ * it collects for `windowMs`, then applies everything it collected in one UpdateAssumeRolePolicy;
+ * requests that arrive during the write go together in the next batch. Each role's policy is
+ * cached; a subject already present costs no IAM call as long as the role's lock says no one has
+ * written since.
  */
 
 import type { RolePolicyStore } from "./aws/iam.ts";
@@ -17,7 +19,13 @@ import {
 import { AppError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import type { ServerMetrics } from "./metrics.ts";
-import { createLocalRoleLock, type RoleLock } from "./role_lock.ts";
+import {
+  createLocalRoleLock,
+  type EditResult,
+  type LockedResult,
+  type RoleLock,
+  type SubjectEdit,
+} from "./role_lock.ts";
 
 /**
  * What became of one role in a request; "unmanaged": the pair says the admin manages the role's
@@ -57,7 +65,14 @@ export interface TrustEditorDeps {
   readonly lock?: RoleLock;
   /** A cached policy older than this is read again (out-of-band edits); default 5 minutes. */
   readonly cacheMaxAgeMs?: number;
+  /**
+   * How long a batch collects after its first request before it writes (the read overlaps it), so
+   * that the first request of a burst is not written alone; default 0 (no wait).
+   */
+  readonly windowMs?: number;
   readonly now?: () => number;
+  /** Waits on the editor's clock; defaults to a timer. */
+  readonly sleep?: (ms: number) => Promise<void>;
 }
 
 /** What the editor knows of a role's policy right now. */
@@ -94,6 +109,8 @@ interface Pending {
   readonly add?: string;
   readonly remove?: string;
   readonly audit: AuditContext;
+  /** When it was queued, on the editor's clock: its batch writes no sooner than `at + windowMs`. */
+  readonly at: number;
   readonly resolve: (o: RoleOutcome) => void;
 }
 
@@ -109,6 +126,8 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
   const lock = deps.lock ?? createLocalRoleLock();
   const now = deps.now ?? (() => Date.now());
   const maxAge = deps.cacheMaxAgeMs ?? 5 * 60_000;
+  const windowMs = deps.windowMs ?? 0;
+  const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const queues = new Map<string, Pending[]>();
   const running = new Set<string>();
   const cache = new Map<string, Cached>();
@@ -158,77 +177,123 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
       ? { code: e.code, message: e.message }
       : { code: "internal", message: "Unexpected error" };
 
-  async function runBatch(roleArn: string, batch: Pending[]): Promise<void> {
+  /** Takes the role's queue as one batch once the window of its first request has passed. */
+  const takeBatch = async (roleArn: string): Promise<Pending[]> => {
+    const first = queues.get(roleArn)?.[0];
+    const wait = first ? first.at + windowMs - now() : 0;
+    if (wait > 0) await sleep(wait);
+    const batch = queues.get(roleArn) ?? [];
+    queues.delete(roleArn);
+    return batch;
+  };
+
+  /** Applies edits to a policy read under the lock: one write at most, one result per edit. */
+  async function apply(
+    roleArn: string,
+    before: string,
+    edits: readonly SubjectEdit[],
+  ): Promise<LockedResult<EditResult[]>> {
     const name = parseRoleArn(roleArn).name;
+    const options = optionsFor(roleArn);
     // The last request about a subject wins: a stop that follows a start leaves it out.
     const want = new Map<string, boolean>();
-    for (const p of batch) {
-      if (p.add !== undefined) want.set(p.add, true);
-      if (p.remove !== undefined) want.set(p.remove, false);
+    for (const e of edits) {
+      if (e.add !== undefined) want.set(e.add, true);
+      if (e.remove !== undefined) want.set(e.remove, false);
     }
     const adds = [...want].filter(([, keep]) => keep).map(([s]) => s);
     const removes = [...want].filter(([, keep]) => !keep).map(([s]) => s);
-    const outcomes = await lock.withLock(roleArn, async (version) => {
-      const options = optionsFor(roleArn);
-      const before = await current(roleArn, version);
-      let accepted = adds;
-      let edit;
-      let quotaError: AppError | undefined;
-      for (;;) {
-        try {
-          edit = editTrustPolicy(before, { add: accepted, remove: removes }, options, name);
-          break;
-        } catch (e) {
-          if (
-            !(e instanceof AppError) || e.code !== "policy_quota_exceeded" || accepted.length === 0
-          ) throw e;
-          // Admit the earliest requests that fit; the rest learn why they did not.
-          quotaError ??= e;
-          accepted = accepted.slice(0, Math.min(accepted.length - 1, e.details.fits as number));
-        }
+    let accepted = adds;
+    let edit;
+    let quotaError: AppError | undefined;
+    for (;;) {
+      try {
+        edit = editTrustPolicy(before, { add: accepted, remove: removes }, options, name);
+        break;
+      } catch (e) {
+        if (
+          !(e instanceof AppError) || e.code !== "policy_quota_exceeded" || accepted.length === 0
+        ) throw e;
+        // Admit the earliest requests that fit; the rest learn why they did not.
+        quotaError ??= e;
+        accepted = accepted.slice(0, Math.min(accepted.length - 1, e.details.fits as number));
       }
-      let newVersion = cache.get(roleArn)?.version;
-      if (edit.changed) {
-        newVersion = await write(roleArn, edit.document);
-        deps.logger.info("trust policy changed", {
-          audit: true,
-          role: roleArn,
-          requests: batch.map((p) => ({
-            action: p.add ? "add" : "remove",
-            user: p.audit.user,
-            run: p.audit.run,
-            request_id: p.audit.requestId,
-          })),
-          added: edit.added,
-          removed: edit.removed,
-          subjects_before: edit.before,
-          subjects_after: edit.subjects,
-          policy_length: edit.length,
-          policy_quota: edit.quota,
-        });
-      }
-      const size = { length: edit.length, quota: edit.quota, subjects: edit.subjects.length };
-      const result = batch.map((p): RoleOutcome => {
-        if (p.add !== undefined) {
-          if (!want.get(p.add)) return { roleArn, status: "absent", ...size };
-          if (edit.added.includes(p.add)) return { roleArn, status: "added", ...size };
-          if (edit.before.includes(p.add)) return { roleArn, status: "present", ...size };
-          deps.metrics.poolFull.inc();
-          return { roleArn, status: "failed", error: failure(quotaError), ...size };
-        }
-        if (want.get(p.remove!)) return { roleArn, status: "present", ...size };
-        return {
-          roleArn,
-          status: edit.removed.includes(p.remove!) ? "removed" : "absent",
-          ...size,
-        };
+    }
+    let newVersion = cache.get(roleArn)?.version;
+    if (edit.changed) {
+      newVersion = await write(roleArn, edit.document);
+      deps.logger.info("trust policy changed", {
+        audit: true,
+        role: roleArn,
+        requests: edits.map((e) => ({
+          action: e.add ? "add" : "remove",
+          user: e.user,
+          run: e.run,
+          request_id: e.requestId,
+        })),
+        added: edit.added,
+        removed: edit.removed,
+        subjects_before: edit.before,
+        subjects_after: edit.subjects,
+        policy_length: edit.length,
+        policy_quota: edit.quota,
       });
-      return { value: result, version: newVersion };
-    }).catch((e) =>
-      batch.map((): RoleOutcome => ({ roleArn, status: "failed", error: failure(e) }))
-    );
-    batch.forEach((p, i) => {
-      const o = outcomes[i];
+    }
+    const size = { length: edit.length, quota: edit.quota, subjects: edit.subjects.length };
+    const result = edits.map((e): EditResult => {
+      if (e.add !== undefined) {
+        if (!want.get(e.add)) return { status: "absent", ...size };
+        if (edit.added.includes(e.add)) return { status: "added", ...size };
+        if (edit.before.includes(e.add)) return { status: "present", ...size };
+        deps.metrics.poolFull.inc();
+        return { status: "failed", error: failure(quotaError), ...size };
+      }
+      if (want.get(e.remove!)) return { status: "present", ...size };
+      return { status: edit.removed.includes(e.remove!) ? "removed" : "absent", ...size };
+    });
+    return { value: result, version: newVersion };
+  }
+
+  async function runBatch(roleArn: string): Promise<void> {
+    let batch: Pending[] | undefined;
+    let before: string | undefined;
+    const asEdit = (p: Pending): SubjectEdit => ({
+      add: p.add,
+      remove: p.remove,
+      user: p.audit.user,
+      run: p.audit.run,
+      requestId: p.audit.requestId,
+    });
+    const take = async () => {
+      batch ??= await takeBatch(roleArn);
+      deps.metrics.batchSize.observe({}, batch.length);
+      return batch.map(asEdit);
+    };
+    // Requests queued while this batch waits on another replica join it, in order.
+    const more = () => {
+      const extra = queues.get(roleArn) ?? [];
+      queues.delete(roleArn);
+      batch = [...(batch ?? []), ...extra];
+      return extra.map(asEdit);
+    };
+    const outcomes = await lock.applyEdits(roleArn, {
+      prepare: async (version) => void (before = await current(roleArn, version)),
+      take,
+      more,
+      apply: (version, edits) =>
+        before === undefined
+          ? current(roleArn, version).then((doc) => apply(roleArn, doc, edits))
+          : apply(roleArn, before, edits),
+    }).catch((e): EditResult[] => {
+      // The lock or the read failed: the batch fails, taken now if it was not yet.
+      if (batch === undefined) {
+        batch = queues.get(roleArn) ?? [];
+        queues.delete(roleArn);
+      }
+      return batch.map(() => ({ status: "failed", error: failure(e) }));
+    });
+    (batch ?? []).forEach((p, i) => {
+      const o: RoleOutcome = { roleArn, ...outcomes[i] };
       deps.metrics.trustPolicyEdits.inc({ action: p.add ? "add" : "remove", outcome: o.status });
       if (o.status === "failed") {
         deps.logger.warn("trust policy edit failed", {
@@ -246,13 +311,7 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
   async function drain(roleArn: string): Promise<void> {
     running.add(roleArn);
     try {
-      for (;;) {
-        const batch = queues.get(roleArn) ?? [];
-        queues.delete(roleArn);
-        if (batch.length === 0) return;
-        deps.metrics.batchSize.observe({}, batch.length);
-        await runBatch(roleArn, batch);
-      }
+      while ((queues.get(roleArn)?.length ?? 0) > 0) await runBatch(roleArn);
     } finally {
       running.delete(roleArn);
     }
@@ -287,7 +346,7 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
       }
       const { promise, resolve } = Promise.withResolvers<RoleOutcome>();
       const queue = queues.get(roleArn) ?? [];
-      queue.push({ add, remove, audit, resolve });
+      queue.push({ add, remove, audit, at: now(), resolve });
       queues.set(roleArn, queue);
       if (!running.has(roleArn)) drain(roleArn);
       return promise;

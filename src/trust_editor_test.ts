@@ -3,7 +3,12 @@ import { EMPTY_RECORD, withGrant } from "./core/grants.ts";
 import { subjectsOf } from "./core/trust_policy.ts";
 import { silentLogger } from "./log.ts";
 import { createServerMetrics } from "./metrics.ts";
-import { createLeaseRoleLock, type RoleLock } from "./role_lock.ts";
+import {
+  createLeaseRoleLock,
+  HANDED_ANNOTATION,
+  RESULTS_ANNOTATION,
+  type RoleLock,
+} from "./role_lock.ts";
 import { createMemoryGrantStore } from "./store/grant_store.ts";
 import { createTrustEditor } from "./trust_editor.ts";
 import { createCleanup, kubernetesLiveness } from "./cleanup.ts";
@@ -73,10 +78,10 @@ Deno.test("simultaneous starts on one role are coalesced: O(1) IAM calls, each r
   );
   assert.deepEqual(new Set(outcomes.map((o) => o.status)), new Set(["added"]));
   assert.equal(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS).length, 25);
-  // The first request starts an edit alone; the other 24 wait and go together in the next.
+  // The batch is taken once the role is read, so the 24 that queued during the read join it.
   assert.equal(iam.count("GetRole"), 1);
-  assert.equal(iam.count("UpdateAssumeRolePolicy"), 2);
-  assert.ok(metrics.batchSize.render().includes("irsa_trust_policy_batch_size_count 2"));
+  assert.equal(iam.count("UpdateAssumeRolePolicy"), 1);
+  assert.ok(metrics.batchSize.render().includes("irsa_trust_policy_batch_size_count 1"));
 });
 
 Deno.test("a subject already present costs no IAM call at all", async () => {
@@ -320,5 +325,182 @@ Deno.test("a Kubernetes API that answers 409 or 500 while taking the Lease is re
   } finally {
     kube.close();
     await proxy.close();
+  }
+});
+
+Deno.test("with a window, a burst on one role is one read and one write, the first request included", async () => {
+  const burst = async (windowMs: number) => {
+    const iam = fakeIam(0);
+    const metrics = createServerMetrics();
+    const editor = createTrustEditor({
+      roles: iam,
+      oidcProvider: HOST,
+      audience: "sts.amazonaws.com",
+      format: "wildcard",
+      quota: 2048,
+      logger: silentLogger,
+      metrics,
+      windowMs,
+    });
+    const first = editor.edit(ROLE, { add: run(0) }, AUDIT);
+    // The rest arrive 5 ms later, after an instant read of the role.
+    await new Promise((r) => setTimeout(r, 5));
+    const rest = Array.from(
+      { length: 24 },
+      (_, i) => editor.edit(ROLE, { add: run(i + 1) }, AUDIT),
+    );
+    const outcomes = await Promise.all([first, ...rest]);
+    assert.deepEqual(new Set(outcomes.map((o) => o.status)), new Set(["added"]));
+    assert.equal(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS).length, 25);
+    return { reads: iam.count("GetRole"), writes: iam.count("UpdateAssumeRolePolicy") };
+  };
+  assert.deepEqual(await burst(0), { reads: 1, writes: 2 }, "without a window the first is alone");
+  assert.deepEqual(await burst(40), { reads: 1, writes: 1 });
+});
+
+/**
+ * Two replicas' editors, each with its own Lease lock, in a namespace of the real API server of its
+ * own (through a proxy that logs the calls), sharing one IAM.
+ */
+async function twoReplicas(iam: FakeIamRoles, windowMs: number) {
+  const cluster = await sharedKubeApiServer();
+  const ns = await cluster.createNamespace("field");
+  const proxy = startKubeFaultProxy(cluster);
+  const kube = createKubeClient({ apiUrl: proxy.url, token: () => cluster.adminToken });
+  const replica = (identity: string) => {
+    const metrics = createServerMetrics();
+    const editor = createTrustEditor({
+      roles: iam,
+      oidcProvider: HOST,
+      audience: "sts.amazonaws.com",
+      format: "wildcard",
+      quota: 2048,
+      logger: silentLogger,
+      metrics,
+      windowMs,
+      lock: createLeaseRoleLock({
+        kube,
+        namespace: ns,
+        identity,
+        leaseDurationSeconds: 1,
+        logger: silentLogger,
+      }),
+    });
+    return editor;
+  };
+  return {
+    ns,
+    kube,
+    proxy,
+    /** The Lease as the API server holds it. */
+    lease: async (name: string) =>
+      await cluster.must("GET", `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/${name}`),
+    a: replica("replica-a"),
+    b: replica("replica-b"),
+    async close() {
+      kube.close();
+      await proxy.close();
+    },
+  };
+}
+
+Deno.test("a replica that finds the Lease held hands its edits to the holder: one write for both", async () => {
+  const iam = fakeIam(40);
+  const r = await twoReplicas(iam, 20);
+  try {
+    const onA = Array.from({ length: 10 }, (_, i) => r.a.edit(ROLE, { add: run(i) }, AUDIT));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const onB = Array.from({ length: 10 }, (_, i) => r.b.edit(ROLE, { add: run(100 + i) }, AUDIT));
+    const outcomes = await Promise.all([...onA, ...onB]);
+    assert.deepEqual(new Set(outcomes.map((o) => o.status)), new Set(["added"]));
+    assert.equal(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS).length, 20);
+    assert.equal(iam.count("UpdateAssumeRolePolicy"), 1, "B's edits went in A's write");
+    const lease = await r.lease((await import("./role_lock.ts")).leaseName(ROLE));
+    const meta = lease.metadata as { annotations: Record<string, string> };
+    assert.equal((lease.spec as Record<string, unknown>).holderIdentity, undefined);
+    assert.equal(meta.annotations[HANDED_ANNOTATION], undefined, "nothing left to apply");
+    assert.equal(Object.keys(JSON.parse(meta.annotations[RESULTS_ANNOTATION])).length, 10);
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("edits handed to a holder that dies are applied by the replica that handed them", async () => {
+  const iam = fakeIam(0);
+  const r = await twoReplicas(iam, 0);
+  try {
+    const { leaseName } = await import("./role_lock.ts");
+    const at = new Date().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+    // A replica took the Lease and died: it never applies what it is handed, nor releases.
+    await r.kube.createLease(r.ns, {
+      name: leaseName(ROLE),
+      holderIdentity: "replica-dead",
+      leaseDurationSeconds: 1,
+      acquireTime: at,
+      renewTime: at,
+    });
+    const outcome = await r.b.edit(ROLE, { add: run(7) }, AUDIT);
+    assert.equal(outcome.status, "added");
+    assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [run(7)]);
+    const lease = await r.lease(leaseName(ROLE));
+    const meta = lease.metadata as { annotations?: Record<string, string> };
+    assert.equal(meta.annotations?.[HANDED_ANNOTATION], undefined);
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("a Lease with no room for more handed edits makes a replica wait for it instead", async () => {
+  const iam = fakeIam(0);
+  const r = await twoReplicas(iam, 0);
+  try {
+    const { leaseName } = await import("./role_lock.ts");
+    const at = new Date().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+    const crowd = Array.from(
+      { length: 700 },
+      (_, i) => ({ id: `replica-dead/${i}`, remove: run(5000 + i), user: "someone" }),
+    );
+    await r.kube.createLease(r.ns, {
+      name: leaseName(ROLE),
+      holderIdentity: "replica-dead",
+      leaseDurationSeconds: 1,
+      acquireTime: at,
+      renewTime: at,
+      annotations: { [HANDED_ANNOTATION]: JSON.stringify(crowd) },
+    });
+    const before = r.proxy.requests.length;
+    assert.equal((await r.b.edit(ROLE, { add: run(8) }, AUDIT)).status, "added");
+    const lease = await r.lease(leaseName(ROLE));
+    const meta = lease.metadata as { annotations?: Record<string, string> };
+    // B took the Lease once it expired and applied what the dead holder had been handed, too.
+    assert.equal(meta.annotations?.[HANDED_ANNOTATION], undefined);
+    const puts = r.proxy.requests.slice(before).filter((q) =>
+      q.method === "PUT" && q.path.includes("/leases/")
+    );
+    assert.equal(
+      puts.length,
+      2,
+      "B never appended to the full Lease: it took it, then released it",
+    );
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("edits that reach a replica while it waits on the holder are handed over too, into the same write", async () => {
+  const iam = fakeIam(120);
+  const r = await twoReplicas(iam, 20);
+  try {
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const first = r.a.edit(ROLE, { add: run(0) }, AUDIT); // A takes the Lease, reads for 120 ms.
+    await sleep(5);
+    const handed = r.b.edit(ROLE, { add: run(1) }, AUDIT); // B hands this over after its window.
+    await sleep(45);
+    const later = r.b.edit(ROLE, { add: run(2) }, AUDIT); // Arrives while B waits on A.
+    const outcomes = await Promise.all([first, handed, later]);
+    assert.deepEqual(outcomes.map((o) => o.status), ["added", "added", "added"]);
+    assert.equal(iam.count("UpdateAssumeRolePolicy"), 1, "all three in A's one write");
+  } finally {
+    await r.close();
   }
 });

@@ -88,16 +88,36 @@ Deno.test("the sidecar reads the variables the platform's mutation injects, and 
   assert.match(bad.stderr, /AWS_STS_REGIONAL_ENDPOINTS: expected "regional" or "legacy"/);
 });
 
-Deno.test("the sidecar's import graph holds no AWS SDK: it starts with every workspace", async () => {
+/** The modules of a static module graph, as `deno info` reads it. */
+async function graphOf(path: string): Promise<string[]> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", new URL("../src/sidecar/run.ts", import.meta.url).pathname],
+    args: ["info", "--json", new URL(path, import.meta.url).pathname],
     stdout: "piped",
     stderr: "piped",
   }).output();
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  const graph = JSON.parse(new TextDecoder().decode(out.stdout));
   // `modules` is the graph itself; `npmPackages` lists every package of the lockfile, used or not.
-  const specifiers: string[] = graph.modules.map((m: { specifier: string }) => m.specifier);
-  assert.ok(specifiers.some((s) => s.includes("hono")), "the graph was read");
-  assert.deepEqual(specifiers.filter((s) => /aws-sdk|@smithy/.test(s)), []);
+  return JSON.parse(new TextDecoder().decode(out.stdout)).modules.map((m: { specifier: string }) =>
+    m.specifier
+  );
+}
+
+Deno.test("main.ts names neither mode in its static graph, and the sidecar's holds nothing of the server", async () => {
+  // A string-literal import of a mode's entry would put it, and its npm metadata, in every start.
+  assert.deepEqual((await graphOf("../main.ts")).map((s) => s.replace(/^.*\//, "")), ["main.ts"]);
+  const sidecar = await graphOf("../src/main_sidecar.ts");
+  assert.ok(sidecar.some((s) => s.includes("hono")), "the graph was read");
+  assert.deepEqual(
+    sidecar.filter((s) => /aws-sdk|@smithy|jose|\/src\/(server|app|routes|aws|auth)\b/.test(s)),
+    [],
+  );
+  const server = await graphOf("../src/main_server.ts");
+  assert.ok(server.some((s) => s.endsWith("/src/server.ts")));
+});
+
+Deno.test("a sidecar whose CA file cannot be read exits 1 at start (the file is read while it starts listening)", async () => {
+  const out = await runMain(["sidecar", "--port", "0", "--ca-file", "/nonexistent/irsa-ca.crt"]);
+  assert.equal(out.code, 1, out.stderr);
+  assert.match(out.stderr, /irsa sidecar failed to start/);
+  assert.match(out.stderr, /nonexistent\/irsa-ca\.crt/);
 });

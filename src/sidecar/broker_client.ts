@@ -45,10 +45,37 @@ export interface PodIdentity {
   readonly workloadType?: string;
 }
 
+/** A fetch through one HTTP client that trusts a CA besides the public roots; `close()` frees it. */
+export interface PodFetch {
+  readonly fetch: typeof fetch;
+  close(): void;
+}
+
+/**
+ * The sidecar's one HTTP client, for the server, the token endpoint and STS alike: every client
+ * parses its own copy of the roots (megabytes), so there is one. It is made at the first call, not
+ * at start: reading and parsing the CA takes a millisecond or more, and the sidecar listens before
+ * it syncs. `caCert` may still be being read.
+ */
+export function createPodFetch(caCert?: string | Promise<string | undefined>): PodFetch {
+  let client: Deno.HttpClient | undefined;
+  return {
+    fetch: async (input, init) => {
+      const ca = await caCert;
+      if (ca === undefined) return await fetch(input, init);
+      client ??= Deno.createHttpClient({ caCerts: [ca] });
+      return await fetch(input, { ...init, client });
+    },
+    close: () => client?.close(),
+  };
+}
+
 /** Options of {@link createBrokerClient}. */
 export interface BrokerClientOptions {
   readonly apiProxy: string;
   readonly endpoint: string;
+  /** The HTTP client of every call; by default one that trusts `caCert`. */
+  readonly http?: PodFetch;
   readonly caCert?: string;
   readonly timeoutMs: number;
 }
@@ -63,17 +90,13 @@ export interface BrokerClient {
 
 /** Creates the client; with a CA, the server's certificate must chain to it. */
 export function createBrokerClient(options: BrokerClientOptions): BrokerClient {
-  const client = options.caCert ? Deno.createHttpClient({ caCerts: [options.caCert] }) : undefined;
+  const http = options.http ?? createPodFetch(options.caCert);
   const call = async (
     url: string,
     init: RequestInit,
     timeoutMs = options.timeoutMs,
   ): Promise<Response> => {
-    const res = await fetch(url, {
-      ...init,
-      signal: AbortSignal.timeout(timeoutMs),
-      ...(client ? { client } : {}),
-    });
+    const res = await http.fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
     if (!res.ok) {
       const text = (await res.text().catch(() => "")).slice(0, 500);
       let detail = text.trim();
@@ -118,6 +141,6 @@ export function createBrokerClient(options: BrokerClientOptions): BrokerClient {
     async unmap(pod, timeoutMs) {
       await (await call(options.endpoint, request(pod, "DELETE"), timeoutMs)).body?.cancel();
     },
-    close: () => client?.close(),
+    close: () => http.close(),
   };
 }

@@ -3,7 +3,7 @@
 import type { SidecarConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { createSidecarApp } from "./app.ts";
-import { createBrokerClient } from "./broker_client.ts";
+import { createBrokerClient, createPodFetch } from "./broker_client.ts";
 import { createSyncer } from "./syncer.ts";
 import { tryAssumeRoleWithWebIdentity } from "./sts_check.ts";
 
@@ -20,11 +20,14 @@ export interface RunningSidecar {
 
 /** Starts the sidecar; the first sync runs in the background so /healthz answers at once. */
 export async function startSidecar(config: SidecarConfig, logger: Logger): Promise<RunningSidecar> {
-  const caCert = config.caFile ? await Deno.readTextFile(config.caFile) : undefined;
+  // Read while the server starts listening; a missing CA still fails the start, just after.
+  const caCert = config.caFile ? Deno.readTextFile(config.caFile) : Promise.resolve(undefined);
+  caCert.catch(() => {}); // Awaited below, once listening.
+  const http = createPodFetch(caCert);
   const broker = createBrokerClient({
     apiProxy: config.apiProxy,
     endpoint: config.endpoint,
-    caCert,
+    http,
     timeoutMs: HTTP_TIMEOUT_MS,
   });
   const syncer = createSyncer({
@@ -32,7 +35,14 @@ export async function startSidecar(config: SidecarConfig, logger: Logger): Promi
     broker,
     readTextFile: (path) => Deno.readTextFile(path),
     assume: (role, token, session) =>
-      tryAssumeRoleWithWebIdentity(config.stsEndpoint, role, token, session, HTTP_TIMEOUT_MS),
+      tryAssumeRoleWithWebIdentity(
+        config.stsEndpoint,
+        role,
+        token,
+        session,
+        HTTP_TIMEOUT_MS,
+        http.fetch,
+      ),
     logger,
   });
   const app = createSidecarApp(syncer, config.configFile, logger);
@@ -53,6 +63,13 @@ export async function startSidecar(config: SidecarConfig, logger: Logger): Promi
     },
   }, app.fetch);
   const url = await listening;
+  try {
+    await caCert;
+  } catch (e) {
+    ac.abort();
+    await server.finished;
+    throw e;
+  }
 
   let timer: ReturnType<typeof setInterval> | undefined;
   const started = syncer.start(config.startDeadlineMs).catch((e) =>

@@ -10,6 +10,7 @@ export async function tryAssumeRoleWithWebIdentity(
   webIdentityToken: string,
   sessionName: string,
   timeoutMs: number,
+  doFetch: typeof fetch = fetch,
 ): Promise<AssumeResult> {
   const body = new URLSearchParams({
     Action: "AssumeRoleWithWebIdentity",
@@ -20,7 +21,7 @@ export async function tryAssumeRoleWithWebIdentity(
     DurationSeconds: "900",
   });
   try {
-    const res = await fetch(stsEndpoint, {
+    const res = await doFetch(stsEndpoint, {
       method: "POST",
       headers: { "Content-Type": "application/x-www-form-urlencoded" },
       body,
