@@ -389,6 +389,7 @@ async function twoReplicas(iam: FakeIamRoles, windowMs: number) {
     return editor;
   };
   return {
+    cluster,
     ns,
     kube,
     proxy,
@@ -405,11 +406,21 @@ async function twoReplicas(iam: FakeIamRoles, windowMs: number) {
 }
 
 Deno.test("a replica that finds the Lease held hands its edits to the holder: one write for both", async () => {
-  const iam = fakeIam(40);
+  const iam = fakeIam(150);
   const r = await twoReplicas(iam, 20);
   try {
+    const { leaseName } = await import("./role_lock.ts");
     const onA = Array.from({ length: 10 }, (_, i) => r.a.edit(ROLE, { add: run(i) }, AUDIT));
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    // B's edits arrive once A holds the Lease (a real API server takes a few ms to grant it),
+    // while A still reads the role (150 ms).
+    for (let n = 0; n < 100; n++) {
+      const held = await r.cluster.request(
+        "GET",
+        `/apis/coordination.k8s.io/v1/namespaces/${r.ns}/leases/${leaseName(ROLE)}`,
+      );
+      if (held.status === 200 && held.json.spec?.holderIdentity === "replica-a") break;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
     const onB = Array.from({ length: 10 }, (_, i) => r.b.edit(ROLE, { add: run(100 + i) }, AUDIT));
     const outcomes = await Promise.all([...onA, ...onB]);
     assert.deepEqual(new Set(outcomes.map((o) => o.status)), new Set(["added"]));

@@ -109,6 +109,7 @@ async function startWorld() {
         IRSA_CLEANUP_INTERVAL_SECONDS: String(CLEANUP_SECONDS),
         IRSA_CLEANUP_GRACE_SECONDS: "1",
         IRSA_PRINCIPAL_CACHE_SECONDS: "1",
+        IRSA_CALLER_CACHE_SECONDS: "1",
       }),
       tls.caCert,
     );
@@ -232,7 +233,8 @@ Deno.test("a user removed from an organization loses its role at the next sync",
   assert.equal((await w.sync()).status, 200);
   assert.deepEqual(await w.held(READ_ROLE), [w.subject]);
   w.platform.addUser({ ...w.jdoe, organizations: [LIST_ORG] });
-  await new Promise((r) => setTimeout(r, 1100)); // the principal cache (1 s here, 30 s by default)
+  // The principal and caller caches (1 s here, 30 s by default).
+  await new Promise((r) => setTimeout(r, 1100));
   const synced = await w.sync();
   assert.equal(synced.status, 200);
   assert.deepEqual(synced.json.roles.map((r: { profile: string }) => r.profile), [LIST_ROLE]);
