@@ -4,7 +4,7 @@
  *
  * Each mode's entry is imported through a computed URL, never a string literal: Deno would follow
  * a literal into the module graph, so the sidecar would read the server's sources and the AWS
- * SDK's npm metadata before it listens. `deno compile` embeds both entries with `--include`.
+ * SDK's npm metadata before it listens. `deno compile` embeds the entries with `--include`.
  */
 
 type Mode = "server" | "sidecar";
@@ -25,6 +25,13 @@ function entryUrl(mode: Mode): string {
 async function main(args: string[]): Promise<number> {
   const env: Env = (name) => Deno.env.get(name);
   const first = args[0];
+  if (first === "admin") {
+    // A client, not a service: its own command line (src/admin/args.ts) and entry.
+    const entry: { run(args: string[], env: Env): Promise<number> } = await import(
+      new URL("./src/main_admin.ts", import.meta.url).href
+    );
+    return await entry.run(args.slice(1), env);
+  }
   const modeFromArgs = MODES.includes(first as Mode) ? (first as Mode) : undefined;
   const rest = modeFromArgs ? args.slice(1) : args;
   if (rest.includes("--help") || rest.includes("-h")) {
@@ -33,6 +40,9 @@ async function main(args: string[]): Promise<number> {
       server: config.serverSettings,
       sidecar: config.sidecarSettings,
     }));
+    if (!modeFromArgs) {
+      console.log('\nirsa admin <command>: the admin command line (see "irsa admin --help").');
+    }
     return 0;
   }
   const mode = modeFromArgs ??

@@ -4,6 +4,7 @@ import { Hono } from "hono";
 import type { AuthEnv } from "./auth/bearer.ts";
 import { installErrorFunnel, limitBody, refuseOtherMethods, requestIds } from "./http.ts";
 import type { ServerDeps } from "./routes/deps.ts";
+import { registerAdminRoutes } from "./routes/admin.ts";
 import { registerCapacityRoutes } from "./routes/capacity.ts";
 import { registerOperationRoutes } from "./routes/operations.ts";
 import { registerPodRoleRoutes } from "./routes/pod_roles.ts";
@@ -31,6 +32,7 @@ export function createApp(deps: ServerDeps): Hono<AuthEnv> {
   registerRoleMappingRoutes(app, deps);
   registerCapacityRoutes(app, deps);
   registerServiceAccountRoutes(app, deps);
+  registerAdminRoutes(app, deps);
   // Built once here so that a description the document cannot express stops the start, not a GET.
   deps.api.document();
   return app;

@@ -521,8 +521,11 @@ Deno.test("openapi.json describes every route with the schemas that validate the
   const doc = await (await w.call("GET", "/openapi.json")).json();
   assert.equal(doc.openapi, "3.1.0");
   assert.deepEqual(Object.keys(doc.paths).sort(), [
+    "/apply_role_mappings",
+    "/audit",
     "/capacity",
     "/delete_role_mapping",
+    "/explain",
     "/healthz",
     "/map_iam_roles_to_pod_sa",
     "/metrics",
@@ -531,6 +534,7 @@ Deno.test("openapi.json describes every route with the schemas that validate the
     "/readyz",
     "/role_mappings",
     "/service_account",
+    "/trust",
     "/update_multirole_mapping",
     "/update_role_mapping",
   ]);

@@ -1,6 +1,9 @@
 /** `irsa server`: builds the real dependencies from the configuration and serves the app over HTTPS. */
 
 import { createApp } from "./app.ts";
+import { createAuditTrail } from "./audit_trail.ts";
+import { parseRoleArn } from "./core/arn.ts";
+import { oidcProviderArn } from "./core/trust_policy.ts";
 import type { RunLookup, UserVerifier, WorkloadVerifier } from "./auth/caller.ts";
 import { cacheCallers } from "./auth/caller_cache.ts";
 import { createDominoVerifier } from "./auth/domino_verifier.ts";
@@ -60,6 +63,9 @@ export async function startServer(
   logger: Logger,
   io: ServerIo,
 ): Promise<RunningServer> {
+  // Every audit line of this process is also kept for GET /audit (irsa admin report).
+  const audit = createAuditTrail();
+  logger = audit.wrap(logger);
   const metrics = createServerMetrics();
   // Before anything else: without the editable set, no role could be edited safely.
   const rules = await editableRoles(config, logger);
@@ -206,6 +212,16 @@ export async function startServer(
     now: () => Date.now(),
     editor,
     editable,
+    audit,
+    policies: {
+      read: (roleArn) => roles.getTrustPolicy(parseRoleArn(roleArn).name),
+      providerArnFor: (roleArn) => {
+        const role = parseRoleArn(roleArn);
+        return oidcProviderArn(role.account, config.oidcProvider, role.partition);
+      },
+      audience: config.audience,
+      quota: config.trustPolicyQuota,
+    },
     ownership: {
       computeNamespace: config.computeNamespace,
       runIdPattern: config.runIdPattern,

@@ -60,6 +60,7 @@ const store: MappingStore = {
     }),
   put: () => Promise.resolve(),
   remove: () => Promise.resolve(false),
+  putAll: () => Promise.resolve(),
 };
 
 function fakeIam(latencyMs = 20) {

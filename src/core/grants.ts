@@ -16,6 +16,8 @@ export interface Grant {
   readonly roles: readonly string[];
   /** Epoch milliseconds of the last sync. */
   readonly syncedAt: number;
+  /** The pod's `irsa_workload_type` at the last sync, when it sent one (for `irsa admin trust`). */
+  readonly workloadType?: string;
 }
 
 /** Every role ever edited, and the grants of the subjects irsa has not yet taken back. */
@@ -150,6 +152,7 @@ const GrantWire = v.object({
   organizations: v.array(v.string()),
   roles: v.array(v.string()),
   syncedAt: v.number(),
+  workloadType: v.optional(v.string()),
 });
 
 const RecordWire = v.object({

@@ -4,6 +4,8 @@ import type { Hono } from "hono";
 import * as v from "valibot";
 import { type AuthEnv, bearerAuth } from "../auth/bearer.ts";
 import { proxyRolesOf, unmanagedRolesOf } from "../core/mapping.ts";
+import { subjectsThatFit } from "../core/mapping_diff.ts";
+import { subjectFor } from "../core/subject.ts";
 import type { ServerDeps } from "./deps.ts";
 import { readMappings } from "./pod_roles.ts";
 
@@ -20,6 +22,12 @@ export const CapacityAnswer = v.strictObject({
       quota: v.pipe(v.number(), v.integer(), v.minValue(0)),
       // Negative when a policy irsa did not write is already over the quota.
       free_characters: v.pipe(v.number(), v.integer()),
+      fits: v.pipe(
+        v.number(),
+        v.integer(),
+        v.minValue(0),
+        v.description("How many more run subjects fit, at the length run subjects have here"),
+      ),
     }),
     v.strictObject({
       ...ROLE,
@@ -32,6 +40,11 @@ export const CapacityAnswer = v.strictObject({
 
 /** Registers /capacity. */
 export function registerCapacityRoutes(app: Hono<AuthEnv>, deps: ServerDeps): void {
+  // "fits": how many more run subjects (of the length they have here) the policy holds.
+  const subjectLength = subjectFor(deps.ownership.format, {
+    namespace: deps.ownership.computeNamespace,
+    name: `run-${"0".repeat(24)}`,
+  }).length;
   deps.api.add({
     method: "get",
     path: "/capacity",
@@ -67,6 +80,7 @@ export function registerCapacityRoutes(app: Hono<AuthEnv>, deps: ServerDeps): vo
                 characters: k.length,
                 quota: k.quota,
                 free_characters: k.quota - k.length,
+                fits: subjectsThatFit(k.length, k.quota, subjectLength),
               }
               : {
                 proxy_iam_role_arn: r,

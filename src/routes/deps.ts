@@ -1,6 +1,7 @@
 /** What the server's routes are given: every dependency, passed in by main or by a test. */
 
 import type { RunLookup, UserVerifier, WorkloadVerifier } from "../auth/caller.ts";
+import type { AuditEntry } from "../audit_trail.ts";
 import type { ApiDescription } from "../http.ts";
 import type { Logger } from "../log.ts";
 import type { ServerMetrics } from "../metrics.ts";
@@ -9,6 +10,16 @@ import type { OwnershipOptions } from "../ownership.ts";
 import type { GrantStore } from "../store/grant_store.ts";
 import type { MappingStore } from "../store/mapping_store.ts";
 import type { TrustEditor } from "../trust_editor.ts";
+
+/** Trust policies as IAM has them, and the rules irsa writes them by: for the admin views. */
+export interface PolicyReader {
+  /** The role's trust policy as JSON text (an IAM GetRole; never a write). */
+  read(roleArn: string): Promise<string>;
+  /** The cluster's OIDC provider ARN in the role's account. */
+  providerArnFor(roleArn: string): string;
+  readonly audience: string;
+  readonly quota: number;
+}
 
 /** Dependencies of the server app. */
 export interface ServerDeps {
@@ -29,6 +40,10 @@ export interface ServerDeps {
    * no check (in-process tests that do not need one).
    */
   readonly editable?: (roleArn: string) => string | undefined;
+  /** The last audit lines of this process, for `GET /audit`; absent: it answers 503. */
+  readonly audit?: { entries(): AuditEntry[] };
+  /** Reads trust policies for `/trust`, `/explain` and `/apply_role_mappings`; absent: they answer 503. */
+  readonly policies?: PolicyReader;
   readonly ownership: OwnershipOptions;
   /** The web-identity token path written into config files (`AWS_WEB_IDENTITY_TOKEN_FILE` in pods). */
   readonly webIdentityTokenFile: string;

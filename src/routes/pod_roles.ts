@@ -156,6 +156,7 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
           organizations: caller.organizations,
           roles: [...(record.grants[pod.subject]?.roles ?? []), ...entitled],
           syncedAt: deps.now(),
+          ...(type === undefined ? {} : { workloadType: type }),
         });
       });
       const mapped = await Promise.all(

@@ -7,7 +7,12 @@ import { AppError } from "../errors.ts";
 import type { ConfigMapSnapshot, KubeClient } from "../kube/client.ts";
 import { KubeApiError, KubeConflictError } from "../kube/client.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import type { MappingSnapshot, MappingStore } from "./mapping_store.ts";
+import {
+  encodeWrites,
+  type MappingSnapshot,
+  type MappingStore,
+  withWrites,
+} from "./mapping_store.ts";
 
 /** Options of {@link createConfigMapStore}. */
 export interface ConfigMapStoreOptions {
@@ -144,6 +149,13 @@ export function createConfigMapStore(
         return removed ? withoutEntry(data, organization) : undefined;
       });
       return removed;
+    },
+
+    async putAll(writes): Promise<void> {
+      for (const org of writes.keys()) checkOrganization(org);
+      const values = encodeWrites(writes, entryValue);
+      if (values.size === 0) return;
+      await modify((data) => withWrites(data, values));
     },
   };
 }

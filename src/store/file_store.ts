@@ -10,7 +10,12 @@ import {
   withEntry,
   withoutEntry,
 } from "./configmap_store.ts";
-import type { MappingSnapshot, MappingStore } from "./mapping_store.ts";
+import {
+  encodeWrites,
+  type MappingSnapshot,
+  type MappingStore,
+  withWrites,
+} from "./mapping_store.ts";
 
 /** The file operations the store uses; `readTextFile` must throw `Deno.errors.NotFound` for a missing file. */
 export interface FileStoreFs {
@@ -76,6 +81,13 @@ export function createFileStore(path: string, fs: Partial<FileStoreFs> = {}): Ma
         const found = Object.hasOwn(data, organization);
         return { data: found ? withoutEntry(data, organization) : undefined, result: found };
       });
+    },
+
+    async putAll(writes): Promise<void> {
+      for (const org of writes.keys()) checkOrganization(org);
+      const values = encodeWrites(writes, entryValue);
+      if (values.size === 0) return;
+      await modify((data) => ({ data: withWrites(data, values), result: undefined }));
     },
   };
 }

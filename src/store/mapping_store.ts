@@ -17,4 +17,33 @@ export interface MappingStore {
   put(organization: string, pairs: readonly RolePair[]): Promise<void>;
   /** Removes an organization; returns false when it had no mapping. */
   remove(organization: string): Promise<boolean>;
+  /**
+   * Sets (pairs) or removes (null) several organizations in one write: all of them or none
+   * (`irsa admin mappings apply`).
+   */
+  putAll(writes: ReadonlyMap<string, readonly RolePair[] | null>): Promise<void>;
+}
+
+/** `data` with every write applied: entries set to their stored value, or removed. */
+export function withWrites<T>(
+  data: Readonly<Record<string, T>>,
+  writes: ReadonlyMap<string, T | null>,
+): Record<string, T> {
+  const entries = Object.entries(data).filter(([k]) => !writes.has(k) || writes.get(k) !== null)
+    .map(([k, value]) => [k, writes.has(k) ? writes.get(k)! : value] as [string, T]);
+  for (const [k, value] of writes) {
+    if (value !== null && !Object.hasOwn(data, k)) entries.push([k, value]);
+  }
+  // Object.fromEntries, not assignment: a key such as "__proto__" must stay plain data.
+  return Object.fromEntries(entries);
+}
+
+/** The stored values of a set of writes, checked before anything is written. */
+export function encodeWrites(
+  writes: ReadonlyMap<string, readonly RolePair[] | null>,
+  encode: (organization: string, pairs: readonly RolePair[]) => string,
+): Map<string, string | null> {
+  return new Map(
+    [...writes].map(([org, pairs]) => [org, pairs === null ? null : encode(org, pairs)]),
+  );
 }
