@@ -1,6 +1,6 @@
 /** POST and DELETE /service_account: per-user ServiceAccounts in the compute namespace, for admins. */
 
-import type { Hono } from "hono";
+import type { Context, Hono } from "hono";
 import * as v from "valibot";
 import { type AuthEnv, bearerAuth } from "../auth/bearer.ts";
 import { AppError } from "../errors.ts";
@@ -62,23 +62,25 @@ export function registerServiceAccountRoutes(app: Hono<AuthEnv>, deps: ServerDep
     },
     errors,
   });
-  app.post("/service_account", admin, async (c) => {
-    const { service_account_name: name } = await jsonBody(c, ServiceAccountBody);
-    const status = await accounts().create(name);
-    deps.logger.info("service account created", {
-      audit: true,
-      user: c.get("caller").username,
-      service_account: name,
-      status,
-    });
-    return c.json(
-      {
+  // Both methods: the name from the body, the change, one audit line, the answer.
+  const handle =
+    (change: "created" | "deleted", act: (name: string) => Promise<string>) =>
+    async (c: Context<AuthEnv>) => {
+      const { service_account_name: name } = await jsonBody(c, ServiceAccountBody);
+      const status = await act(name);
+      deps.logger.info(`service account ${change}`, {
+        audit: true,
+        user: c.get("caller").username,
+        service_account: name,
+        status,
+      });
+      return c.json({
         status,
         service_account_name: name,
         namespace: deps.ownership.computeNamespace,
-      } satisfies v.InferOutput<typeof CreatedServiceAccountAnswer>,
-    );
-  });
+      });
+    };
+  app.post("/service_account", admin, handle("created", (name) => accounts().create(name)));
 
   deps.api.add({
     method: "delete",
@@ -92,21 +94,5 @@ export function registerServiceAccountRoutes(app: Hono<AuthEnv>, deps: ServerDep
     },
     errors,
   });
-  app.delete("/service_account", admin, async (c) => {
-    const { service_account_name: name } = await jsonBody(c, ServiceAccountBody);
-    const status = await accounts().remove(name);
-    deps.logger.info("service account deleted", {
-      audit: true,
-      user: c.get("caller").username,
-      service_account: name,
-      status,
-    });
-    return c.json(
-      {
-        status,
-        service_account_name: name,
-        namespace: deps.ownership.computeNamespace,
-      } satisfies v.InferOutput<typeof DeletedServiceAccountAnswer>,
-    );
-  });
+  app.delete("/service_account", admin, handle("deleted", (name) => accounts().remove(name)));
 }
