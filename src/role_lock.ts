@@ -354,24 +354,32 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
               // The edits other replicas handed over until now go in this write too.
               const latest = await refresh();
               const recorded = resultsOf(latest);
-              if (ids && ids.length === own.length && ids.every((id) => id in recorded)) {
-                const done = ids.map((id) => recorded[id].r);
-                return { value: done, finish: (l: Lease) => ({ ...l.annotations }) };
+              // Own edits a previous holder already applied keep its result (applying them again
+              // would answer "present" for a subject this very request added); the rest go here.
+              const known = own.map((_, k) =>
+                ids && k < ids.length && ids[k] in recorded ? recorded[ids[k]].r : undefined
+              );
+              if (known.every((r) => r !== undefined)) {
+                return { value: known, finish: (l: Lease) => ({ ...l.annotations }) };
               }
+              const pending = own.filter((_, k) => known[k] === undefined);
               const handed = handedOf(latest).filter((e) => !ids?.includes(e.id));
               options.logger.debug("role's Lease taken", {
                 lease: name,
-                own: own.length,
+                own: pending.length,
                 handed: handed.length,
               });
-              const result = await steps.apply(before, [...own, ...handed.map(withoutId)]);
+              const result = await steps.apply(before, [...pending, ...handed.map(withoutId)]);
               const version = result.version ?? before;
               const at = now();
               const taken = new Set([...handed.map((e) => e.id), ...(ids ?? [])]);
               const fresh: Results = {};
-              handed.forEach((e, i) => (fresh[e.id] = { r: result.value[own.length + i], t: at }));
+              handed.forEach((e, i) => (
+                fresh[e.id] = { r: result.value[pending.length + i], t: at }
+              ));
+              let next = 0;
               return {
-                value: result.value.slice(0, own.length),
+                value: known.map((r) => r ?? result.value[next++]),
                 finish: (l: Lease) => annotationsAfter(l, taken, fresh, version, at),
               };
             });
