@@ -17,14 +17,12 @@ import {
   inAccount,
   type Moto,
   type SeededWorld,
-  seedExampleRoles,
-  startMoto,
 } from "./fixtures/moto.ts";
 import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
-import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
+import type { TestTls } from "./fixtures/tls.ts";
 import { Conformance } from "./openapi_conformance.ts";
 import { runMain, startServerProcess } from "./server_process.ts";
-import { heldSubjects, pairJson, serverEnv } from "./world.ts";
+import { heldSubjects, pairJson, serverEnv, useMotoWorld } from "./world.ts";
 
 const [LIST_ROLE, READ_ROLE, UPDATE_ROLE] = EXAMPLE.roleNames;
 const MANUAL_ROLE = "acme-manual-role";
@@ -46,19 +44,8 @@ let moto: Moto;
 let iam: IAMClient;
 let tls: TestTls;
 let world: SeededWorld;
-
-Deno.test.beforeAll(async () => {
-  moto = await startMoto();
-  iam = moto.iamClient();
-  tls = await makeTestTls();
-});
-Deno.test.afterAll(async () => {
-  await moto.stop();
-  await tls.cleanup();
-});
+useMotoWorld((w) => ({ moto, iam, tls, world } = w));
 Deno.test.beforeEach(async () => {
-  await moto.reset();
-  world = await seedExampleRoles(iam);
   for (const name of [MANUAL_ROLE, AUDIENCE_ROLE]) {
     await iam.send(inAccount(
       EXAMPLE.eksAccount,

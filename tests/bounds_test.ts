@@ -6,20 +6,12 @@
 import assert from "node:assert/strict";
 import { CreateRoleCommand, GetRoleCommand, type IAMClient } from "@aws-sdk/client-iam";
 import { AssumeRoleCommand, STSClient } from "@aws-sdk/client-sts";
-import {
-  EXAMPLE,
-  inAccount,
-  type Moto,
-  MOTO_REGION,
-  type SeededWorld,
-  seedExampleRoles,
-  startMoto,
-} from "./fixtures/moto.ts";
+import { EXAMPLE, inAccount, type Moto, MOTO_REGION, type SeededWorld } from "./fixtures/moto.ts";
 import { sharedKubeApiServer } from "./fixtures/kube_apiserver.ts";
 import { type OidcIssuer, startOidcIssuer } from "./fixtures/oidc_issuer.ts";
-import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
+import type { TestTls } from "./fixtures/tls.ts";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
-import { pairJson, serverEnv } from "./world.ts";
+import { pairJson, serverEnv, useMotoWorld } from "./world.ts";
 
 const RUN = "646d27b817c28b5ea4b5b0c1";
 const ORG = "irsa-iamrole-list-bucket";
@@ -32,20 +24,7 @@ let moto: Moto;
 let iam: IAMClient;
 let tls: TestTls;
 let world: SeededWorld;
-
-Deno.test.beforeAll(async () => {
-  moto = await startMoto();
-  iam = moto.iamClient();
-  tls = await makeTestTls();
-});
-Deno.test.afterAll(async () => {
-  await moto.stop();
-  await tls.cleanup();
-});
-Deno.test.beforeEach(async () => {
-  await moto.reset();
-  world = await seedExampleRoles(iam);
-});
+useMotoWorld((w) => ({ moto, iam, tls, world } = w));
 
 /** A role's trust policy exactly as IAM returns it (URL-encoded), to compare byte for byte. */
 async function policyOf(role: string): Promise<string> {

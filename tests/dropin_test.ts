@@ -6,19 +6,12 @@
 import assert from "node:assert/strict";
 import { GetRoleCommand, type IAMClient } from "@aws-sdk/client-iam";
 import { type FakePlatformApi, startFakePlatformApi } from "./fakes/platform_api.ts";
-import {
-  EXAMPLE,
-  inAccount,
-  type Moto,
-  type SeededWorld,
-  seedExampleRoles,
-  startMoto,
-} from "./fixtures/moto.ts";
+import { EXAMPLE, inAccount, type Moto, type SeededWorld } from "./fixtures/moto.ts";
 import { type KubeApiServer, sharedKubeApiServer } from "./fixtures/kube_apiserver.ts";
 import { type OidcIssuer, startOidcIssuer } from "./fixtures/oidc_issuer.ts";
-import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
+import type { TestTls } from "./fixtures/tls.ts";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
-import { heldSubjects, serverEnv } from "./world.ts";
+import { heldSubjects, serverEnv, useMotoWorld } from "./world.ts";
 
 const RUN = "646d27b817c28b5ea4b5b0c1";
 const ORGS = ["irsa-iamrole-list-bucket", "irsa-iamrole-read-bucket", "irsa-iamrole-update-bucket"];
@@ -37,20 +30,7 @@ let moto: Moto;
 let iam: IAMClient;
 let tls: TestTls;
 let world: SeededWorld;
-
-Deno.test.beforeAll(async () => {
-  moto = await startMoto();
-  iam = moto.iamClient();
-  tls = await makeTestTls();
-});
-Deno.test.afterAll(async () => {
-  await moto.stop();
-  await tls.cleanup();
-});
-Deno.test.beforeEach(async () => {
-  await moto.reset();
-  world = await seedExampleRoles(iam);
-});
+useMotoWorld((w) => ({ moto, iam, tls, world } = w));
 
 /** The trust-policy documents of the example proxy roles, exactly as IAM returns them. */
 async function policies(): Promise<string[]> {

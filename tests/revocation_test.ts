@@ -7,17 +7,11 @@ import assert from "node:assert/strict";
 import type { IAMClient } from "@aws-sdk/client-iam";
 import { startFakePlatformApi } from "./fakes/platform_api.ts";
 import { type KubeApiServer, sharedKubeApiServer } from "./fixtures/kube_apiserver.ts";
-import {
-  EXAMPLE,
-  type Moto,
-  type SeededWorld,
-  seedExampleRoles,
-  startMoto,
-} from "./fixtures/moto.ts";
+import { EXAMPLE, type Moto, type SeededWorld } from "./fixtures/moto.ts";
 import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
-import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
+import type { TestTls } from "./fixtures/tls.ts";
 import { type ServerProcess, startIrsaProcess, startServerProcess } from "./server_process.ts";
-import { heldSubjects, pairJson, serverEnv, sidecarEnv } from "./world.ts";
+import { heldSubjects, pairJson, serverEnv, sidecarEnv, useMotoWorld } from "./world.ts";
 
 const RUN = "646d27b817c28b5ea4b5b0c1";
 const LIST_ORG = "irsa-iamrole-list-bucket";
@@ -29,20 +23,7 @@ let moto: Moto;
 let iam: IAMClient;
 let tls: TestTls;
 let world: SeededWorld;
-
-Deno.test.beforeAll(async () => {
-  moto = await startMoto();
-  iam = moto.iamClient();
-  tls = await makeTestTls();
-});
-Deno.test.afterAll(async () => {
-  await moto.stop();
-  await tls.cleanup();
-});
-Deno.test.beforeEach(async () => {
-  await moto.reset();
-  world = await seedExampleRoles(iam);
-});
+useMotoWorld((w) => ({ moto, iam, tls, world } = w));
 
 /** A cluster namespace pair, the platform's users, and a way to start servers on them. */
 async function startWorld() {

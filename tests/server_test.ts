@@ -5,19 +5,13 @@
 import assert from "node:assert/strict";
 import type { IAMClient } from "@aws-sdk/client-iam";
 import { startFakePlatformApi } from "./fakes/platform_api.ts";
-import {
-  EXAMPLE,
-  type Moto,
-  type SeededWorld,
-  seedExampleRoles,
-  startMoto,
-} from "./fixtures/moto.ts";
+import { EXAMPLE, type Moto, type SeededWorld } from "./fixtures/moto.ts";
 import { sharedKubeApiServer } from "./fixtures/kube_apiserver.ts";
 import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
 import { startKubeFaultProxy } from "./kube_fault_proxy.ts";
-import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
+import type { TestTls } from "./fixtures/tls.ts";
 import { startServerProcess } from "./server_process.ts";
-import { heldSubjects, pairJson, serverEnv } from "./world.ts";
+import { heldSubjects, pairJson, serverEnv, useMotoWorld } from "./world.ts";
 
 const RUN = "646d27b817c28b5ea4b5b0c1";
 const OTHER_RUN = "646f604955daf764547c5b77";
@@ -27,20 +21,7 @@ let moto: Moto;
 let iam: IAMClient;
 let tls: TestTls;
 let world: SeededWorld;
-
-Deno.test.beforeAll(async () => {
-  moto = await startMoto();
-  iam = moto.iamClient();
-  tls = await makeTestTls();
-});
-Deno.test.afterAll(async () => {
-  await moto.stop();
-  await tls.cleanup();
-});
-Deno.test.beforeEach(async () => {
-  await moto.reset();
-  world = await seedExampleRoles(iam);
-});
+useMotoWorld((w) => ({ moto, iam, tls, world } = w));
 
 const subjectsIn = (role: string) => heldSubjects(iam, world, role);
 

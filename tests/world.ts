@@ -2,9 +2,16 @@
 
 import { GetRoleCommand, type IAMClient } from "@aws-sdk/client-iam";
 import { subjectsOf } from "../src/core/trust_policy.ts";
-import { EXAMPLE, inAccount, type Moto, type SeededWorld } from "./fixtures/moto.ts";
+import {
+  EXAMPLE,
+  inAccount,
+  type Moto,
+  type SeededWorld,
+  seedExampleRoles,
+  startMoto,
+} from "./fixtures/moto.ts";
 import type { OidcIssuer } from "./fixtures/oidc_issuer.ts";
-import type { TestTls } from "./fixtures/tls.ts";
+import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
 import type { FakePlatformApi } from "./fakes/platform_api.ts";
 import { type ServerProcess, startIrsaProcess } from "./server_process.ts";
 
@@ -154,4 +161,37 @@ export function startFileStoreServer(
     ),
     tls.caCert,
   );
+}
+
+/** What a subprocess test module shares: moto, its IAM client, a test TLS pair, the example roles. */
+export interface MotoWorld {
+  readonly moto: Moto;
+  readonly iam: IAMClient;
+  readonly tls: TestTls;
+  readonly world: SeededWorld;
+}
+
+/**
+ * Starts moto and a TLS pair once for the calling module, stops them after its last test, and
+ * resets moto and seeds the example roles before each test; then hands the lot to `use` (the
+ * module keeps them in variables of its own). Hooks the module registers after this one run after
+ * it, so they can add roles of their own.
+ */
+export function useMotoWorld(use: (w: MotoWorld) => void): void {
+  let moto: Moto;
+  let iam: IAMClient;
+  let tls: TestTls;
+  Deno.test.beforeAll(async () => {
+    moto = await startMoto();
+    iam = moto.iamClient();
+    tls = await makeTestTls();
+  });
+  Deno.test.afterAll(async () => {
+    await moto.stop();
+    await tls.cleanup();
+  });
+  Deno.test.beforeEach(async () => {
+    await moto.reset();
+    use({ moto, iam, tls, world: await seedExampleRoles(iam) });
+  });
 }
