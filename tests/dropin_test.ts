@@ -11,7 +11,7 @@ import { type KubeApiServer, sharedKubeApiServer } from "./fixtures/kube_apiserv
 import { type OidcIssuer, startOidcIssuer } from "./fixtures/oidc_issuer.ts";
 import type { TestTls } from "./fixtures/tls.ts";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
-import { heldSubjects, serverEnv, useMotoWorld } from "./world.ts";
+import { configMapStoreArgs, heldSubjects, serverEnv, useMotoWorld } from "./world.ts";
 
 const RUN = "646d27b817c28b5ea4b5b0c1";
 const ORGS = ["irsa-iamrole-list-bucket", "irsa-iamrole-read-bucket", "irsa-iamrole-update-bucket"];
@@ -109,14 +109,7 @@ async function startWorld({ verifier, store }: Setup) {
       serviceAccountName: `run-${RUN}`,
     });
     args.push(
-      "--mapping-store",
-      "configmap",
-      "--kubernetes-api",
-      cluster.url,
-      "--kubernetes-token-file",
-      cluster.adminTokenFile,
-      "--kubernetes-ca-file",
-      cluster.caCertPath,
+      ...configMapStoreArgs(cluster),
     );
   } else {
     // No Kubernetes: the pod's token alone proves the pod, as the admin opts in.
@@ -416,14 +409,7 @@ Deno.test("per-user service accounts: a pod the mutation ran as another name get
       "--verifier",
       "domino",
       "--user-based-service-accounts",
-      "--mapping-store",
-      "configmap",
-      "--kubernetes-api",
-      cluster.url,
-      "--kubernetes-token-file",
-      cluster.adminTokenFile,
-      "--kubernetes-ca-file",
-      cluster.caCertPath,
+      ...configMapStoreArgs(cluster),
     ],
     serverEnv(moto, world, issuer, {
       DOMINO_USER_HOST: platform.url,

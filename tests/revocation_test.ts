@@ -11,7 +11,14 @@ import { EXAMPLE, type Moto, type SeededWorld } from "./fixtures/moto.ts";
 import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
 import type { TestTls } from "./fixtures/tls.ts";
 import { type ServerProcess, startIrsaProcess, startServerProcess } from "./server_process.ts";
-import { heldSubjects, pairJson, serverEnv, sidecarEnv, useMotoWorld } from "./world.ts";
+import {
+  configMapStoreArgs,
+  heldSubjects,
+  pairJson,
+  serverEnv,
+  sidecarEnv,
+  useMotoWorld,
+} from "./world.ts";
 
 const RUN = "646d27b817c28b5ea4b5b0c1";
 const LIST_ORG = "irsa-iamrole-list-bucket";
@@ -72,14 +79,7 @@ async function startWorld() {
         tls.keyPath,
         "--verifier",
         "domino",
-        "--mapping-store",
-        "configmap",
-        "--kubernetes-api",
-        cluster.url,
-        "--kubernetes-token-file",
-        cluster.adminTokenFile,
-        "--kubernetes-ca-file",
-        cluster.caCertPath,
+        ...configMapStoreArgs(cluster),
       ],
       serverEnv(moto, world, issuer, {
         DOMINO_USER_HOST: platform.url,

@@ -12,6 +12,7 @@ import {
 } from "./fixtures/moto.ts";
 import type { OidcIssuer } from "./fixtures/oidc_issuer.ts";
 import { makeTestTls, type TestTls } from "./fixtures/tls.ts";
+import type { KubeApiServer } from "./fixtures/kube_apiserver.ts";
 import type { FakePlatformApi } from "./fakes/platform_api.ts";
 import { type ServerProcess, startIrsaProcess } from "./server_process.ts";
 
@@ -194,4 +195,18 @@ export function useMotoWorld(use: (w: MotoWorld) => void): void {
     await moto.reset();
     use({ moto, iam, tls, world: await seedExampleRoles(iam) });
   });
+}
+
+/** The flags of a server that keeps its mappings in a ConfigMap of this API server, as its admin. */
+export function configMapStoreArgs(cluster: KubeApiServer): string[] {
+  return [
+    "--mapping-store",
+    "configmap",
+    "--kubernetes-api",
+    cluster.url,
+    "--kubernetes-token-file",
+    cluster.adminTokenFile,
+    "--kubernetes-ca-file",
+    cluster.caCertPath,
+  ];
 }
