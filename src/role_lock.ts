@@ -175,8 +175,16 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
       } stayed held by another replica`,
     );
 
-  /** One attempt at the Lease: ours now, or undefined while another replica holds it. */
-  async function tryAcquire(name: string, roleArn: string): Promise<Lease | undefined> {
+  /**
+   * One attempt at the Lease: ours now, with the version its last holder recorded, or undefined
+   * while another replica holds it. The version comes off the Lease while we hold it, so that if
+   * we write and then cannot release, the next holder finds none and reads IAM: a version left on
+   * it would match a cache from before our write, and that holder would write our edit away.
+   */
+  async function tryAcquire(
+    name: string,
+    roleArn: string,
+  ): Promise<{ lease: Lease; version?: string } | undefined> {
     const at = now();
     const mine = {
       holderIdentity: options.identity,
@@ -187,25 +195,28 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
     try {
       const current = await kube.getLease(namespace, name);
       if (!current) {
-        return await kube.createLease(namespace, {
+        const lease = await kube.createLease(namespace, {
           name,
           annotations: { [ROLE_ANNOTATION]: roleArn },
           ...mine,
         });
+        return { lease };
       }
       if (heldByOther(current, at)) return undefined;
-      return await kube.replaceLease(namespace, { ...current, ...mine });
+      const { [VERSION_ANNOTATION]: version, ...annotations } = current.annotations ?? {};
+      const lease = await kube.replaceLease(namespace, { ...current, ...mine, annotations });
+      return { lease, version };
     } catch (e) {
       if (transient(e)) return undefined;
       throw e;
     }
   }
 
-  async function acquire(name: string, roleArn: string): Promise<Lease> {
+  async function acquire(name: string, roleArn: string) {
     const deadline = now() + acquireTimeout;
     for (let attempt = 0;; attempt++) {
-      const lease = await tryAcquire(name, roleArn);
-      if (lease) return lease;
+      const taken = await tryAcquire(name, roleArn);
+      if (taken) return taken;
       if (now() > deadline) throw stayedHeld(roleArn, name);
       await sleep(Math.min(500, 20 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random()));
     }
@@ -345,10 +356,10 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
             }
             // Released (or expired) without them all: take the Lease and apply them here.
           }
-          const lease = await tryAcquire(name, roleArn);
-          if (lease) {
-            const value = await holding(name, lease, async (held, refresh) => {
-              const before = held.annotations?.[VERSION_ANNOTATION];
+          const taken = await tryAcquire(name, roleArn);
+          if (taken) {
+            const before = taken.version;
+            const value = await holding(name, taken.lease, async (_held, refresh) => {
               await steps.prepare(before);
               const own = mine ?? await steps.take();
               // The edits other replicas handed over until now go in this write too.
@@ -406,8 +417,8 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
       // One holder per process at a time; the Lease orders the processes.
       return local.withLock(roleArn, async () => {
         const name = leaseName(roleArn);
-        const value = await holding(name, await acquire(name, roleArn), async (held) => {
-          const before = held.annotations?.[VERSION_ANNOTATION];
+        const { lease, version: before } = await acquire(name, roleArn);
+        const value = await holding(name, lease, async () => {
           const result = await work(before);
           const version = result.version ?? before;
           return {
