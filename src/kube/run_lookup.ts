@@ -1,6 +1,7 @@
 /** Finds a run's pods by their execution-id label, with one label-selector query. */
 
 import type { RunLookup, RunPod } from "../auth/caller.ts";
+import { coalesce } from "../coalesce.ts";
 import { AppError } from "../errors.ts";
 import type { KubeClient, KubePod } from "./client.ts";
 
@@ -19,22 +20,54 @@ const STARTING_USERNAME_LABEL = "dominodatalab.com/starting-user-username";
 // requirements (`x,foo!=bar`), so only lowercase letters, digits and inner dashes pass.
 const RUN_ID = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
-/** A {@link RunLookup} that lists the pods labelled with the run id in the compute namespace. */
+/** Run ids in one list call at most: the selector stays a few KiB. */
+const RUNS_PER_LIST = 100;
+
+/**
+ * A {@link RunLookup} that lists the pods labelled with the run id in the compute namespace.
+ * Lookups that arrive while a list is in flight go together into the next one, as
+ * `execution-id in (a,b,...)`, so a burst of starts costs a few lists, not one each; every list
+ * is sent after each lookup it answers was asked, so no answer is older than its question.
+ */
 export function createRunLookup(
   kube: Pick<KubeClient, "listPods">,
   options: RunLookupOptions = {},
 ): RunLookup {
   const namespace = options.namespace ?? "domino-compute";
+
+  const list = async (runIds: readonly string[]) => {
+    const selector = runIds.length === 1
+      ? `${EXECUTION_ID_LABEL}=${runIds[0]}`
+      : `${EXECUTION_ID_LABEL} in (${runIds.join(",")})`;
+    const byRun = new Map<string, RunPod[]>(runIds.map((id) => [id, []]));
+    for (const pod of await kube.listPods(namespace, selector)) {
+      byRun.get(pod.metadata.labels?.[EXECUTION_ID_LABEL] ?? "")?.push(toRunPod(pod));
+    }
+    return byRun;
+  };
+  const lookup = coalesce(async (runIds: readonly string[]) => {
+    const unique = [...new Set(runIds)];
+    const lists = await Promise.all(
+      Array.from(
+        { length: Math.ceil(unique.length / RUNS_PER_LIST) },
+        (_, i) => list(unique.slice(i * RUNS_PER_LIST, (i + 1) * RUNS_PER_LIST)),
+      ),
+    );
+    const byRun = new Map(lists.flatMap((m) => [...m]));
+    return runIds.map((id) => byRun.get(id)!);
+  });
+
   return {
-    async findRunPods(runId: string): Promise<readonly RunPod[]> {
+    findRunPods(runId: string): Promise<readonly RunPod[]> {
       if (!RUN_ID.test(runId)) {
-        throw new AppError(
-          "bad_request",
-          `Invalid run id ${JSON.stringify(runId)}: expected lowercase letters, digits and "-"`,
+        return Promise.reject(
+          new AppError(
+            "bad_request",
+            `Invalid run id ${JSON.stringify(runId)}: expected lowercase letters, digits and "-"`,
+          ),
         );
       }
-      const pods = await kube.listPods(namespace, `${EXECUTION_ID_LABEL}=${runId}`);
-      return pods.map(toRunPod);
+      return lookup(runId);
     },
   };
 }

@@ -130,3 +130,41 @@ Deno.test("run lookup: API failures surface as AppErrors", async () => {
     await proxy.close();
   }
 });
+
+Deno.test("run lookup: a burst of lookups shares a few set-based lists, each answered with its own run's pods", async () => {
+  const cluster = await sharedKubeApiServer();
+  const compute = await cluster.createNamespace("compute");
+  const proxy = startKubeFaultProxy(cluster);
+  const kube = createKubeClient({ apiUrl: proxy.url, token: () => cluster.adminToken });
+  const ids = Array.from({ length: 150 }, (_, i) => (0xa00000 + i).toString(16).padStart(24, "0"));
+  try {
+    // Every other run has a pod; the rest must answer an empty list, not a neighbour's pods.
+    for (const [i, id] of ids.entries()) {
+      if (i % 2 === 0) await cluster.createPod(compute, runPod(`run-${id}-x`, id));
+    }
+    const runs = createRunLookup(kube, { namespace: compute });
+    const answers = await Promise.all(ids.map((id) => runs.findRunPods(id)));
+    for (const [i, id] of ids.entries()) {
+      assert.deepEqual(answers[i].map((p) => p.name), i % 2 === 0 ? [`run-${id}-x`] : [], id);
+    }
+    // The first lookup is listed at once and alone; the 149 asked meanwhile in two lists of at
+    // most 100 runs each.
+    const selectors = proxy.requests.map((r) => new URLSearchParams(r.query).get("labelSelector")!);
+    assert.equal(selectors.length, 3);
+    assert.equal(selectors[0], `dominodatalab.com/execution-id=${ids[0]}`);
+    assert.deepEqual(
+      selectors.slice(1).map((s) =>
+        s.replace(/^dominodatalab.com\/execution-id in \((.*)\)$/, "$1").split(",").length
+      ).sort((a, b) => b - a), // sent together: either may reach the API server first
+      [100, 49],
+    );
+    // A list that fails fails every lookup it carried, and the next burst lists again.
+    proxy.failNext(1, 503);
+    const failed = await Promise.allSettled([runs.findRunPods(ids[0]), runs.findRunPods(ids[2])]);
+    assert.equal(failed[0].status, "rejected");
+    assert.deepEqual((await runs.findRunPods(ids[2])).map((p) => p.name), [`run-${ids[2]}-x`]);
+  } finally {
+    kube.close();
+    await proxy.close();
+  }
+});
