@@ -36,7 +36,7 @@ import {
   grantFileBeside,
   type GrantStore,
 } from "./store/grant_store.ts";
-import type { MappingStore } from "./store/mapping_store.ts";
+import { type MappingStore, withSharedReads } from "./store/mapping_store.ts";
 import { createTrustEditor } from "./trust_editor.ts";
 import { createCleanup, kubernetesLiveness } from "./cleanup.ts";
 import { createLeaseRoleLock, createLocalRoleLock } from "./role_lock.ts";
@@ -141,12 +141,14 @@ export async function startServer(
     runs = createRunLookup(kube, { namespace: config.computeNamespace });
     serviceAccounts = createServiceAccountAdmin(kube, config.computeNamespace);
   }
-  const store: MappingStore = config.mappingStore === "configmap"
-    ? createConfigMapStore(kube!, {
-      namespace: config.fieldNamespace,
-      name: config.mappingConfigMap,
-    })
-    : createFileStore(config.mappingFile);
+  const store: MappingStore = withSharedReads(
+    config.mappingStore === "configmap"
+      ? createConfigMapStore(kube!, {
+        namespace: config.fieldNamespace,
+        name: config.mappingConfigMap,
+      })
+      : createFileStore(config.mappingFile),
+  );
   const grants: GrantStore = kube
     ? createConfigMapGrantStore(kube, { namespace: config.fieldNamespace, logger })
     : createFileGrantStore(grantFileBeside(config.mappingFile));

@@ -2,6 +2,7 @@
 
 import type { MappingProblem, Mappings } from "../core/mapping.ts";
 import type { RolePair } from "../core/role_chain.ts";
+import { coalesce } from "../coalesce.ts";
 
 /** A snapshot of every mapping, with the entries that could not be read. */
 export interface MappingSnapshot {
@@ -46,4 +47,21 @@ export function encodeWrites(
   return new Map(
     [...writes].map(([org, pairs]) => [org, pairs === null ? null : encode(org, pairs)]),
   );
+}
+
+/**
+ * The store, with reads asked while one is in flight answered by the next one: a burst of starts
+ * reads the ConfigMap (or the file) two or three times, and no read is older than its question.
+ */
+export function withSharedReads(store: MappingStore): MappingStore {
+  const read = coalesce(async (asks: readonly void[]) => {
+    const snapshot = await store.read();
+    return asks.map(() => snapshot);
+  });
+  return {
+    read: () => read(undefined),
+    put: (organization, pairs) => store.put(organization, pairs),
+    remove: (organization) => store.remove(organization),
+    putAll: (writes) => store.putAll(writes),
+  };
 }
