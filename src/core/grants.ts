@@ -62,20 +62,35 @@ export function entitledRoles(mappings: Mappings, organizations: readonly string
   );
 }
 
+/** A subject's grant as a sync sets it, from what the record holds when it is applied. */
+export interface GrantSet {
+  readonly subject: string;
+  /** The grant, given the subject's previous one and every role ever edited. */
+  readonly grant: (previous: Grant | undefined, roles: readonly string[]) => Grant;
+}
+
+/**
+ * The record with these grants set in order (their roles joined to the roles ever edited): the
+ * same as setting them one after another, in time linear in the record, for a burst of syncs
+ * written together.
+ */
+export function withGrants(record: GrantRecord, sets: readonly GrantSet[]): GrantRecord {
+  const grants = new Map(Object.entries(record.grants));
+  let roles = record.roles;
+  for (const { subject, grant } of sets) {
+    const g = grant(grants.get(subject), roles);
+    const entry = { ...g, organizations: sorted(g.organizations), roles: sorted(g.roles) };
+    grants.set(subject, entry);
+    if (!entry.roles.every((r) => roles.includes(r))) roles = sorted([...roles, ...entry.roles]);
+  }
+  // Object.fromEntries, not assignment: every subject stays plain data. Unsorted: encodeRecord
+  // puts the subjects in order.
+  return { roles, grants: Object.fromEntries(grants) };
+}
+
 /** The record with a subject's grant set (its roles joined to the roles ever edited). */
 export function withGrant(record: GrantRecord, subject: string, grant: Grant): GrantRecord {
-  const entry = {
-    ...grant,
-    organizations: sorted(grant.organizations),
-    roles: sorted(grant.roles),
-  };
-  return {
-    roles: sorted([...record.roles, ...entry.roles]),
-    grants: Object.fromEntries([
-      ...Object.entries(record.grants).filter(([s]) => s !== subject),
-      [subject, entry],
-    ].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)),
-  };
+  return withGrants(record, [{ subject, grant: () => grant }]);
 }
 
 /** The record with a subject's grant narrowed to `roles`, or gone when none are left. */
@@ -162,7 +177,11 @@ const RecordWire = v.object({
 
 /** The record as stored: JSON. */
 export function encodeRecord(record: GrantRecord): string {
-  return JSON.stringify(record);
+  const subjects = Object.keys(record.grants).sort();
+  return JSON.stringify({
+    roles: record.roles,
+    grants: Object.fromEntries(subjects.map((s) => [s, record.grants[s]])),
+  });
 }
 
 /** Reads a stored record; throws an Error naming the problem when it is not one. */

@@ -7,11 +7,13 @@ import {
   encodeRecord,
   entitledRoles,
   entitledTo,
+  type Grant,
   type GrantRecord,
   mappingRevocations,
   type Revocation,
   syncRevocations,
   withGrant,
+  withGrants,
   withoutRevoked,
   withRoles,
 } from "./grants.ts";
@@ -270,3 +272,51 @@ function admitsSubject(doc: string, subject: string): boolean {
     aud: "sts.amazonaws.com",
   });
 }
+
+Deno.test("withGrants sets a burst of grants as setting them one after another would (property)", () => {
+  const subjects = ["*:c:run-1", "*:c:run-2", "*:c:run-3"];
+  const roleArns = ["arn:aws:iam::1:role/a", "arn:aws:iam::1:role/b", "arn:aws:iam::1:role/c"];
+  const set = fc.record({
+    subject: fc.constantFrom(...subjects),
+    organizations: fc.subarray(["o1", "o2", "o3"]),
+    added: fc.subarray(roleArns),
+    keep: fc.boolean(),
+    at: fc.nat(),
+  });
+  fc.assert(
+    fc.property(
+      fc.array(set, { maxLength: 8 }),
+      fc.array(set, { maxLength: 12 }),
+      (start, burst) => {
+        // Each grant keeps (or not) what the subject held before, as a sync does.
+        const make =
+          (s: { organizations: string[]; added: string[]; keep: boolean; at: number }) =>
+          (previous: Grant | undefined) => ({
+            user: "jdoe",
+            organizations: s.organizations,
+            roles: [...(s.keep ? previous?.roles ?? [] : []), ...s.added],
+            syncedAt: s.at,
+          });
+        // The record as its definition reads, one grant at a time, independently of grants.ts.
+        const uniq = (xs: readonly string[]) => [...new Set(xs)].sort();
+        const reference = (r: GrantRecord, s: typeof start[number]): GrantRecord => {
+          const g = make(s)(r.grants[s.subject]);
+          const entry = { ...g, organizations: uniq(g.organizations), roles: uniq(g.roles) };
+          return {
+            roles: uniq([...r.roles, ...g.roles]),
+            grants: { ...r.grants, [s.subject]: entry },
+          };
+        };
+        const base = start.reduce(reference, EMPTY_RECORD);
+        const oneByOne = burst.reduce(reference, base);
+        const together = withGrants(
+          base,
+          burst.map((s) => ({ subject: s.subject, grant: make(s) })),
+        );
+        assert.deepEqual(together, oneByOne);
+        assert.equal(encodeRecord(together), encodeRecord(oneByOne));
+      },
+    ),
+    { numRuns: 300, ...(seed ? { seed: Number(seed) } : {}) },
+  );
+});
