@@ -85,11 +85,16 @@ export interface RoleCapacity {
 
 /** Applies subject edits to proxy roles. */
 export interface TrustEditor {
-  /** Adds or removes one subject on a role; never throws, the failure is in the outcome. */
+  /**
+   * Adds or removes one subject on a role; never throws, the failure is in the outcome. With
+   * `after`, the edit joins its batch at once but is written only once `after` resolves (the
+   * grant record is stored), and fails with its error if it rejects.
+   */
   edit(
     roleArn: string,
     edit: { add?: string; remove?: string },
     audit: AuditContext,
+    options?: EditOptions,
   ): Promise<RoleOutcome>;
   /** Removes subjects in one batch (the cleanup loop); `keep` is asked again under the lock. */
   prune(
@@ -105,12 +110,21 @@ export interface TrustEditor {
   holds(roleArn: string, subject: string): boolean;
 }
 
+/** Options of {@link TrustEditor.edit}. */
+export interface EditOptions {
+  /** What must be done before IAM is written for this edit. */
+  readonly after?: Promise<unknown>;
+}
+
 interface Pending {
   readonly add?: string;
   readonly remove?: string;
   readonly audit: AuditContext;
   /** When it was queued, on the editor's clock: its batch writes no sooner than `at + windowMs`. */
   readonly at: number;
+  /** Settled once `after` has: undefined while waiting, then whether it failed and why. */
+  ready?: { readonly error?: unknown };
+  readonly after?: Promise<unknown>;
   readonly resolve: (o: RoleOutcome) => void;
 }
 
@@ -177,14 +191,40 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
       ? { code: e.code, message: e.message }
       : { code: "internal", message: "Unexpected error" };
 
-  /** Takes the role's queue as one batch once the window of its first request has passed. */
+  const settle = (roleArn: string, p: Pending, o: RoleOutcome) => {
+    deps.metrics.trustPolicyEdits.inc({ action: p.add ? "add" : "remove", outcome: o.status });
+    if (o.status === "failed") {
+      deps.logger.warn("trust policy edit failed", {
+        role: roleArn,
+        user: p.audit.user,
+        run: p.audit.run,
+        code: o.error?.code,
+        reason: o.error?.message,
+      });
+    }
+    p.resolve(o);
+  };
+
+  /** The edits whose `after` succeeded; those whose `after` failed are settled with its error. */
+  const readyOnes = (roleArn: string, ps: readonly Pending[]): Pending[] =>
+    ps.filter((p) => {
+      if (p.ready?.error === undefined) return true;
+      settle(roleArn, p, { roleArn, status: "failed", error: failure(p.ready.error) });
+      return false;
+    });
+
+  /**
+   * Takes the role's queue as one batch once the window of its first request has passed, and
+   * waits for what its edits must follow (the read and the window overlap that wait).
+   */
   const takeBatch = async (roleArn: string): Promise<Pending[]> => {
     const first = queues.get(roleArn)?.[0];
     const wait = first ? first.at + windowMs - now() : 0;
     if (wait > 0) await sleep(wait);
     const batch = queues.get(roleArn) ?? [];
     queues.delete(roleArn);
-    return batch;
+    await Promise.allSettled(batch.map((p) => p.after));
+    return readyOnes(roleArn, batch);
   };
 
   /** Applies edits to a policy read under the lock: one write at most, one result per edit. */
@@ -269,10 +309,14 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
       deps.metrics.batchSize.observe({}, batch.length);
       return batch.map(asEdit);
     };
-    // Requests queued while this batch waits on another replica join it, in order.
+    // Requests queued while this batch waits on another replica join it, in order, once what
+    // they follow is done; the others wait for the next batch.
     const more = () => {
-      const extra = queues.get(roleArn) ?? [];
-      queues.delete(roleArn);
+      const queued = queues.get(roleArn) ?? [];
+      const extra = readyOnes(roleArn, queued.filter((p) => p.ready !== undefined));
+      const later = queued.filter((p) => p.ready === undefined);
+      if (later.length > 0) queues.set(roleArn, later);
+      else queues.delete(roleArn);
       batch = [...(batch ?? []), ...extra];
       return extra.map(asEdit);
     };
@@ -292,20 +336,7 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
       }
       return batch.map(() => ({ status: "failed", error: failure(e) }));
     });
-    (batch ?? []).forEach((p, i) => {
-      const o: RoleOutcome = { roleArn, ...outcomes[i] };
-      deps.metrics.trustPolicyEdits.inc({ action: p.add ? "add" : "remove", outcome: o.status });
-      if (o.status === "failed") {
-        deps.logger.warn("trust policy edit failed", {
-          role: roleArn,
-          user: p.audit.user,
-          run: p.audit.run,
-          code: o.error?.code,
-          reason: o.error?.message,
-        });
-      }
-      p.resolve(o);
-    });
+    (batch ?? []).forEach((p, i) => settle(roleArn, p, { roleArn, ...outcomes[i] }));
   }
 
   async function drain(roleArn: string): Promise<void> {
@@ -318,7 +349,7 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
   }
 
   return {
-    async edit(roleArn, { add, remove }, audit) {
+    async edit(roleArn, { add, remove }, audit, options = {}) {
       try {
         parseRoleArn(roleArn);
         // Validate before queueing, so a bad subject fails alone and not its whole batch.
@@ -345,8 +376,11 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
         return { roleArn, status: "failed", error: failure(e) };
       }
       const { promise, resolve } = Promise.withResolvers<RoleOutcome>();
+      const pending: Pending = { add, remove, audit, at: now(), after: options.after, resolve };
+      if (options.after === undefined) pending.ready = {};
+      else options.after.then(() => pending.ready = {}, (error) => pending.ready = { error });
       const queue = queues.get(roleArn) ?? [];
-      queue.push({ add, remove, audit, at: now(), resolve });
+      queue.push(pending);
       queues.set(roleArn, queue);
       if (!running.has(roleArn)) drain(roleArn);
       return promise;

@@ -10,7 +10,6 @@ import {
   type GrantRecord,
   type Revocation,
   syncRevocations,
-  withGrant,
 } from "../core/grants.ts";
 import { pairsFor, proxyRolesOf, unmanagedRolesOf } from "../core/mapping.ts";
 import { profilesFor, type RolePair } from "../core/role_chain.ts";
@@ -147,21 +146,28 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
       const unmanaged = new Set(unmanagedRolesOf(snapshot.mappings));
       const entitled = entitledRoles(snapshot.mappings, caller.organizations);
       // The grant is recorded before IAM is edited, so a crash in between leaves a record of a
-      // role the subject may be on, never a subject on a role the record does not know.
+      // role the subject may be on, never a subject on a role the record does not know. The
+      // edits join their batches meanwhile; each batch writes IAM only once its records are stored.
       let before: GrantRecord = EMPTY_RECORD;
-      await deps.grants.update((record) => {
-        before = record;
-        return withGrant(record, pod.subject, {
-          user: caller.username,
-          organizations: caller.organizations,
-          roles: [...(record.grants[pod.subject]?.roles ?? []), ...entitled],
-          syncedAt: deps.now(),
-          ...(type === undefined ? {} : { workloadType: type }),
-        });
+      const granted = deps.grants.set({
+        subject: pod.subject,
+        grant: (previous, roles) => {
+          // What syncRevocations reads of the record: every role ever edited, and this grant.
+          before = { roles, grants: previous ? { [pod.subject]: previous } : {} };
+          return {
+            user: caller.username,
+            organizations: caller.organizations,
+            roles: [...(previous?.roles ?? []), ...entitled],
+            syncedAt: deps.now(),
+            ...(type === undefined ? {} : { workloadType: type }),
+          };
+        },
       });
+      granted.catch(() => {}); // awaited below, after the edits that it failed
       const mapped = await Promise.all(
-        chains.map((chain) => mapPair(deps, chain.pair, pod.subject, audit, unmanaged)),
+        chains.map((chain) => mapPair(deps, chain.pair, pod.subject, audit, unmanaged, granted)),
       );
+      await granted;
       // A sync is a reconcile: off every role irsa manages that the organizations no longer map
       // to (a mapping changed, or the user left an organization).
       const stale = syncRevocations(
@@ -268,6 +274,7 @@ async function mapPair(
   subject: string,
   audit: AuditContext,
   unmanaged: ReadonlySet<string>,
+  after: Promise<unknown>,
 ) {
   const pool = [pair.proxyRoleArn ?? pair.assetRoleArn, ...(pair.proxyPool ?? [])];
   if (pool.some((role) => unmanaged.has(role))) {
@@ -282,7 +289,7 @@ async function mapPair(
   const order = known ? [known, ...pool.filter((r) => r !== known)] : pool;
   let outcome: RoleOutcome | undefined;
   for (const role of order) {
-    outcome = await deps.editor.edit(role, { add: subject }, audit);
+    outcome = await deps.editor.edit(role, { add: subject }, audit, { after });
     const full = outcome.status === "failed" && outcome.error?.code === "policy_quota_exceeded";
     if (!full) return { pair: { assetRoleArn: pair.assetRoleArn, proxyRoleArn: role }, outcome };
   }
