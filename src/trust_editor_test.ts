@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { AppError } from "./errors.ts";
 import { EMPTY_RECORD, withGrant } from "./core/grants.ts";
 import { subjectsOf } from "./core/trust_policy.ts";
 import { silentLogger } from "./log.ts";
@@ -358,6 +359,25 @@ Deno.test("with a window, a burst on one role is one read and one write, the fir
   assert.deepEqual(await burst(40), { reads: 1, writes: 1 });
 });
 
+Deno.test("an edit with `after` joins its batch at once, is written only once `after` is done, and fails alone with its error", async () => {
+  const iam = fakeIam(0);
+  const { editor } = editorWith(iam);
+  const recorded = Promise.withResolvers<void>();
+  const refused = Promise.withResolvers<void>();
+  const waiting = editor.edit(ROLE, { add: run(1) }, AUDIT, { after: recorded.promise });
+  const failing = editor.edit(ROLE, { add: run(2) }, AUDIT, { after: refused.promise });
+  const plain = editor.edit(ROLE, { add: run(3) }, AUDIT);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(iam.count("UpdateAssumeRolePolicy"), 0, "nothing written before `after` is done");
+  refused.reject(new AppError("unavailable", "grant record unreadable"));
+  recorded.resolve();
+  const outcomes = await Promise.all([waiting, failing, plain]);
+  assert.deepEqual(outcomes.map((o) => o.status), ["added", "failed", "added"]);
+  assert.deepEqual(outcomes[1].error, { code: "unavailable", message: "grant record unreadable" });
+  assert.equal(iam.count("UpdateAssumeRolePolicy"), 1, "one write for the batch");
+  assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [run(1), run(3)]);
+});
+
 /**
  * Two replicas' editors, each with its own Lease lock, in a namespace of the real API server of its
  * own (through a proxy that logs the calls), sharing one IAM.
@@ -513,5 +533,36 @@ Deno.test("edits that reach a replica while it waits on the holder are handed ov
     assert.equal(iam.count("UpdateAssumeRolePolicy"), 1, "all three in A's one write");
   } finally {
     await r.close();
+  }
+});
+
+Deno.test("a holder that wrote but could not release the Lease leaves no version that a stale cache matches", async () => {
+  const iam = fakeIam(0);
+  const world = await twoReplicas(iam, 0);
+  try {
+    // B reads and caches the policy with run 1; the Lease records that version.
+    assert.equal((await world.b.edit(ROLE, { add: run(1) }, AUDIT)).status, "added");
+    // A writes run 2, and its release of the Lease fails: the API server answers 500.
+    const put = iam.putTrustPolicy.bind(iam);
+    iam.putTrustPolicy = (name, document) => {
+      world.proxy.failNext(1, 500, { method: "PUT", path: "/apis/coordination.k8s.io" });
+      return put(name, document);
+    };
+    assert.equal((await world.a.edit(ROLE, { add: run(2) }, AUDIT)).status, "added");
+    iam.putTrustPolicy = put;
+    assert.ok(
+      world.proxy.requests.some((r) => r.injected && r.method === "PUT"),
+      "the release was refused",
+    );
+    // Once A's Lease has expired, B edits the role: its cache is of the policy before A's write.
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.equal((await world.b.edit(ROLE, { add: run(3) }, AUDIT)).status, "added");
+    assert.deepEqual(
+      subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS),
+      [run(1), run(2), run(3)],
+      "A's write must not be lost",
+    );
+  } finally {
+    await world.close();
   }
 });
