@@ -31,9 +31,9 @@ export function guardEditor(
   const refusal = (roleArn: string, reason: string) =>
     new AppError("role_not_editable", reason, { role: roleArn });
   return {
-    edit(roleArn, edit, audit) {
+    edit(roleArn, edit, audit, options) {
       const reason = editable(roleArn);
-      if (reason === undefined) return editor.edit(roleArn, edit, audit);
+      if (reason === undefined) return editor.edit(roleArn, edit, audit, options);
       const action = edit.add !== undefined ? "add" : "remove";
       deps.metrics?.trustPolicyEdits.inc({ action, outcome: "failed" });
       deps.logger.warn("refused to edit a role outside the editable set", {

@@ -87,3 +87,13 @@ Deno.test("guard: editable roles pass through to the editor", async () => {
   );
   assert.equal(iam.count("UpdateAssumeRolePolicy"), 2);
 });
+
+Deno.test("guard: an editable role's edit keeps its options, so it still waits for its grant record", async () => {
+  const { iam, editor } = world();
+  const recorded = Promise.withResolvers<void>();
+  const outcome = editor.edit(PROXY, { add: SUBJECT }, AUDIT, { after: recorded.promise });
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(iam.count("UpdateAssumeRolePolicy"), 0, "IAM written before the record was stored");
+  recorded.resolve();
+  assert.equal((await outcome).status, "added");
+});
