@@ -47,7 +47,10 @@ export interface EditSteps {
   take(): Promise<readonly SubjectEdit[]>;
   /** Edits queued since, taken at once: a batch handed over hands these over too as it waits. */
   more(): readonly SubjectEdit[];
-  /** Under the lock, after `prepare`: applies `edits`, one result each, and the new version. */
+  /**
+   * Under the lock, after `prepare`: applies `edits`, one result each, and the new version. It may
+   * be called again under the same hold, with edits other replicas handed over meanwhile.
+   */
   apply(
     version: string | undefined,
     edits: readonly SubjectEdit[],
@@ -110,6 +113,11 @@ export const RESULTS_ANNOTATION = "irsa.dominodatalab.com/handed-results";
 
 /** How often a replica that handed its edits looks at the Lease for their results. */
 const HANDOFF_POLL_MS = 15;
+/**
+ * Writes a holder makes at most under one hold: its batch, then edits handed over while it wrote
+ * (their replica would otherwise wait for the Lease and read the policy again).
+ */
+const MAX_ROUNDS = 3;
 /** How long results stay on the Lease for the replica that handed the edits to read them. */
 const RESULTS_KEEP_MS = 60_000;
 // Kubernetes allows 256 KiB of annotations per object: handed edits and results stay well under.
@@ -321,7 +329,10 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
 
   return {
     applyEdits(roleArn, steps) {
-      return local.withLock(roleArn, async () => {
+      // This batch's results, answered once the Lease is released, or as soon as its own write
+      // is done when rounds for edits handed over meanwhile follow under the same hold.
+      const answer = Promise.withResolvers<EditResult[]>();
+      local.withLock(roleArn, async () => {
         const name = leaseName(roleArn);
         const deadline = now() + acquireTimeout;
         // This replica's edits, in order, and the ids of those handed over (a prefix of them).
@@ -381,16 +392,39 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
                 handed: handed.length,
               });
               const result = await steps.apply(before, [...pending, ...handed.map(withoutId)]);
-              const version = result.version ?? before;
-              const at = now();
+              let version = result.version ?? before;
+              let at = now();
               const taken = new Set([...handed.map((e) => e.id), ...(ids ?? [])]);
               const fresh: Results = {};
               handed.forEach((e, i) => (
                 fresh[e.id] = { r: result.value[pending.length + i], t: at }
               ));
               let next = 0;
+              const value = known.map((r) => r ?? result.value[next++]);
+              try {
+                for (let round = 1; round < MAX_ROUNDS; round++) {
+                  const later = handedOf(await refresh()).filter((e) => !taken.has(e.id));
+                  if (later.length === 0) break;
+                  answer.resolve(value); // done: this batch does not wait for another round
+                  const more = await steps.apply(version, later.map(withoutId));
+                  version = more.version ?? version;
+                  at = now();
+                  later.forEach((e, i) => {
+                    fresh[e.id] = { r: more.value[i], t: at };
+                    taken.add(e.id);
+                  });
+                }
+              } catch (e) {
+                // The write may or may not have reached IAM: record no version, so the next
+                // holder reads the policy; the edits stay handed over, for their replica.
+                version = undefined;
+                options.logger.warn("cannot apply edits handed over during a write", {
+                  lease: name,
+                  error: e,
+                });
+              }
               return {
-                value: known.map((r) => r ?? result.value[next++]),
+                value,
                 finish: (l: Lease) => annotationsAfter(l, taken, fresh, version, at),
               };
             });
@@ -411,7 +445,8 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
           if (now() > deadline) throw stayedHeld(roleArn, name);
           await sleep(Math.min(500, 20 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random()));
         }
-      });
+      }).then(answer.resolve, answer.reject);
+      return answer.promise;
     },
     withLock(roleArn, work) {
       // One holder per process at a time; the Lease orders the processes.

@@ -324,10 +324,13 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
       prepare: async (version) => void (before = await current(roleArn, version)),
       take,
       more,
-      apply: (version, edits) =>
-        before === undefined
-          ? current(roleArn, version).then((doc) => apply(roleArn, doc, edits))
-          : apply(roleArn, before, edits),
+      apply: async (version, edits) => {
+        // The policy read for this batch serves its first write; a later round under the same
+        // hold (edits handed over meanwhile) starts from the policy that write left, cached.
+        const doc = before ?? await current(roleArn, version);
+        before = undefined;
+        return await apply(roleArn, doc, edits);
+      },
     }).catch((e): EditResult[] => {
       // The lock or the read failed: the batch fails, taken now if it was not yet.
       if (batch === undefined) {

@@ -566,3 +566,38 @@ Deno.test("a holder that wrote but could not release the Lease leaves no version
     await world.close();
   }
 });
+
+Deno.test("edits handed over while the holder writes go in its next write under the same hold: no second read, and the holder's own requests do not wait for it", async () => {
+  const iam = fakeIam(150);
+  const r = await twoReplicas(iam, 0);
+  try {
+    const writes: number[] = [];
+    const put = iam.putTrustPolicy.bind(iam);
+    iam.putTrustPolicy = (name, document) => {
+      writes.push(performance.now());
+      return put(name, document);
+    };
+    let answeredA = 0;
+    const onA = r.a.edit(ROLE, { add: run(1) }, AUDIT).then((o) => {
+      answeredA = performance.now();
+      return o;
+    });
+    // B's edit arrives while A writes: after A's read (150 ms), during its write (150 ms).
+    while (writes.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    const onB = r.b.edit(ROLE, { add: run(2) }, AUDIT);
+    const [a, b] = await Promise.all([onA, onB]);
+    assert.deepEqual([a.status, b.status], ["added", "added"]);
+    assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [
+      run(1),
+      run(2),
+    ]);
+    assert.equal(iam.count("GetRole"), 1, "B's edit was applied by A, from the policy A wrote");
+    assert.equal(writes.length, 2);
+    assert.ok(answeredA < writes[1] + 150, "A's request did not wait for the second write");
+    const lease = await r.lease((await import("./role_lock.ts")).leaseName(ROLE));
+    const meta = lease.metadata as { annotations: Record<string, string> };
+    assert.equal(meta.annotations[HANDED_ANNOTATION], undefined, "nothing left to apply");
+  } finally {
+    await r.close();
+  }
+});
