@@ -120,9 +120,11 @@ const HANDOFF_POLL_MS = 15;
 const MAX_ROUNDS = 3;
 /** How long results stay on the Lease for the replica that handed the edits to read them. */
 const RESULTS_KEEP_MS = 60_000;
-// Kubernetes allows 256 KiB of annotations per object: handed edits and results stay well under.
+// Kubernetes allows 256 KiB of annotations per object: handed edits (120 KB) and results (the
+// newest 800 within 100 KB) stay under it.
 const RESULTS_MAX = 800;
-const HANDED_MAX_CHARS = 64_000;
+const RESULTS_MAX_CHARS = 100_000;
+const HANDED_MAX_CHARS = 120_000; // room for a burst of a few hundred starts from one replica
 
 type Handed = SubjectEdit & { readonly id: string };
 type Results = Record<string, { readonly r: EditResult; readonly t: number }>;
@@ -485,7 +487,7 @@ interface Held<T> {
 const withoutId = ({ id: _, ...edit }: Handed): SubjectEdit => edit;
 
 /** The annotations after a write: handed edits it applied gone, their results kept a while. */
-function annotationsAfter(
+export function annotationsAfter(
   l: Lease,
   taken: ReadonlySet<string>,
   fresh: Results,
@@ -494,9 +496,16 @@ function annotationsAfter(
 ): Annotations {
   const { [HANDED_ANNOTATION]: _h, [RESULTS_ANNOTATION]: _r, ...rest } = l.annotations ?? {};
   const handed = handedOf(l).filter((e) => !taken.has(e.id));
-  const results = Object.entries({ ...resultsOf(l), ...fresh })
+  const kept = Object.entries({ ...resultsOf(l), ...fresh })
     .filter(([, v]) => v.t > at - RESULTS_KEEP_MS)
     .slice(-RESULTS_MAX);
+  // The newest results that fit: failures carry long messages.
+  let size = 0;
+  let from = kept.length;
+  while (from > 0 && size + JSON.stringify(kept[from - 1]).length <= RESULTS_MAX_CHARS) {
+    size += JSON.stringify(kept[--from]).length;
+  }
+  const results = kept.slice(from);
   return {
     ...rest,
     ...(version ? { [VERSION_ANNOTATION]: version } : {}),

@@ -488,7 +488,7 @@ Deno.test("a Lease with no room for more handed edits makes a replica wait for i
     const { leaseName } = await import("./role_lock.ts");
     const at = new Date().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
     const crowd = Array.from(
-      { length: 700 },
+      { length: 1300 }, // about 125 KB: more than the Lease takes
       (_, i) => ({ id: `replica-dead/${i}`, remove: run(5000 + i), user: "someone" }),
     );
     await r.kube.createLease(r.ns, {

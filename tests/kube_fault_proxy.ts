@@ -100,7 +100,12 @@ export function startKubeFaultProxy(
     });
     const answer = await response.arrayBuffer();
     log(response.status, false);
-    return new Response(answer, { status: response.status, headers: response.headers });
+    // fetch has already decoded a gzipped answer (the API server compresses large ones): pass
+    // on the decoded bytes without the encoding headers.
+    const passed = new Headers(response.headers);
+    passed.delete("content-encoding");
+    passed.delete("content-length");
+    return new Response(answer, { status: response.status, headers: passed });
   });
 
   return {
