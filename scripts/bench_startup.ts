@@ -223,7 +223,7 @@ Deno.exit(await run(Deno.args, (name) => Deno.env.get(name)));
 
   console.error("reading the sidecar's memory after its first successful sync...");
   const { child, url, drained } = await start(sidecarCmd);
-  let rss = { hwm: 0, now: 0 };
+  let rss = { hwm: 0, now: 0, anon: 0, file: 0 };
   try {
     const deadline = Date.now() + 30_000;
     for (;;) {
@@ -238,7 +238,14 @@ Deno.exit(await run(Deno.args, (name) => Deno.env.get(name)));
     }
     const status = await proc(`/proc/${child.pid}/status`);
     const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)![1]);
-    rss = { hwm: kib("VmHWM") / 1024, now: kib("VmRSS") / 1024 };
+    // RssFile: pages of the executable (deno, or the compiled binary's denort), shared by every
+    // process that runs it; RssAnon: the sidecar's own memory.
+    rss = {
+      hwm: kib("VmHWM") / 1024,
+      now: kib("VmRSS") / 1024,
+      anon: kib("RssAnon") / 1024,
+      file: kib("RssFile") / 1024,
+    };
   } finally {
     child.kill("SIGTERM");
     await child.status;
@@ -256,7 +263,12 @@ Deno.exit(await run(Deno.args, (name) => Deno.env.get(name)));
     load_average: load,
     median_ms: { floor, sidecar, sidecar_from_source: source },
     all_ms: times,
-    rss_after_sync_mib: { vm_hwm: rss.hwm, vm_rss: rss.now },
+    rss_after_sync_mib: {
+      vm_hwm: rss.hwm,
+      vm_rss: rss.now,
+      rss_anon: rss.anon,
+      rss_file: rss.file,
+    },
     ratio: sidecar / floor,
   };
   const outPath = OUT.startsWith("/") ? OUT : `${ROOT}${OUT}`;
@@ -270,7 +282,9 @@ Deno.exit(await run(Deno.args, (name) => Deno.env.get(name)));
   console.log(`  sidecar as the image runs it:    ${f(sidecar)} ms`);
   console.log(`  sidecar from source (main.ts):   ${f(source)} ms`);
   console.log(
-    `  sidecar after its first sync:    VmHWM ${f(rss.hwm)} MiB, VmRSS ${f(rss.now)} MiB`,
+    `  sidecar after its first sync:    VmHWM ${f(rss.hwm)} MiB, VmRSS ${f(rss.now)} MiB (RssAnon ${
+      f(rss.anon)
+    } MiB, RssFile ${f(rss.file)} MiB of the executable)`,
   );
   console.log(`written ${OUT}`);
   console.log(
