@@ -250,11 +250,54 @@ try {
       subjects_lost: await lost(world),
     };
   };
+  /**
+   * The same burst from the same client to a server that only answers (a Deno hello world in a
+   * process of its own, with an answer of irsa's size): what delivering 500 requests and their
+   * answers costs on this machine, which the IAM floor does not include.
+   */
+  const runHttpFloor = async (): Promise<number> => {
+    const code = `const body = JSON.stringify({ roles: [], config: "x".repeat(1500) });
+      Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: ({ port }) => console.log(port) },
+        async (r) => { await r.text(); return new Response(body, { headers: { "content-type": "application/json" } }); });`;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--no-config", code],
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    while (!text.includes("\n")) text += (await reader.read()).value ?? "";
+    const url = `http://127.0.0.1:${text.trim()}`;
+    try {
+      const t0 = performance.now();
+      await Promise.all(runIds.map(async (_, i) => {
+        const res = await fetch(`${url}/map_iam_roles_to_pod_sa`, {
+          method: "POST",
+          headers: {
+            Authorization: `Bearer ${user}`,
+            "X-Irsa-Workload-Token": saTokens[i],
+            Accept: "application/json",
+          },
+          body: "{}",
+        });
+        await res.json();
+      }));
+      return performance.now() - t0;
+    } finally {
+      child.kill("SIGTERM");
+      await child.status;
+      reader.releaseLock();
+      await child.stdout.cancel().catch(() => {});
+    }
+  };
+
   // Interleaved repeats (1, 3, 1, 3, ...): each irsa row is the run of median wall time, and
   // what any run lost or failed counts, since the machine's noise is larger than the differences.
   const runs = new Map<number, Row[]>(REPLICAS.map((r) => [r, []]));
+  const httpFloor: number[] = [];
   for (let k = 0; k < REPEAT; k++) {
     for (const replicas of REPLICAS) runs.get(replicas)!.push(await runIrsa(replicas));
+    httpFloor.push(await runHttpFloor());
   }
   for (const [replicas, all] of runs) {
     const sorted = [...all].sort((a, b) => a.wall_ms - b.wall_ms);
@@ -365,6 +408,24 @@ try {
     });
   }
 
+  {
+    const ms = Math.round(
+      [...httpFloor].sort((a, b) => a - b)[Math.floor((httpFloor.length - 1) / 2)],
+    );
+    rows.push({
+      algorithm: "HTTP floor (same requests, hello-world server)",
+      replicas: null,
+      workers: null,
+      wall_ms: ms,
+      p50_ms: ms,
+      p99_ms: ms,
+      iam_reads: 0,
+      iam_writes: 0,
+      failed_requests: 0,
+      subjects_lost: 0,
+    });
+  }
+
   const header = [
     "algorithm",
     "replicas",
@@ -409,11 +470,19 @@ try {
   const irsa = (replicas: number) =>
     rows.find((r) => r.algorithm.startsWith("irsa") && r.replicas === replicas);
   const floor = rows.find((r) => r.algorithm.startsWith("floor"))!;
+  const http = rows.find((r) => r.algorithm.startsWith("HTTP floor"))!;
   const ratio = (a: number, b: number) => Number((a / Math.max(1, b)).toFixed(2));
   const ratios: Record<string, number | string> = {};
   const one = irsa(1);
   const three = irsa(3);
   if (one) ratios["irsa/floor, 1 replica"] = ratio(one.wall_ms, floor.wall_ms);
+  // Not a floor either (the two overlap), but what any HTTP broker pays on top of IAM here.
+  if (one) {
+    ratios["irsa/(floor + HTTP floor), 1 replica"] = ratio(
+      one.wall_ms,
+      floor.wall_ms + http.wall_ms,
+    );
+  }
   if (one && three) ratios["3 replicas/1 replica"] = ratio(three.wall_ms, one.wall_ms);
   ratios["lost by irsa"] = rows.filter((r) => r.algorithm.startsWith("irsa"))
     .reduce((n, r) => n + r.subjects_lost, 0);
