@@ -44,6 +44,7 @@ Deno.test("deno task bench works at a small size: irsa maps every start and lose
         ["per-request (current service)", null, 5],
         ["per-request (current service)", null, 16],
         ["floor (one read + one write per role)", null, null],
+        ["HTTP floor (same requests, hello-world server)", null, null],
       ],
     );
     const [one, three, serial, , , floor] = result.rows;
@@ -61,8 +62,9 @@ Deno.test("deno task bench works at a small size: irsa maps every start and lose
     assert.deepEqual([floor.iam_reads, floor.iam_writes], [2, 2]);
     // The last lines, as the README quotes them; the numbers are reported, never judged here.
     const stdout = new TextDecoder().decode(out.stdout).trimEnd().split("\n");
-    const tail = stdout.slice(-6).map((l) => l.replace(/\d+(\.\d+)?/g, "#"));
+    const tail = stdout.slice(-7).map((l) => l.replace(/\d+(\.\d+)?/g, "#"));
     assert.deepEqual(tail, [
+      "irsa/(floor + HTTP floor), # replica: #",
       "irsa/floor, # replica: #",
       "# replicas/# replica: #",
       "lost by irsa: #",
