@@ -525,6 +525,12 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
       assert.equal(config.mappingStore, "configmap");
       assert.equal(config.fieldNamespace, fieldNs);
       assert.equal(config.kubernetes?.apiUrl, "https://10.100.0.1:443");
+      // server.editWindowMs and server.callerCacheSeconds: 50 and 30 unless set (ci/full-values,
+      // which the GovCloud variant extends).
+      assert.deepEqual(
+        [config.editWindowMs, config.callerCacheMs],
+        variant === "full" || variant === "govcloud" ? [80, 10_000] : [50, 30_000],
+      );
       // The editable set: the account and partition the server's role lives in, never that role.
       assert.deepEqual(config.editable, {
         account: "111111111111",
