@@ -174,6 +174,17 @@ try {
     return missing;
   };
 
+  /** The i-th workspace start's request: the student's token and its pod's. */
+  const start = (i: number): RequestInit => ({
+    method: "POST",
+    headers: {
+      Authorization: `Bearer ${user}`,
+      "X-Irsa-Workload-Token": saTokens[i],
+      Accept: "application/json",
+    },
+    body: "{}",
+  });
+
   /** One burst on irsa with this many replicas, on fresh roles. */
   const runIrsa = async (replicas: number): Promise<Row> => {
     const world = await freshWorld();
@@ -219,15 +230,7 @@ try {
     console.error(`irsa, ${replicas} replica(s): ${N} starts over ${M} roles...`);
     const t0 = performance.now();
     const results = await Promise.all(runIds.map(async (_, i) => {
-      const res = await servers[i % replicas].fetch("/map_iam_roles_to_pod_sa", {
-        method: "POST",
-        headers: {
-          Authorization: `Bearer ${user}`,
-          "X-Irsa-Workload-Token": saTokens[i],
-          Accept: "application/json",
-        },
-        body: "{}",
-      });
+      const res = await servers[i % replicas].fetch("/map_iam_roles_to_pod_sa", start(i));
       const body = await res.json();
       return {
         ms: performance.now() - t0,
@@ -271,15 +274,7 @@ try {
     try {
       const t0 = performance.now();
       await Promise.all(runIds.map(async (_, i) => {
-        const res = await fetch(`${url}/map_iam_roles_to_pod_sa`, {
-          method: "POST",
-          headers: {
-            Authorization: `Bearer ${user}`,
-            "X-Irsa-Workload-Token": saTokens[i],
-            Accept: "application/json",
-          },
-          body: "{}",
-        });
+        const res = await fetch(`${url}/map_iam_roles_to_pod_sa`, start(i));
         await res.json();
       }));
       return performance.now() - t0;
