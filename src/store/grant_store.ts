@@ -63,10 +63,33 @@ export function createConfigMapGrantStore(
       write((data) => {
         const before = decode(data);
         const after = edit(before);
-        return after === before ? undefined : { ...data, [KEY]: encodeRecord(after) };
+        if (after === before) return undefined;
+        const next = { ...data, [KEY]: encodeRecord(after) };
+        const size = configMapBytes(next);
+        if (size > CONFIGMAP_MAX_BYTES) {
+          // Said here, before the API server's "Too long", which a start would answer as a 400.
+          throw new AppError(
+            "unavailable",
+            `The grant record would be ${size} bytes with ${
+              Object.keys(after.grants).length
+            } subjects, over the ${CONFIGMAP_MAX_BYTES} bytes Kubernetes allows in ${where}: too many pods hold roles at once (the cleanup takes off ended runs; see "Limits" in the README)`,
+          );
+        }
+        return next;
       }),
   });
 }
+
+/** What Kubernetes allows in a ConfigMap's data, keys and values together. */
+export const CONFIGMAP_MAX_BYTES = 1_048_576;
+
+const configMapBytes = (data: Readonly<Record<string, string>>) => {
+  const encoder = new TextEncoder();
+  return Object.entries(data).reduce(
+    (n, [k, v]) => n + encoder.encode(k).length + encoder.encode(v).length,
+    0,
+  );
+};
 
 /** The record in a JSON file, `{"roles": [...], "grants": {...}}`, replaced atomically. */
 export function createFileGrantStore(path: string, fs: Partial<FileStoreFs> = {}): GrantStore {

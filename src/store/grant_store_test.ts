@@ -77,6 +77,36 @@ Deno.test("grant store (ConfigMap): on the real API server, every concurrent upd
   }
 });
 
+Deno.test("grant store (ConfigMap): a record over Kubernetes' 1 MiB is refused with 503 naming the limit, and the stored one is kept", async () => {
+  const cluster = await sharedKubeApiServer();
+  const ns = await cluster.createNamespace("field");
+  const kube = createKubeClient({
+    apiUrl: cluster.url,
+    token: () => cluster.adminToken,
+    caCert: cluster.caCert,
+  });
+  try {
+    const store = createConfigMapGrantStore(kube, { namespace: ns });
+    const many = (from: number, count: number) => (r: GrantRecord) =>
+      Array.from({ length: count }, (_, i) => from + i).reduce(grant, r);
+    // About 165 bytes a subject: 3 000 fit, 7 000 do not.
+    await store.update(many(0, 3000));
+    await assert.rejects(store.update(many(3000, 4000)), (e) => {
+      assert.ok(e instanceof AppError);
+      assert.equal(e.code, "unavailable");
+      assert.match(
+        e.message,
+        /over the 1048576 bytes Kubernetes allows in ConfigMap ".*\/irsa-grants"/,
+      );
+      assert.match(e.message, /with 7000 subjects/);
+      return true;
+    });
+    assert.equal(Object.keys((await store.read()).grants).length, 3000);
+  } finally {
+    kube.close();
+  }
+});
+
 Deno.test("grant store: a malformed record is an error naming it, and is never written over", async () => {
   const dir = await Deno.makeTempDir();
   try {
