@@ -280,16 +280,20 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
       });
     }
     const size = { length: edit.length, quota: edit.quota, subjects: edit.subjects.length };
+    // Sets, not the lists: a burst asks about hundreds of subjects.
+    const added = new Set(edit.added);
+    const held = new Set(edit.before);
+    const removed = new Set(edit.removed);
     const result = edits.map((e): EditResult => {
       if (e.add !== undefined) {
         if (!want.get(e.add)) return { status: "absent", ...size };
-        if (edit.added.includes(e.add)) return { status: "added", ...size };
-        if (edit.before.includes(e.add)) return { status: "present", ...size };
+        if (added.has(e.add)) return { status: "added", ...size };
+        if (held.has(e.add)) return { status: "present", ...size };
         deps.metrics.poolFull.inc();
         return { status: "failed", error: failure(quotaError), ...size };
       }
       if (want.get(e.remove!)) return { status: "present", ...size };
-      return { status: edit.removed.includes(e.remove!) ? "removed" : "absent", ...size };
+      return { status: removed.has(e.remove!) ? "removed" : "absent", ...size };
     });
     return { value: result, version: newVersion };
   }

@@ -116,7 +116,8 @@ export function editTrustPolicy(
 ): TrustPolicyEdit {
   const add = checkSubjects(edit.add ?? [], options.format);
   const remove = checkSubjects(edit.remove ?? [], options.format);
-  const both = add.filter((s) => remove.includes(s));
+  const removeSet = new Set(remove);
+  const both = add.filter((s) => removeSet.has(s));
   if (both.length > 0) {
     throw new AppError(
       "bad_request",
@@ -130,9 +131,9 @@ export function editTrustPolicy(
   const found = findManaged(statements, options, role);
   const before = found ? readSubjects(found.statement, found.subKey, options) : [];
 
-  const removeSet = new Set(remove);
+  const held = new Set(before);
   const kept = before.filter((s) => !removeSet.has(s));
-  const added = [...new Set(add)].filter((s) => !before.includes(s)).sort();
+  const added = [...new Set(add)].filter((s) => !held.has(s)).sort();
   const removed = before.filter((s) => removeSet.has(s));
   const unchanged = { changed: false, before, subjects: before, added: [], removed: [] };
   if (added.length === 0 && removed.length === 0) {
