@@ -61,6 +61,7 @@ export function guardEditor(
       if (reason === undefined) return editor.subjects(roleArn);
       return Promise.reject(refusal(roleArn, reason));
     },
+    arriving: () => editor.arriving(),
     capacity: () => editor.capacity().filter((r) => editable(r.roleArn) === undefined),
     holds: (roleArn, subject) => editable(roleArn) === undefined && editor.holds(roleArn, subject),
   };

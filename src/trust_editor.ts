@@ -70,6 +70,11 @@ export interface TrustEditorDeps {
    * that the first request of a burst is not written alone; default 0 (no wait).
    */
   readonly windowMs?: number;
+  /**
+   * How long past its window a batch may wait for requests that have arrived and will edit soon
+   * (see {@link TrustEditor.arriving}); default four windows.
+   */
+  readonly maxWindowMs?: number;
   readonly now?: () => number;
   /** Waits on the editor's clock; defaults to a timer. */
   readonly sleep?: (ms: number) => Promise<void>;
@@ -108,6 +113,13 @@ export interface TrustEditor {
   capacity(): RoleCapacity[];
   /** Whether the cached policy of a role holds a subject (no IAM call; false when not cached). */
   holds(roleArn: string, subject: string): boolean;
+  /**
+   * Announces a request that will edit soon (a start being authenticated and proven): a batch whose
+   * window ends meanwhile waits for it, up to the longest window, so that a burst whose arrivals
+   * spread past the window still costs one write. Call the returned function once the request's
+   * edits are queued, or it fails; calling it again does nothing.
+   */
+  arriving(): () => void;
 }
 
 /** Options of {@link TrustEditor.edit}. */
@@ -135,12 +147,17 @@ interface Cached {
   readonly subjects: ReadonlySet<string>;
 }
 
+/** How often a batch past its window looks whether the starts it waits for have joined. */
+const ARRIVAL_POLL_MS = 3;
+
 /** Creates the editor. */
 export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
   const lock = deps.lock ?? createLocalRoleLock();
   const now = deps.now ?? (() => Date.now());
   const maxAge = deps.cacheMaxAgeMs ?? 5 * 60_000;
   const windowMs = deps.windowMs ?? 0;
+  const maxWindowMs = Math.max(windowMs, deps.maxWindowMs ?? 4 * windowMs);
+  let arrivals = 0;
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const queues = new Map<string, Pending[]>();
   const running = new Set<string>();
@@ -221,6 +238,12 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
     const first = queues.get(roleArn)?.[0];
     const wait = first ? first.at + windowMs - now() : 0;
     if (wait > 0) await sleep(wait);
+    // Starts still being proven will join, unless the longest window runs out first.
+    while (first && arrivals > 0) {
+      const left = first.at + maxWindowMs - now();
+      if (left <= 0) break;
+      await sleep(Math.min(left, ARRIVAL_POLL_MS));
+    }
     const batch = queues.get(roleArn) ?? [];
     queues.delete(roleArn);
     await Promise.allSettled(batch.map((p) => p.after));
@@ -425,6 +448,16 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
         return [...hit.subjects];
       }
       return subjectsOf(await current(roleArn, undefined), optionsFor(roleArn));
+    },
+
+    arriving() {
+      arrivals++;
+      let done = false;
+      return () => {
+        if (done) return;
+        done = true;
+        arrivals--;
+      };
     },
 
     capacity: () => [...sizes.values()].sort((a, b) => a.roleArn.localeCompare(b.roleArn)),

@@ -601,3 +601,40 @@ Deno.test("edits handed over while the holder writes go in its next write under 
     await r.close();
   }
 });
+
+Deno.test("a batch whose window ends while announced starts are being proven waits for them, up to the longest window", async () => {
+  const iam = fakeIam(0);
+  const metrics = createServerMetrics();
+  const editor = createTrustEditor({
+    roles: iam,
+    oidcProvider: HOST,
+    audience: "sts.amazonaws.com",
+    format: "wildcard",
+    quota: 2048,
+    logger: silentLogger,
+    metrics,
+    windowMs: 20,
+    maxWindowMs: 200,
+  });
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  // A start still being proven when the first edit's window (20 ms) ends joins its batch.
+  const late = editor.arriving();
+  const first = editor.edit(ROLE, { add: run(1) }, AUDIT);
+  await sleep(60);
+  const second = editor.edit(ROLE, { add: run(2) }, AUDIT);
+  late();
+  late(); // a second call does nothing
+  assert.deepEqual((await Promise.all([first, second])).map((o) => o.status), ["added", "added"]);
+  assert.equal(iam.count("UpdateAssumeRolePolicy"), 1, "one write for both");
+  // One that never comes holds a batch no longer than the longest window.
+  const never = editor.arriving();
+  const t0 = performance.now();
+  assert.equal((await editor.edit(ROLE, { add: run(3) }, AUDIT)).status, "added");
+  const waited = performance.now() - t0;
+  assert.ok(waited >= 190 && waited < 1000, `waited ${waited} ms`);
+  never();
+  // Without announced starts, the window alone.
+  const t1 = performance.now();
+  assert.equal((await editor.edit(ROLE, { add: run(4) }, AUDIT)).status, "added");
+  assert.ok(performance.now() - t1 < 150);
+});

@@ -131,6 +131,8 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
   });
   app.post("/map_iam_roles_to_pod_sa", auth, async (c) => {
     deps.metrics.mappingRequests.inc();
+    // Batches that close while this start is proven wait for it (a little).
+    const arrived = deps.editor.arriving();
     try {
       const body = await jsonBody(c, PodRolesBody);
       const caller = c.get("caller");
@@ -164,9 +166,11 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
         },
       });
       granted.catch(() => {}); // awaited below, after the edits that it failed
-      const mapped = await Promise.all(
-        chains.map((chain) => mapPair(deps, chain.pair, pod.subject, audit, unmanaged, granted)),
+      const mapping = chains.map((chain) =>
+        mapPair(deps, chain.pair, pod.subject, audit, unmanaged, granted)
       );
+      arrived(); // its edits are queued
+      const mapped = await Promise.all(mapping);
       await granted;
       // A sync is a reconcile: off every role irsa manages that the organizations no longer map
       // to (a mapping changed, or the user left an organization).
@@ -211,6 +215,8 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
     } catch (e) {
       deps.metrics.failedMappingRequests.inc();
       throw e;
+    } finally {
+      arrived();
     }
   });
 
