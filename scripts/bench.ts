@@ -61,6 +61,8 @@ interface Row {
   /** irsa rows: wall time and IAM writes of every repeat (the row is the median one's). */
   runs_wall_ms?: number[];
   runs_iam_writes?: number[];
+  /** irsa rows: the largest VmHWM of the replicas after the burst (the server's peak memory). */
+  server_vm_hwm_mib?: number;
 }
 
 const pct = (xs: number[], p: number) => {
@@ -239,6 +241,13 @@ try {
       };
     }));
     const wall = performance.now() - t0;
+    // Peak resident memory of each replica, from /proc (which Deno reads only with --allow-all).
+    const hwm = await Promise.all(servers.map(async (s) => {
+      const status = new TextDecoder().decode(
+        (await new Deno.Command("cat", { args: [`/proc/${s.pid}/status`] }).output()).stdout,
+      );
+      return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+    }));
     for (const s of servers) await s.stop();
     return {
       algorithm: "irsa (coalesced)",
@@ -251,6 +260,7 @@ try {
       iam_writes: proxy.counts.writes,
       failed_requests: results.filter((r) => !r.ok).length,
       subjects_lost: await lost(world),
+      server_vm_hwm_mib: Math.round(Math.max(...hwm) * 10) / 10,
     };
   };
   /**
@@ -303,6 +313,7 @@ try {
       subjects_lost: all.reduce((n, r) => n + r.subjects_lost, 0),
       runs_wall_ms: all.map((r) => r.wall_ms),
       runs_iam_writes: all.map((r) => r.iam_writes),
+      server_vm_hwm_mib: Math.max(...all.map((r) => r.server_vm_hwm_mib ?? 0)),
     });
     console.error(
       `irsa, ${replicas} replica(s): wall ms of ${all.length} runs ${
@@ -432,6 +443,7 @@ try {
     "IAM writes",
     "failed",
     "lost",
+    "server MiB",
   ];
   const table = [
     header,
@@ -447,6 +459,7 @@ try {
         r.iam_writes,
         r.failed_requests,
         r.subjects_lost,
+        r.server_vm_hwm_mib ?? "-",
       ].map(String)
     ),
   ];

@@ -15,6 +15,8 @@ export const RUN_PERMISSIONS = [
 /** A running server process. */
 export interface ServerProcess {
   readonly url: string;
+  /** The process id (the bench reads its memory from /proc). */
+  readonly pid: number;
   /** Every log line so far (JSON lines on standard error). */
   readonly logs: string[];
   /**
@@ -145,6 +147,7 @@ export async function startIrsaProcess(
   }
   return {
     url,
+    pid: child.pid,
     logs,
     async fetch(path, init = {}) {
       const res = await get(path, init);
