@@ -33,7 +33,12 @@ const OPTS = {
 const run = (i: number) => `*:domino-compute:run-${i.toString(16).padStart(24, "0")}`;
 const AUDIT = { user: "jdoe" };
 
-function editorWith(iam: FakeIamRoles, lock?: RoleLock, now?: () => number) {
+function editorWith(
+  iam: FakeIamRoles,
+  lock?: RoleLock,
+  now?: () => number,
+  windows: { windowMs?: number; maxWindowMs?: number } = {},
+) {
   const metrics = createServerMetrics();
   const editor = createTrustEditor({
     roles: iam,
@@ -45,6 +50,7 @@ function editorWith(iam: FakeIamRoles, lock?: RoleLock, now?: () => number) {
     metrics,
     lock,
     now,
+    ...windows,
   });
   return { editor, metrics };
 }
@@ -332,17 +338,7 @@ Deno.test("a Kubernetes API that answers 409 or 500 while taking the Lease is re
 Deno.test("with a window, a burst on one role is one read and one write, the first request included", async () => {
   const burst = async (windowMs: number) => {
     const iam = fakeIam(0);
-    const metrics = createServerMetrics();
-    const editor = createTrustEditor({
-      roles: iam,
-      oidcProvider: HOST,
-      audience: "sts.amazonaws.com",
-      format: "wildcard",
-      quota: 2048,
-      logger: silentLogger,
-      metrics,
-      windowMs,
-    });
+    const { editor } = editorWith(iam, undefined, undefined, { windowMs });
     const first = editor.edit(ROLE, { add: run(0) }, AUDIT);
     // The rest arrive 5 ms later, after an instant read of the role.
     await new Promise((r) => setTimeout(r, 5));
@@ -387,27 +383,19 @@ async function twoReplicas(iam: FakeIamRoles, windowMs: number) {
   const ns = await cluster.createNamespace("field");
   const proxy = startKubeFaultProxy(cluster);
   const kube = createKubeClient({ apiUrl: proxy.url, token: () => cluster.adminToken });
-  const replica = (identity: string) => {
-    const metrics = createServerMetrics();
-    const editor = createTrustEditor({
-      roles: iam,
-      oidcProvider: HOST,
-      audience: "sts.amazonaws.com",
-      format: "wildcard",
-      quota: 2048,
-      logger: silentLogger,
-      metrics,
-      windowMs,
-      lock: createLeaseRoleLock({
+  const replica = (identity: string) =>
+    editorWith(
+      iam,
+      createLeaseRoleLock({
         kube,
         namespace: ns,
         identity,
         leaseDurationSeconds: 1,
         logger: silentLogger,
       }),
-    });
-    return editor;
-  };
+      undefined,
+      { windowMs },
+    ).editor;
   return {
     cluster,
     ns,
@@ -604,18 +592,7 @@ Deno.test("edits handed over while the holder writes go in its next write under 
 
 Deno.test("a batch whose window ends while announced starts are being proven waits for them, up to the longest window", async () => {
   const iam = fakeIam(0);
-  const metrics = createServerMetrics();
-  const editor = createTrustEditor({
-    roles: iam,
-    oidcProvider: HOST,
-    audience: "sts.amazonaws.com",
-    format: "wildcard",
-    quota: 2048,
-    logger: silentLogger,
-    metrics,
-    windowMs: 20,
-    maxWindowMs: 200,
-  });
+  const { editor } = editorWith(iam, undefined, undefined, { windowMs: 20, maxWindowMs: 200 });
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   // A start still being proven when the first edit's window (20 ms) ends joins its batch.
   const late = editor.arriving();
