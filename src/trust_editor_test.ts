@@ -401,6 +401,19 @@ async function twoReplicas(iam: FakeIamRoles, windowMs: number) {
     ns,
     kube,
     proxy,
+    /** A Lease on ROLE taken by a replica that died (it expires in 1 s). */
+    async deadHolder(annotations?: Record<string, string>) {
+      const at = new Date().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+      const { leaseName } = await import("./role_lock.ts");
+      await kube.createLease(ns, {
+        name: leaseName(ROLE),
+        holderIdentity: "replica-dead",
+        leaseDurationSeconds: 1,
+        acquireTime: at,
+        renewTime: at,
+        ...(annotations ? { annotations } : {}),
+      });
+    },
     /** The Lease as the API server holds it. */
     lease: async (name: string) =>
       await cluster.must("GET", `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/${name}`),
@@ -449,15 +462,8 @@ Deno.test("edits handed to a holder that dies are applied by the replica that ha
   const r = await twoReplicas(iam, 0);
   try {
     const { leaseName } = await import("./role_lock.ts");
-    const at = new Date().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
     // A replica took the Lease and died: it never applies what it is handed, nor releases.
-    await r.kube.createLease(r.ns, {
-      name: leaseName(ROLE),
-      holderIdentity: "replica-dead",
-      leaseDurationSeconds: 1,
-      acquireTime: at,
-      renewTime: at,
-    });
+    await r.deadHolder();
     const outcome = await r.b.edit(ROLE, { add: run(7) }, AUDIT);
     assert.equal(outcome.status, "added");
     assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [run(7)]);
@@ -474,19 +480,11 @@ Deno.test("a Lease with no room for more handed edits makes a replica wait for i
   const r = await twoReplicas(iam, 0);
   try {
     const { leaseName } = await import("./role_lock.ts");
-    const at = new Date().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
     const crowd = Array.from(
       { length: 1300 }, // about 125 KB: more than the Lease takes
       (_, i) => ({ id: `replica-dead/${i}`, remove: run(5000 + i), user: "someone" }),
     );
-    await r.kube.createLease(r.ns, {
-      name: leaseName(ROLE),
-      holderIdentity: "replica-dead",
-      leaseDurationSeconds: 1,
-      acquireTime: at,
-      renewTime: at,
-      annotations: { [HANDED_ANNOTATION]: JSON.stringify(crowd) },
-    });
+    await r.deadHolder({ [HANDED_ANNOTATION]: JSON.stringify(crowd) });
     const before = r.proxy.requests.length;
     assert.equal((await r.b.edit(ROLE, { add: run(8) }, AUDIT)).status, "added");
     const lease = await r.lease(leaseName(ROLE));
