@@ -1,5 +1,7 @@
 /** JSON-lines logger: the only module that writes to standard error or touches the console. */
 
+import { isoTime } from "./core/iso_time.ts";
+
 /** Log levels in increasing order of severity. */
 export type Level = "debug" | "info" | "warn" | "error";
 
@@ -29,11 +31,12 @@ export interface LoggerOptions {
 export function createLogger(options: LoggerOptions = {}, base: Fields = {}): Logger {
   const min = rank[options.level ?? "info"];
   const write = options.write ?? writeStderr;
-  const now = options.now ?? (() => new Date());
+  // A number, not a Date: see isoTime.
+  const now = options.now ? () => options.now!().getTime() : Date.now;
   const emit = (level: Level, msg: string, fields: Fields = {}) => {
     if (rank[level] < min) return;
     write(
-      JSON.stringify({ time: now().toISOString(), level, msg, ...base, ...fields }, errorReplacer),
+      JSON.stringify({ time: isoTime(now()), level, msg, ...base, ...fields }, errorReplacer),
     );
   };
   return {

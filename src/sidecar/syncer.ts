@@ -1,5 +1,6 @@
 /** The sidecar's sync: token, server call, config file, propagation check; one in flight, state for /healthz. */
 
+import { isoTime } from "../core/iso_time.ts";
 import { parsePodLabels, WORKLOAD_TYPE_LABEL } from "../core/pod_labels.ts";
 import { profilesFor, type RolePair, roleSessionName } from "../core/role_chain.ts";
 import type { Logger } from "../log.ts";
@@ -121,7 +122,7 @@ export function createSyncer(deps: SyncerDeps): Syncer {
   };
 
   const doSync = async (reason: string): Promise<readonly string[]> => {
-    state = { ...state, lastAttempt: new Date(clock.now()).toISOString() };
+    state = { ...state, lastAttempt: isoTime(clock.now()) };
     try {
       const pod = await identity();
       const answer = await deps.broker.map(pod);
@@ -150,7 +151,7 @@ export function createSyncer(deps: SyncerDeps): Syncer {
       const check = s.propagationCheck && chains.length > 0;
       state = {
         state: "synced",
-        lastSync: new Date(lastSuccessAt).toISOString(),
+        lastSync: isoTime(lastSuccessAt),
         lastAttempt: state.lastAttempt,
         profiles: names,
         usable: Object.fromEntries(names.map((n) => [n, check ? "checking" : "unchecked"])),
