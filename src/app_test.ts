@@ -172,6 +172,7 @@ async function world(
     admin,
     sa,
     podToken,
+    mappingsFile: `${dir}/mappings.json`,
     subjects: (role: string) => subjectsOf(iam.policies.get(role)!, OPTS),
     async [Symbol.asyncDispose]() {
       users.close();
@@ -936,6 +937,33 @@ Deno.test("per-user service accounts: a run on the shared default service accoun
   });
   assert.equal(ended.status, 403);
   assert.match((await ended.json()).message, /no live pod/);
+  for (const role of ROLES) assert.deepEqual(w.subjects(role), []);
+});
+
+Deno.test("a start whose pod is not proven answers 403 even while the mappings cannot be read (they are read during the proof)", async () => {
+  await using w = await world();
+  // A directory where the mapping file was: every read of the store fails.
+  await Deno.remove(w.mappingsFile);
+  await Deno.mkdir(w.mappingsFile);
+  const asmith = await w.issuer.userToken({
+    username: "asmith",
+    groups: ["irsa-iamrole-list-bucket", "irsa-iamrole-read-bucket"],
+  });
+  const stranger = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: asmith,
+    body: { run_id: RUN },
+    headers: { "X-Irsa-Workload-Token": w.sa },
+  });
+  assert.equal(stranger.status, 403);
+  assert.match((await stranger.json()).message, /was not started by "asmith"/);
+  // The pod's own user gets the store's error, which names the file.
+  const own = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: w.jdoe,
+    body: { run_id: RUN },
+    headers: { "X-Irsa-Workload-Token": w.sa },
+  });
+  assert.equal(own.status, 503);
+  assert.match((await own.json()).message, /mappings\.json/);
   for (const role of ROLES) assert.deepEqual(w.subjects(role), []);
 });
 

@@ -140,8 +140,11 @@ export function registerPodRoleRoutes(app: Hono<AuthEnv>, deps: ServerDeps): voi
       if (type !== undefined && !KNOWN_WORKLOAD_TYPES.includes(type)) {
         deps.logger.info("unknown workload type", { workload_type: type, run: body.run_id });
       }
+      // The mappings are read while the pod is proven; a failed proof still answers first.
+      const reading = readMappings(deps);
+      reading.catch(() => {}); // awaited below, after the proof
       const pod = await provePod(caller, body.run_id, c.req.header(WORKLOAD_HEADER), deps);
-      const snapshot = await readMappings(deps);
+      const snapshot = await reading;
       const pairs = pairsFor(snapshot.mappings, caller.organizations);
       const chains = profilesFor(pairs, { webIdentityTokenFile: deps.webIdentityTokenFile });
       const audit = { user: caller.username, run: pod.runId, requestId: c.get("requestId") };
