@@ -14,10 +14,10 @@ const MODES: readonly Mode[] = ["server", "sidecar"];
 /** The module that runs a mode: the binary loads the sidecar as the one-file bundle it embeds. */
 function entryUrl(mode: Mode): string {
   const path = mode === "server"
-    ? "./src/main_server.ts"
+    ? "./src/server/main.ts"
     : Deno.build.standalone
     ? "./dist/sidecar.js"
-    : "./src/main_sidecar.ts";
+    : "./src/sidecar/main.ts";
   return new URL(path, import.meta.url).href;
 }
 
@@ -28,7 +28,7 @@ async function main(args: string[]): Promise<number> {
   if (first === "admin") {
     // A client, not a service: its own command line (src/admin/args.ts) and entry.
     const entry: { run(args: string[], env: Env): Promise<number> } = await import(
-      new URL("./src/main_admin.ts", import.meta.url).href
+      new URL("./src/admin/main.ts", import.meta.url).href
     );
     return await entry.run(args.slice(1), env);
   }

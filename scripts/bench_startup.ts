@@ -118,7 +118,7 @@ Deno.exit(await run(Deno.args, (name) => Deno.env.get(name)));
     "deno",
     "-o",
     `${dir}/sidecar.js`,
-    "src/main_sidecar.ts",
+    "src/sidecar/main.ts",
   ]);
   await deno([
     "bundle",

@@ -10,7 +10,7 @@ import {
   type IamOutcome,
   IamRetryStrategy,
 } from "../src/aws/iam.ts";
-import { AppError } from "../src/errors.ts";
+import { AppError } from "../src/lib/errors.ts";
 import {
   EXAMPLE,
   freshProxyTrustPolicy,

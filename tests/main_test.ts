@@ -105,14 +105,14 @@ async function graphOf(path: string): Promise<string[]> {
 Deno.test("main.ts names neither mode in its static graph, and the sidecar's holds nothing of the server", async () => {
   // A string-literal import of a mode's entry would put it, and its npm metadata, in every start.
   assert.deepEqual((await graphOf("../main.ts")).map((s) => s.replace(/^.*\//, "")), ["main.ts"]);
-  const sidecar = await graphOf("../src/main_sidecar.ts");
+  const sidecar = await graphOf("../src/sidecar/main.ts");
   assert.ok(sidecar.some((s) => s.includes("hono")), "the graph was read");
   assert.deepEqual(
     sidecar.filter((s) => /aws-sdk|@smithy|jose|\/src\/(server|app|routes|aws|auth)\b/.test(s)),
     [],
   );
-  const server = await graphOf("../src/main_server.ts");
-  assert.ok(server.some((s) => s.endsWith("/src/server.ts")));
+  const server = await graphOf("../src/server/main.ts");
+  assert.ok(server.some((s) => s.endsWith("/src/server/server.ts")));
 });
 
 Deno.test("a sidecar whose CA file cannot be read exits 1 at start (the file is read while it starts listening)", async () => {

@@ -16,7 +16,7 @@ import {
 } from "./render.ts";
 import { renderReport } from "./report.ts";
 
-/** What the command needs from the world; main_admin.ts gives the real one, tests their own. */
+/** What the command needs from the world; src/admin/main.ts gives the real one, tests their own. */
 export interface AdminIo {
   env(name: string): string | undefined;
   readTextFile(path: string): Promise<string>;

@@ -1,8 +1,8 @@
 /** The bearer-token middleware: every route behind it knows its caller. */
 
 import type { Context } from "hono";
-import { AppError } from "../errors.ts";
-import type { ServerEnv } from "../http.ts";
+import { AppError } from "../lib/errors.ts";
+import type { ServerEnv } from "../http/http.ts";
 import type { Caller, UserVerifier } from "./caller.ts";
 
 /** Context variables set by {@link bearerAuth}. */

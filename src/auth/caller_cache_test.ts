@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import type { Caller, UserVerifier } from "./caller.ts";
 import { cacheCallers, jwtExpiryMs } from "./caller_cache.ts";
 

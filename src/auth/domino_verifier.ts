@@ -1,7 +1,7 @@
 /** Verifies a user token by asking the platform API who it belongs to, with a short-lived cache. */
 
 import * as v from "valibot";
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import { API_KEY_HEADER } from "./bearer.ts";
 import type { Caller, UserVerifier } from "./caller.ts";
 

@@ -1,7 +1,7 @@
 // Tests of the platform-API user verifier against the fake platform API.
 
 import assert from "node:assert/strict";
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import {
   type FakePlatformApi,
   PLATFORM_PATHS,

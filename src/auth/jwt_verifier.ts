@@ -9,7 +9,7 @@ import {
   jwtVerify,
   type JWTVerifyGetKey,
 } from "jose";
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import type { Caller, UserVerifier } from "./caller.ts";
 
 /**

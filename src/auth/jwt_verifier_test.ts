@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { SignJWT } from "jose";
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import { ADMIN_ROLE, type OidcIssuer, startOidcIssuer } from "../../tests/fixtures/oidc_issuer.ts";
 import { makeTestTls } from "../../tests/fixtures/tls.ts";
 import { createJwtVerifier, type JwtVerifier, type JwtVerifierOptions } from "./jwt_verifier.ts";

@@ -1,7 +1,7 @@
 /** Verifies a pod's projected service-account token against the cluster's OIDC issuer. */
 
 import * as v from "valibot";
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import { serviceAccountFromTokenSubject } from "../core/subject.ts";
 import type { Workload, WorkloadVerifier } from "./caller.ts";
 import { createKeyFetch, createRemoteKeys, type RemoteKeys, verifyToken } from "./jwt_verifier.ts";

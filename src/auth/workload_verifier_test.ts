@@ -2,7 +2,7 @@
 // and against the real API server's issuer.
 
 import assert from "node:assert/strict";
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import {
   DEFAULT_NAMESPACE,
   type OidcIssuer,

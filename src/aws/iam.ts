@@ -7,7 +7,7 @@ import {
   UpdateAssumeRolePolicyCommand,
 } from "@aws-sdk/client-iam";
 import { StandardRetryStrategy, type StandardRetryStrategyOptions } from "@smithy/util-retry";
-import { AppError, type ErrorCode } from "../errors.ts";
+import { AppError, type ErrorCode } from "../lib/errors.ts";
 
 /** Reads and writes the trust policy of a role by name; what the server uses, and what tests fake. */
 export interface RolePolicyStore {

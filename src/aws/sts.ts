@@ -1,7 +1,7 @@
 /** STS adapter: who the server's own credentials are (GetCallerIdentity), asked once at start. */
 
 import { GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 
 /** Options of {@link getCallerArn}. */
 export interface CallerIdentityOptions {

@@ -1,6 +1,6 @@
 /** Parsing and validation of IAM role ARNs. */
 
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 
 /** An IAM role ARN, taken apart. */
 export interface RoleArn {

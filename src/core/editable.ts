@@ -1,6 +1,6 @@
 /** The editable set: which proxy roles irsa may edit, and the server's own identity it is made from. */
 
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import { parseRoleArn } from "./arn.ts";
 
 /**

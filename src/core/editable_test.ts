@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import { callerIdentityFromArn, type EditableRoles, notEditableReason } from "./editable.ts";
 
 const HOME: EditableRoles = {

@@ -1,6 +1,6 @@
 /** Role chaining: the role pairs a user is entitled to, as AWS config profiles. */
 
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import { parseRoleArn, type RoleArn } from "./arn.ts";
 
 /** An asset role and the proxy role that leads to it; no proxy means the token assumes the asset role directly. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { loadSharedConfigFiles } from "@smithy/shared-ini-file-loader";
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import { mergeConfig, PROFILES_PATTERN, renderProfiles, sectionName } from "./aws_config.ts";
 import { type Profile, profilesFor, type RolePair, roleSessionName } from "./role_chain.ts";
 

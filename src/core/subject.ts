@@ -1,6 +1,6 @@
 /** Service-account subjects as trust policies name them, and the run ids they are made from. */
 
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 
 /**
  * How a trust policy names a service account:

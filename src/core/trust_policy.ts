@@ -1,6 +1,6 @@
 /** Trust-policy editing: add and remove service-account subjects of one OIDC provider, within the size quota. */
 
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import { operatorFor, parseSubject, type SubjectFormat } from "./subject.ts";
 
 /** What the editor needs to know about the cluster and the account. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import { admits } from "../../tests/iam_evaluator.ts";
 import { subjectFor, type SubjectFormat } from "./subject.ts";
 import {

@@ -1,7 +1,7 @@
 /** A minimal Kubernetes API client over fetch: the ConfigMap, pod, Lease and access-review calls irsa makes, errors as AppError. */
 
 import * as v from "valibot";
-import { AppError, type ErrorCode } from "../errors.ts";
+import { AppError, type ErrorCode } from "../lib/errors.ts";
 
 /** A ConfigMap's string data, labels and annotations, and the resourceVersion it was read at. */
 export interface ConfigMapSnapshot {

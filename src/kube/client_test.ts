@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
 import { startKubeFaultProxy } from "../../tests/kube_fault_proxy.ts";
 import {

@@ -4,9 +4,9 @@
  * the first workspace start failing with a 403 hours later.
  */
 
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import type { KubeAction, KubeClient } from "./client.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../lib/log.ts";
 
 /** What the server does with Kubernetes, from its configuration. */
 export interface KubeUse {

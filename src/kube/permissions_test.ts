@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { AppError } from "../errors.ts";
-import { type Fields, silentLogger } from "../log.ts";
+import { AppError } from "../lib/errors.ts";
+import { type Fields, silentLogger } from "../lib/log.ts";
 import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
 import { createKubeClient } from "./client.ts";
 import { checkPermissions, describeAction, requiredPermissions } from "./permissions.ts";

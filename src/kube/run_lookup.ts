@@ -1,8 +1,8 @@
 /** Finds a run's pods by their execution-id label, with one label-selector query. */
 
 import type { RunLookup, RunPod } from "../auth/caller.ts";
-import { coalesce } from "../coalesce.ts";
-import { AppError } from "../errors.ts";
+import { coalesce } from "../lib/coalesce.ts";
+import { AppError } from "../lib/errors.ts";
 import type { KubeClient, KubePod } from "./client.ts";
 
 /** Options of {@link createRunLookup}. */

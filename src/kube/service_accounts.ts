@@ -1,6 +1,6 @@
 /** Per-user ServiceAccounts in the compute namespace: created and deleted for admins, only irsa's own. */
 
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import type { KubeClient } from "./client.ts";
 import { KubeConflictError } from "./client.ts";
 

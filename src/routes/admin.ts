@@ -33,9 +33,9 @@ import {
   subjectFor,
 } from "../core/subject.ts";
 import { editTrustPolicy } from "../core/trust_policy.ts";
-import { AppError } from "../errors.ts";
-import { jsonBody } from "../http.ts";
-import { revoke } from "../revocation.ts";
+import { AppError } from "../lib/errors.ts";
+import { jsonBody } from "../http/http.ts";
+import { revoke } from "../grants/revocation.ts";
 import type { PolicyReader, ServerDeps } from "./deps.ts";
 import { readMappings } from "./pod_roles.ts";
 

@@ -1,15 +1,15 @@
 /** What the server's routes are given: every dependency, passed in by main or by a test. */
 
 import type { RunLookup, UserVerifier, WorkloadVerifier } from "../auth/caller.ts";
-import type { AuditEntry } from "../audit_trail.ts";
-import type { ApiDescription } from "../http.ts";
-import type { Logger } from "../log.ts";
-import type { ServerMetrics } from "../metrics.ts";
+import type { AuditEntry } from "../observe/audit_trail.ts";
+import type { ApiDescription } from "../http/http.ts";
+import type { Logger } from "../lib/log.ts";
+import type { ServerMetrics } from "../observe/metrics.ts";
 import type { ServiceAccountAdmin } from "../kube/service_accounts.ts";
-import type { OwnershipOptions } from "../ownership.ts";
+import type { OwnershipOptions } from "../auth/ownership.ts";
 import type { GrantStore } from "../store/grant_store.ts";
 import type { MappingStore } from "../store/mapping_store.ts";
-import type { TrustEditor } from "../trust_editor.ts";
+import type { TrustEditor } from "../trust/trust_editor.ts";
 
 /** Trust policies as IAM has them, and the rules irsa writes them by: for the admin views. */
 export interface PolicyReader {

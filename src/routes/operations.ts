@@ -3,7 +3,7 @@
 import type { Hono } from "hono";
 import * as v from "valibot";
 import type { AuthEnv } from "../auth/bearer.ts";
-import { renderMetrics } from "../metrics.ts";
+import { renderMetrics } from "../observe/metrics.ts";
 import type { ServerDeps } from "./deps.ts";
 
 /** The answer of GET /healthz. */

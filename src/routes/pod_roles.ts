@@ -13,11 +13,11 @@ import {
 } from "../core/grants.ts";
 import { pairsFor, proxyRolesOf, unmanagedRolesOf } from "../core/mapping.ts";
 import { profilesFor, type RolePair } from "../core/role_chain.ts";
-import { AppError, ERROR_CODES, type ErrorCode } from "../errors.ts";
-import { jsonBody } from "../http.ts";
-import { provePod } from "../ownership.ts";
-import { recordRevoked, revoke } from "../revocation.ts";
-import type { AuditContext, RoleOutcome } from "../trust_editor.ts";
+import { AppError, ERROR_CODES, type ErrorCode } from "../lib/errors.ts";
+import { jsonBody } from "../http/http.ts";
+import { provePod } from "../auth/ownership.ts";
+import { recordRevoked, revoke } from "../grants/revocation.ts";
+import type { AuditContext, RoleOutcome } from "../trust/trust_editor.ts";
 import type { ServerDeps } from "./deps.ts";
 
 /** The body of both methods; `run_id` must match the server's run-id pattern. */

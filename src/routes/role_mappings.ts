@@ -13,10 +13,10 @@ import {
   updatesTrustPolicy,
 } from "../core/mapping.ts";
 import type { RolePair } from "../core/role_chain.ts";
-import { AppError } from "../errors.ts";
-import { jsonBody } from "../http.ts";
+import { AppError } from "../lib/errors.ts";
+import { jsonBody } from "../http/http.ts";
 import { mappingRevocations } from "../core/grants.ts";
-import { revoke } from "../revocation.ts";
+import { revoke } from "../grants/revocation.ts";
 import type { ServerDeps } from "./deps.ts";
 import { readMappings } from "./pod_roles.ts";
 

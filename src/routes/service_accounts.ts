@@ -3,8 +3,8 @@
 import type { Context, Hono } from "hono";
 import * as v from "valibot";
 import { type AuthEnv, bearerAuth } from "../auth/bearer.ts";
-import { AppError } from "../errors.ts";
-import { jsonBody } from "../http.ts";
+import { AppError } from "../lib/errors.ts";
+import { jsonBody } from "../http/http.ts";
 import { DNS_1123_LABEL, DNS_1123_LABEL_RULE } from "../kube/service_accounts.ts";
 import type { ServerDeps } from "./deps.ts";
 

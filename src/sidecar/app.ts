@@ -1,7 +1,7 @@
 /** The sidecar's own small Hono app: /healthz and /refresh, answered in JSON a person can read. */
 
 import { Hono } from "hono";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../lib/log.ts";
 import type { Syncer } from "./syncer.ts";
 
 const pretty = (value: unknown) => JSON.stringify(value, null, 2) + "\n";

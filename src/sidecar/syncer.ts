@@ -1,9 +1,9 @@
 /** The sidecar's sync: token, server call, config file, propagation check; one in flight, state for /healthz. */
 
-import { isoTime } from "../core/iso_time.ts";
+import { isoTime } from "../lib/iso_time.ts";
 import { parsePodLabels, WORKLOAD_TYPE_LABEL } from "../core/pod_labels.ts";
 import { profilesFor, type RolePair, roleSessionName } from "../core/role_chain.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../lib/log.ts";
 import type { BrokerClient, PodIdentity } from "./broker_client.ts";
 import { isRetryable } from "./broker_client.ts";
 import type { WriterFs } from "./config_writer.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { silentLogger } from "../log.ts";
+import { silentLogger } from "../lib/log.ts";
 import { createSidecarApp } from "./app.ts";
 import { type BrokerClient, HttpStatusError, type MapAnswer } from "./broker_client.ts";
 import type { WriterFs } from "./config_writer.ts";

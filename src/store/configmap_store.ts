@@ -3,10 +3,10 @@
 import * as v from "valibot";
 import { decodeMappings, encodeValue, OrganizationName } from "../core/mapping.ts";
 import type { RolePair } from "../core/role_chain.ts";
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import type { ConfigMapSnapshot, KubeClient } from "../kube/client.ts";
 import { KubeApiError, KubeConflictError } from "../kube/client.ts";
-import { type Logger, silentLogger } from "../log.ts";
+import { type Logger, silentLogger } from "../lib/log.ts";
 import {
   encodeWrites,
   type MappingSnapshot,

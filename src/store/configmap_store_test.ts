@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { fromWire } from "../core/mapping.ts";
 import type { RolePair } from "../core/role_chain.ts";
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import { createKubeClient, type KubeClient } from "../kube/client.ts";
 import { type KubeApiServer, sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
 import { type KubeFaultProxy, startKubeFaultProxy } from "../../tests/kube_fault_proxy.ts";

@@ -2,7 +2,7 @@
 
 import { decodeMappings, type MappingProblem } from "../core/mapping.ts";
 import type { RolePair } from "../core/role_chain.ts";
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import {
   checkOrganization,
   createLock,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { decodeMappings, fromWire } from "../core/mapping.ts";
 import type { RolePair } from "../core/role_chain.ts";
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import { createFileStore } from "./file_store.ts";
 
 // As a store reads it back: the pair and the wire object it came from.

@@ -12,8 +12,8 @@ import {
   type GrantSet,
   withGrants,
 } from "../core/grants.ts";
-import { coalesce } from "../coalesce.ts";
-import { AppError } from "../errors.ts";
+import { coalesce } from "../lib/coalesce.ts";
+import { AppError } from "../lib/errors.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { type ConfigMapTarget, configMapWriter } from "./configmap_store.ts";
 import { type FileStoreFs, jsonObjectFile } from "./file_store.ts";

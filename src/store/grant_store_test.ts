@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { EMPTY_RECORD, type GrantRecord, withGrant } from "../core/grants.ts";
-import { AppError } from "../errors.ts";
+import { AppError } from "../lib/errors.ts";
 import { createKubeClient } from "../kube/client.ts";
 import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
 import { startKubeFaultProxy } from "../../tests/kube_fault_proxy.ts";

@@ -2,7 +2,7 @@
 
 import type { MappingProblem, Mappings } from "../core/mapping.ts";
 import type { RolePair } from "../core/role_chain.ts";
-import { coalesce } from "../coalesce.ts";
+import { coalesce } from "../lib/coalesce.ts";
 
 /** A snapshot of every mapping, with the entries that could not be read. */
 export interface MappingSnapshot {

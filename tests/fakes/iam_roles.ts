@@ -5,7 +5,7 @@
  */
 
 import type { RolePolicyStore } from "../../src/aws/iam.ts";
-import { AppError } from "../../src/errors.ts";
+import { AppError } from "../../src/lib/errors.ts";
 
 /** The fake, with knobs for tests. */
 export class FakeIamRoles implements RolePolicyStore {

@@ -1,28 +1,28 @@
 import assert from "node:assert/strict";
-import { AppError } from "./errors.ts";
-import { EMPTY_RECORD, withGrant } from "./core/grants.ts";
-import { subjectsOf } from "./core/trust_policy.ts";
-import { silentLogger } from "./log.ts";
-import { createServerMetrics } from "./metrics.ts";
+import { AppError } from "../lib/errors.ts";
+import { EMPTY_RECORD, withGrant } from "../core/grants.ts";
+import { subjectsOf } from "../core/trust_policy.ts";
+import { silentLogger } from "../lib/log.ts";
+import { createServerMetrics } from "../observe/metrics.ts";
 import {
   createLeaseRoleLock,
   HANDED_ANNOTATION,
   RESULTS_ANNOTATION,
   type RoleLock,
 } from "./role_lock.ts";
-import { createMemoryGrantStore } from "./store/grant_store.ts";
+import { createMemoryGrantStore } from "../store/grant_store.ts";
 import { createTrustEditor } from "./trust_editor.ts";
-import { createCleanup, kubernetesLiveness } from "./cleanup.ts";
-import { createKubeClient } from "./kube/client.ts";
-import { FakeIamRoles } from "../tests/fakes/iam_roles.ts";
-import { sharedKubeApiServer } from "../tests/fixtures/kube_apiserver.ts";
-import { startKubeFaultProxy } from "../tests/kube_fault_proxy.ts";
-import type { MappingStore } from "./store/mapping_store.ts";
+import { createCleanup, kubernetesLiveness } from "../grants/cleanup.ts";
+import { createKubeClient } from "../kube/client.ts";
+import { FakeIamRoles } from "../../tests/fakes/iam_roles.ts";
+import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
+import { startKubeFaultProxy } from "../../tests/kube_fault_proxy.ts";
+import type { MappingStore } from "../store/mapping_store.ts";
 
 const HOST = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
 const ROLE = "arn:aws:iam::111111111111:role/acme-list-bucket-role";
 const FRESH = Deno.readTextFileSync(
-  new URL("../tests/testdata/fresh_proxy_trust_policy.json", import.meta.url),
+  new URL("../../tests/testdata/fresh_proxy_trust_policy.json", import.meta.url),
 );
 const OPTS = {
   providerArn: `arn:aws:iam::111111111111:oidc-provider/${HOST}`,

@@ -4,9 +4,9 @@
  * (a mapping written before the rule existed included).
  */
 
-import { AppError } from "./errors.ts";
-import type { Logger } from "./log.ts";
-import type { ServerMetrics } from "./metrics.ts";
+import { AppError } from "../lib/errors.ts";
+import type { Logger } from "../lib/log.ts";
+import type { ServerMetrics } from "../observe/metrics.ts";
 import type { RoleOutcome, TrustEditor } from "./trust_editor.ts";
 
 /** Why a role is not editable, or undefined when it is; see `src/core/editable.ts`. */

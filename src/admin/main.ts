@@ -1,9 +1,9 @@
 /**
- * `irsa admin`'s entry, in the style of the per-mode entries (`src/main_server.ts`): main.ts hands
+ * `irsa admin`'s entry, in the style of the per-mode entries (`src/server/main.ts`): main.ts hands
  * it the arguments and the environment; the files, the network and the console are reached here.
  */
 
-import { type AdminIo, runAdmin } from "./admin/cli.ts";
+import { type AdminIo, runAdmin } from "./cli.ts";
 
 /** Runs one admin command; returns the exit code. */
 export async function run(

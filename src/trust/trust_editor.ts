@@ -7,18 +7,18 @@
  * written since.
  */
 
-import type { RolePolicyStore } from "./aws/iam.ts";
-import { parseRoleArn } from "./core/arn.ts";
-import { parseSubject, type SubjectFormat } from "./core/subject.ts";
+import type { RolePolicyStore } from "../aws/iam.ts";
+import { parseRoleArn } from "../core/arn.ts";
+import { parseSubject, type SubjectFormat } from "../core/subject.ts";
 import {
   editTrustPolicy,
   oidcProviderArn,
   subjectsOf,
   type TrustPolicyOptions,
-} from "./core/trust_policy.ts";
-import { AppError } from "./errors.ts";
-import type { Logger } from "./log.ts";
-import type { ServerMetrics } from "./metrics.ts";
+} from "../core/trust_policy.ts";
+import { AppError } from "../lib/errors.ts";
+import type { Logger } from "../lib/log.ts";
+import type { ServerMetrics } from "../observe/metrics.ts";
 import {
   createLocalRoleLock,
   type EditResult,

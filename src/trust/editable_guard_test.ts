@@ -1,15 +1,15 @@
 import assert from "node:assert/strict";
-import { type EditableRoles, notEditableReason } from "./core/editable.ts";
+import { type EditableRoles, notEditableReason } from "../core/editable.ts";
 import { guardEditor } from "./editable_guard.ts";
-import { AppError } from "./errors.ts";
-import { createLogger } from "./log.ts";
-import { createServerMetrics } from "./metrics.ts";
+import { AppError } from "../lib/errors.ts";
+import { createLogger } from "../lib/log.ts";
+import { createServerMetrics } from "../observe/metrics.ts";
 import { createTrustEditor } from "./trust_editor.ts";
-import { FakeIamRoles } from "../tests/fakes/iam_roles.ts";
+import { FakeIamRoles } from "../../tests/fakes/iam_roles.ts";
 
 const HOST = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
 const FRESH = Deno.readTextFileSync(
-  new URL("../tests/testdata/fresh_proxy_trust_policy.json", import.meta.url),
+  new URL("../../tests/testdata/fresh_proxy_trust_policy.json", import.meta.url),
 );
 const RULES: EditableRoles = {
   partition: "aws",

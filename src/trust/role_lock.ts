@@ -10,9 +10,9 @@
  * spread over replicas still costs about one write per role, and IAM keeps one writer per role.
  */
 
-import { AppError } from "./errors.ts";
-import { KubeApiError, type KubeClient, KubeConflictError, type Lease } from "./kube/client.ts";
-import type { Logger } from "./log.ts";
+import { AppError } from "../lib/errors.ts";
+import { KubeApiError, type KubeClient, KubeConflictError, type Lease } from "../kube/client.ts";
+import type { Logger } from "../lib/log.ts";
 
 /** What a holder of the lock returns: its result, and the policy version to record for others. */
 export interface LockedResult<T> {

@@ -1,45 +1,45 @@
 /** `irsa server`: builds the real dependencies from the configuration and serves the app over HTTPS. */
 
 import { createApp } from "./app.ts";
-import { createAuditTrail } from "./audit_trail.ts";
-import { parseRoleArn } from "./core/arn.ts";
-import { oidcProviderArn } from "./core/trust_policy.ts";
-import type { RunLookup, UserVerifier, WorkloadVerifier } from "./auth/caller.ts";
-import { cacheCallers } from "./auth/caller_cache.ts";
-import { createDominoVerifier } from "./auth/domino_verifier.ts";
-import { createJwtVerifier } from "./auth/jwt_verifier.ts";
-import { createWorkloadVerifier } from "./auth/workload_verifier.ts";
-import { createIamClient, createIamTrustPolicyStore } from "./aws/iam.ts";
-import { getCallerArn } from "./aws/sts.ts";
-import type { ServerConfig } from "./config.ts";
+import { createAuditTrail } from "../observe/audit_trail.ts";
+import { parseRoleArn } from "../core/arn.ts";
+import { oidcProviderArn } from "../core/trust_policy.ts";
+import type { RunLookup, UserVerifier, WorkloadVerifier } from "../auth/caller.ts";
+import { cacheCallers } from "../auth/caller_cache.ts";
+import { createDominoVerifier } from "../auth/domino_verifier.ts";
+import { createJwtVerifier } from "../auth/jwt_verifier.ts";
+import { createWorkloadVerifier } from "../auth/workload_verifier.ts";
+import { createIamClient, createIamTrustPolicyStore } from "../aws/iam.ts";
+import { getCallerArn } from "../aws/sts.ts";
+import type { ServerConfig } from "../config.ts";
 import {
   callerIdentityFromArn,
   describeEditable,
   type EditableRoles,
   notEditableReason,
-} from "./core/editable.ts";
-import { guardEditor } from "./editable_guard.ts";
-import { AppError } from "./errors.ts";
-import { ApiDescription } from "./http.ts";
-import { createKubeClient, type KubeClient } from "./kube/client.ts";
-import { checkPermissions, requiredPermissions } from "./kube/permissions.ts";
-import { createRunLookup } from "./kube/run_lookup.ts";
-import { createServiceAccountAdmin, type ServiceAccountAdmin } from "./kube/service_accounts.ts";
-import type { Logger } from "./log.ts";
-import { createServerMetrics, renderMetrics } from "./metrics.ts";
-import { createConfigMapStore } from "./store/configmap_store.ts";
-import { createFileStore } from "./store/file_store.ts";
+} from "../core/editable.ts";
+import { guardEditor } from "../trust/editable_guard.ts";
+import { AppError } from "../lib/errors.ts";
+import { ApiDescription } from "../http/http.ts";
+import { createKubeClient, type KubeClient } from "../kube/client.ts";
+import { checkPermissions, requiredPermissions } from "../kube/permissions.ts";
+import { createRunLookup } from "../kube/run_lookup.ts";
+import { createServiceAccountAdmin, type ServiceAccountAdmin } from "../kube/service_accounts.ts";
+import type { Logger } from "../lib/log.ts";
+import { createServerMetrics, renderMetrics } from "../observe/metrics.ts";
+import { createConfigMapStore } from "../store/configmap_store.ts";
+import { createFileStore } from "../store/file_store.ts";
 import {
   createConfigMapGrantStore,
   createFileGrantStore,
   GRANT_CONFIGMAP,
   grantFileBeside,
   type GrantStore,
-} from "./store/grant_store.ts";
-import { type MappingStore, withSharedReads } from "./store/mapping_store.ts";
-import { createTrustEditor } from "./trust_editor.ts";
-import { createCleanup, kubernetesLiveness } from "./cleanup.ts";
-import { createLeaseRoleLock, createLocalRoleLock } from "./role_lock.ts";
+} from "../store/grant_store.ts";
+import { type MappingStore, withSharedReads } from "../store/mapping_store.ts";
+import { createTrustEditor } from "../trust/trust_editor.ts";
+import { createCleanup, kubernetesLiveness } from "../grants/cleanup.ts";
+import { createLeaseRoleLock, createLocalRoleLock } from "../trust/role_lock.ts";
 
 /** The file system reads the server needs, passed in by main. */
 export interface ServerIo {

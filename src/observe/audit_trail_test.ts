@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createAuditTrail } from "./audit_trail.ts";
-import { createLogger } from "./log.ts";
+import { createLogger } from "../lib/log.ts";
 
 Deno.test("the audit trail keeps the last audit lines only, and the logger still writes every line", () => {
   const lines: string[] = [];

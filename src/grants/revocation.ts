@@ -1,10 +1,10 @@
 /** Takes subjects off proxy roles as the grant record says they must go, metered and audited. */
 
-import { type Revocation, withoutRevoked } from "./core/grants.ts";
-import type { Logger } from "./log.ts";
-import type { ServerMetrics } from "./metrics.ts";
-import type { GrantStore } from "./store/grant_store.ts";
-import type { AuditContext, TrustEditor } from "./trust_editor.ts";
+import { type Revocation, withoutRevoked } from "../core/grants.ts";
+import type { Logger } from "../lib/log.ts";
+import type { ServerMetrics } from "../observe/metrics.ts";
+import type { GrantStore } from "../store/grant_store.ts";
+import type { AuditContext, TrustEditor } from "../trust/trust_editor.ts";
 
 /** What revoking needs. */
 export interface RevocationDeps {

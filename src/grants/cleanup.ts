@@ -12,15 +12,15 @@ import {
   type Revocation,
   withoutRevoked,
   withRoles,
-} from "./core/grants.ts";
-import { proxyRolesOf, unmanagedRolesOf } from "./core/mapping.ts";
-import { isManagedSubject, parseSubject, type SubjectFormat } from "./core/subject.ts";
-import type { KubeClient } from "./kube/client.ts";
-import type { Logger } from "./log.ts";
-import type { ServerMetrics } from "./metrics.ts";
-import type { GrantStore } from "./store/grant_store.ts";
-import type { MappingStore } from "./store/mapping_store.ts";
-import type { TrustEditor } from "./trust_editor.ts";
+} from "../core/grants.ts";
+import { proxyRolesOf, unmanagedRolesOf } from "../core/mapping.ts";
+import { isManagedSubject, parseSubject, type SubjectFormat } from "../core/subject.ts";
+import type { KubeClient } from "../kube/client.ts";
+import type { Logger } from "../lib/log.ts";
+import type { ServerMetrics } from "../observe/metrics.ts";
+import type { GrantStore } from "../store/grant_store.ts";
+import type { MappingStore } from "../store/mapping_store.ts";
+import type { TrustEditor } from "../trust/trust_editor.ts";
 
 /** Which service accounts still have a live pod; undefined means "use the sync leases". */
 export type LiveServiceAccounts = () => Promise<ReadonlySet<string> | undefined>;

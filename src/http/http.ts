@@ -3,8 +3,8 @@
 import type { Context, Hono } from "hono";
 import { toJsonSchema } from "@valibot/to-json-schema";
 import * as v from "valibot";
-import { AppError, ERROR_CODES, type ErrorCode, statusFor } from "./errors.ts";
-import type { Logger } from "./log.ts";
+import { AppError, ERROR_CODES, type ErrorCode, statusFor } from "../lib/errors.ts";
+import type { Logger } from "../lib/log.ts";
 
 /** Largest request body accepted. */
 export const MAX_BODY_BYTES = 64 * 1024;

@@ -1,6 +1,6 @@
 /** The last audit lines of this process, kept in memory for `GET /audit` and `irsa admin report`. */
 
-import type { Fields, Logger } from "./log.ts";
+import type { Fields, Logger } from "../lib/log.ts";
 
 /** One audit line: its time, message and fields (never a token: the logger's rule). */
 export interface AuditEntry {

@@ -3,10 +3,10 @@
  * graph never holds the server's (the AWS SDK, jose, the routes).
  */
 
-import { serverConfig } from "./config.ts";
-import { createLogger } from "./log.ts";
+import { serverConfig } from "../config.ts";
+import { createLogger } from "../lib/log.ts";
 import { startServer } from "./server.ts";
-import { jsonLinesOnly, untilSignal } from "./until_signal.ts";
+import { jsonLinesOnly, untilSignal } from "../lib/signals.ts";
 
 /** Runs the server until a signal; throws ConfigError for main.ts to report. */
 export async function run(args: string[], env: (name: string) => string | undefined) {

@@ -1,27 +1,27 @@
 import assert from "node:assert/strict";
 import { createApp } from "./app.ts";
-import type { RunLookup, RunPod } from "./auth/caller.ts";
-import { createJwtVerifier } from "./auth/jwt_verifier.ts";
-import { createWorkloadVerifier } from "./auth/workload_verifier.ts";
-import { ROLE_ARN_MAX_LENGTH, ROLE_ARN_PATTERN } from "./core/arn.ts";
-import { editTrustPolicy, subjectsOf } from "./core/trust_policy.ts";
-import { AppError } from "./errors.ts";
-import { ApiDescription } from "./http.ts";
-import { silentLogger } from "./log.ts";
-import { createServerMetrics } from "./metrics.ts";
-import { createFileStore } from "./store/file_store.ts";
-import { createFileGrantStore } from "./store/grant_store.ts";
-import { createTrustEditor } from "./trust_editor.ts";
-import { FakeIamRoles } from "../tests/fakes/iam_roles.ts";
-import { Conformance, KEYWORDS } from "../tests/openapi_conformance.ts";
-import { startOidcIssuer } from "../tests/fixtures/oidc_issuer.ts";
-import { sharedKubeApiServer } from "../tests/fixtures/kube_apiserver.ts";
+import type { RunLookup, RunPod } from "../auth/caller.ts";
+import { createJwtVerifier } from "../auth/jwt_verifier.ts";
+import { createWorkloadVerifier } from "../auth/workload_verifier.ts";
+import { ROLE_ARN_MAX_LENGTH, ROLE_ARN_PATTERN } from "../core/arn.ts";
+import { editTrustPolicy, subjectsOf } from "../core/trust_policy.ts";
+import { AppError } from "../lib/errors.ts";
+import { ApiDescription } from "../http/http.ts";
+import { silentLogger } from "../lib/log.ts";
+import { createServerMetrics } from "../observe/metrics.ts";
+import { createFileStore } from "../store/file_store.ts";
+import { createFileGrantStore } from "../store/grant_store.ts";
+import { createTrustEditor } from "../trust/trust_editor.ts";
+import { FakeIamRoles } from "../../tests/fakes/iam_roles.ts";
+import { Conformance, KEYWORDS } from "../../tests/openapi_conformance.ts";
+import { startOidcIssuer } from "../../tests/fixtures/oidc_issuer.ts";
+import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
 
 const HOST = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
 const RUN = "646d27b817c28b5ea4b5b0c1";
 const OTHER_RUN = "646f604955daf764547c5b77";
 const FRESH = Deno.readTextFileSync(
-  new URL("../tests/testdata/fresh_proxy_trust_policy.json", import.meta.url),
+  new URL("../../tests/testdata/fresh_proxy_trust_policy.json", import.meta.url),
 );
 const ROLES = ["acme-list-bucket-role", "acme-read-bucket-role", "acme-update-bucket-role"];
 const pairOf = (role: string) => ({

@@ -1,15 +1,15 @@
 /** The server's Hono app: middleware, the error funnel and every route group, built from passed-in dependencies. */
 
 import { Hono } from "hono";
-import type { AuthEnv } from "./auth/bearer.ts";
-import { installErrorFunnel, limitBody, refuseOtherMethods, requestIds } from "./http.ts";
-import type { ServerDeps } from "./routes/deps.ts";
-import { registerAdminRoutes } from "./routes/admin.ts";
-import { registerCapacityRoutes } from "./routes/capacity.ts";
-import { registerOperationRoutes } from "./routes/operations.ts";
-import { registerPodRoleRoutes } from "./routes/pod_roles.ts";
-import { registerRoleMappingRoutes } from "./routes/role_mappings.ts";
-import { registerServiceAccountRoutes } from "./routes/service_accounts.ts";
+import type { AuthEnv } from "../auth/bearer.ts";
+import { installErrorFunnel, limitBody, refuseOtherMethods, requestIds } from "../http/http.ts";
+import type { ServerDeps } from "../routes/deps.ts";
+import { registerAdminRoutes } from "../routes/admin.ts";
+import { registerCapacityRoutes } from "../routes/capacity.ts";
+import { registerOperationRoutes } from "../routes/operations.ts";
+import { registerPodRoleRoutes } from "../routes/pod_roles.ts";
+import { registerRoleMappingRoutes } from "../routes/role_mappings.ts";
+import { registerServiceAccountRoutes } from "../routes/service_accounts.ts";
 
 /** Builds the server app; tests call `app.request()` on it in-process. */
 export function createApp(deps: ServerDeps): Hono<AuthEnv> {

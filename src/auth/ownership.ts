@@ -1,13 +1,13 @@
 /** Proof that a pod belongs to the caller: its service-account token, or a run lookup in Kubernetes. */
 
-import type { Caller, RunLookup, RunPod, WorkloadVerifier } from "./auth/caller.ts";
+import type { Caller, RunLookup, RunPod, WorkloadVerifier } from "./caller.ts";
 import {
   runServiceAccountName,
   type ServiceAccount,
   subjectFor,
   type SubjectFormat,
-} from "./core/subject.ts";
-import { AppError } from "./errors.ts";
+} from "../core/subject.ts";
+import { AppError } from "../lib/errors.ts";
 
 /** Settings of the proof. */
 export interface OwnershipOptions {

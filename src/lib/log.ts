@@ -1,6 +1,6 @@
 /** JSON-lines logger: the only module that writes to standard error or touches the console. */
 
-import { isoTime } from "./core/iso_time.ts";
+import { isoTime } from "./iso_time.ts";
 
 /** Log levels in increasing order of severity. */
 export type Level = "debug" | "info" | "warn" | "error";

@@ -4,10 +4,10 @@
  * into one file, `dist/sidecar.js`, which the binary loads: the form that starts fastest.
  */
 
-import { sidecarConfig } from "./config.ts";
-import { createLogger } from "./log.ts";
-import { startSidecar } from "./sidecar/run.ts";
-import { jsonLinesOnly, untilSignal } from "./until_signal.ts";
+import { sidecarConfig } from "../config.ts";
+import { createLogger } from "../lib/log.ts";
+import { startSidecar } from "./run.ts";
+import { jsonLinesOnly, untilSignal } from "../lib/signals.ts";
 
 /** Runs the sidecar until a signal; throws ConfigError for main.ts to report. */
 export async function run(args: string[], env: (name: string) => string | undefined) {
