@@ -15,6 +15,7 @@ import {
   type TrustAnswer,
 } from "./render.ts";
 import { renderReport } from "./report.ts";
+import type { AuditEntry } from "../api/admin.ts";
 
 /** What the command needs from the world; src/admin/main.ts gives the real one, tests their own. */
 export interface AdminIo {
@@ -282,12 +283,4 @@ async function dispatch(p: Parsed, io: AdminIo): Promise<number> {
     }
   }
   throw new UsageError(`unknown command ${JSON.stringify(name)}`);
-}
-
-/** One line of the server's audit log as `GET /audit` answers it. */
-export interface AuditEntry {
-  readonly time: string;
-  readonly msg: string;
-  readonly user?: string;
-  readonly [key: string]: unknown;
 }

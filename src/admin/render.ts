@@ -1,100 +1,17 @@
 /** `irsa admin`'s readable output: tables, bars and step lists from the server's answers. Pure. */
 
+import type { ApplyAnswer, CapacityAfterRow, ExplainAnswer, TrustAnswer } from "../api/admin.ts";
+import type { CapacityRow } from "../api/capacity.ts";
+import type { RoleMappingsAnswer } from "../api/role_mappings.ts";
+import type { RolePairWire } from "../core/mapping.ts";
+
 /** A pair as the server answers it in `all_role_mappings`. */
-export interface WirePair {
-  readonly domino_org?: string;
-  readonly iam_role_arn: string;
-  readonly proxy_iam_role_arn: string;
-  readonly proxy_iam_role_arns?: readonly string[];
-  readonly update_iam_role_trust_policy?: boolean | string;
-}
+export type WirePair = RolePairWire & { readonly domino_org?: string };
 
 /** `GET /role_mappings`. */
-export interface MappingsAnswer {
-  readonly all_role_mappings: Readonly<Record<string, readonly WirePair[]>>;
-}
+export type MappingsAnswer = RoleMappingsAnswer;
 
-/** One row of `GET /capacity`. */
-export interface CapacityRow {
-  readonly proxy_iam_role_arn: string;
-  readonly managed: boolean;
-  readonly subjects?: number;
-  readonly characters?: number;
-  readonly quota?: number;
-  readonly free_characters?: number;
-  readonly fits?: number;
-  readonly error?: string;
-}
-
-/** `POST /trust`. */
-export interface TrustAnswer {
-  readonly proxy_iam_role_arn: string;
-  readonly mapped: boolean;
-  readonly managed: boolean;
-  readonly provider: string;
-  readonly audience: string;
-  readonly characters: number;
-  readonly quota: number;
-  readonly subjects: readonly {
-    readonly subject: string;
-    readonly statement: number;
-    readonly managed: boolean;
-    readonly user?: string;
-    readonly run_id?: string;
-    readonly workload_type?: string;
-    readonly synced_at?: string;
-  }[];
-}
-
-/** `POST /explain`. */
-export interface ExplainAnswer {
-  readonly user: string;
-  readonly run?: string;
-  readonly profile?: string;
-  readonly organizations_source: string;
-  readonly steps: readonly {
-    readonly id: string;
-    readonly status: "passed" | "failed" | "skipped";
-    readonly profile?: string;
-    readonly detail: string;
-    readonly advice?: string;
-  }[];
-  readonly ok: boolean;
-  readonly failed_step?: string;
-  readonly advice?: string;
-}
-
-/** One row of the capacity in `POST /apply_role_mappings`. */
-export interface CapacityAfterRow {
-  readonly proxy_iam_role_arn: string;
-  readonly managed: boolean;
-  readonly subjects?: number;
-  readonly subjects_after?: number;
-  readonly characters?: number;
-  readonly characters_after?: number;
-  readonly quota?: number;
-  readonly fits_after?: number;
-  readonly error?: string;
-}
-
-/** `POST /apply_role_mappings`. */
-export interface ApplyAnswer {
-  readonly dry_run: boolean;
-  readonly prune: boolean;
-  readonly changes: readonly {
-    readonly domino_org: string;
-    readonly action: "added" | "changed" | "unchanged" | "removed" | "kept";
-    readonly before?: readonly WirePair[];
-    readonly after?: readonly WirePair[];
-  }[];
-  readonly revocations: readonly {
-    readonly proxy_iam_role_arn: string;
-    readonly subject: string;
-    readonly user?: string;
-  }[];
-  readonly revoked_subjects: number;
-  readonly capacity: readonly CapacityAfterRow[];
-}
+export type { ApplyAnswer, CapacityAfterRow, CapacityRow, ExplainAnswer, TrustAnswer };
 
 /** A table with a header row, columns padded to their widest cell, no trailing spaces. */
 export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {

@@ -1,6 +1,6 @@
 /** `irsa admin report --html`: one self-contained page (inline CSS, no scripts, no external assets). Pure. */
 
-import type { AuditEntry } from "./cli.ts";
+import type { AuditEntry } from "../api/admin.ts";
 import { type CapacityRow, type MappingsAnswer, poolOf, type TrustAnswer } from "./render.ts";
 
 /** What the report shows. */

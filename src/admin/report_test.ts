@@ -21,7 +21,12 @@ Deno.test("renderReport escapes everything it shows and carries no script or ext
       audience: "a",
       characters: 2048,
       quota: 2048,
-      subjects: [{ subject: '<script>alert("x")</script>', statement: 0, managed: false }],
+      subjects: [{
+        subject: '<script>alert("x")</script>',
+        statement: 0,
+        operator: "StringLike",
+        managed: false,
+      }],
     }],
     audit: [{ time: "t", msg: "<b>m</b>", user: "u&v" }],
   });

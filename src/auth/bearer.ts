@@ -2,7 +2,7 @@
 
 import type { Context } from "hono";
 import { AppError } from "../lib/errors.ts";
-import type { ServerEnv } from "../http/http.ts";
+import type { ServerEnv } from "../http/middleware.ts";
 import type { Caller, UserVerifier } from "./caller.ts";
 
 /** Context variables set by {@link bearerAuth}. */

@@ -6,7 +6,7 @@
 
 import type { Grant } from "./grants.ts";
 import { type Mappings, pairsFor } from "./mapping.ts";
-import { profilesFor, type RolePair } from "./role_chain.ts";
+import { poolOf, profilesFor, type RolePair } from "./role_chain.ts";
 import { editTrustPolicy, parseTrustPolicy, providerHost } from "./trust_policy.ts";
 import type { SubjectFormat } from "./subject.ts";
 
@@ -152,8 +152,6 @@ export function statementFor(
     s.subjects.some((p) => (p.like ? stringLike(p.value, subject) : p.value === subject))
   );
 }
-
-const poolOf = (p: RolePair) => [p.proxyRoleArn ?? p.assetRoleArn, ...(p.proxyPool ?? [])];
 
 /** Explains one user's profile (or every profile of theirs), stopping at nothing: every step is shown. */
 export function explain(input: ExplainInput): Explanation {

@@ -6,6 +6,7 @@
 
 import * as v from "valibot";
 import { type Mappings, pairsFor, unmanagedRolesOf } from "./mapping.ts";
+import { poolOf } from "./role_chain.ts";
 
 /** What irsa granted one subject (one pod), as of its last sync. */
 export interface Grant {
@@ -57,7 +58,7 @@ export function entitledRoles(mappings: Mappings, organizations: readonly string
   const unmanaged = new Set(unmanagedRolesOf(mappings));
   return new Set(
     pairsFor(mappings, organizations)
-      .flatMap((p) => [p.proxyRoleArn ?? p.assetRoleArn, ...(p.proxyPool ?? [])])
+      .flatMap(poolOf)
       .filter((r) => !unmanaged.has(r)),
   );
 }

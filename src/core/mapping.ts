@@ -2,7 +2,7 @@
 
 import * as v from "valibot";
 import { isRoleArn, ROLE_ARN_MAX_LENGTH, ROLE_ARN_PATTERN } from "./arn.ts";
-import type { RolePair } from "./role_chain.ts";
+import { poolOf, type RolePair } from "./role_chain.ts";
 
 const roleArn = (field: string) =>
   v.pipe(
@@ -120,7 +120,6 @@ export function answerPair(organization: string, p: RolePair): RolePairWire {
 }
 
 // Every proxy role a pair may edit: its first proxy, then its pool.
-const poolOf = (p: RolePair) => [p.proxyRoleArn ?? p.assetRoleArn, ...(p.proxyPool ?? [])];
 
 /**
  * The proxy roles whose trust policy the admin manages: named by a pair that says

@@ -9,7 +9,7 @@ import {
   type RolePairWire,
   toWire,
 } from "./mapping.ts";
-import type { RolePair } from "./role_chain.ts";
+import { poolOf, type RolePair } from "./role_chain.ts";
 
 /** The `all_role_mappings` shape: organization to one pair or a list of pairs, as `GET /role_mappings` answers. */
 export const MappingsDocument = v.pipe(
@@ -119,7 +119,7 @@ export function mappingProblems(
       problems.push(`Organization ${JSON.stringify(org)} maps to no pairs; leave it out instead`);
     }
     pairs.forEach((p, i) => {
-      const pool = [p.proxyRoleArn ?? p.assetRoleArn, ...(p.proxyPool ?? [])];
+      const pool = poolOf(p);
       if (pool.length > rules.maxPool) {
         problems.push(
           `Organization ${

@@ -15,6 +15,11 @@ export interface RolePair {
   readonly source?: Readonly<Record<string, unknown>>;
 }
 
+/** The proxy roles of a pair in the order they are tried: its proxy role (the asset role when direct), then its pool. */
+export function poolOf(pair: RolePair): string[] {
+  return [pair.proxyRoleArn ?? pair.assetRoleArn, ...(pair.proxyPool ?? [])];
+}
+
 /** Settings shared by every profile written. */
 export interface ChainOptions {
   /** Where the pod's projected service-account token is mounted. */

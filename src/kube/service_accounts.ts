@@ -1,5 +1,6 @@
 /** Per-user ServiceAccounts in the compute namespace: created and deleted for admins, only irsa's own. */
 
+import { DNS_1123_LABEL, DNS_1123_LABEL_RULE } from "../core/kube_names.ts";
 import { AppError } from "../lib/errors.ts";
 import type { KubeClient } from "./client.ts";
 import { KubeConflictError } from "./client.ts";
@@ -7,11 +8,6 @@ import { KubeConflictError } from "./client.ts";
 /** The label irsa puts on every ServiceAccount it creates; it deletes no other. */
 export const CREATED_BY_LABEL = "app.kubernetes.io/managed-by";
 const CREATED_BY_VALUE = "irsa";
-
-/** A DNS-1123 label, as the platform's per-user service-account names are. */
-export const DNS_1123_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-/** What {@link DNS_1123_LABEL} asks for, in words. */
-export const DNS_1123_LABEL_RULE = '1 to 63 lowercase letters, digits and inner "-"';
 
 /** Creates and deletes the ServiceAccounts of platforms with per-user service accounts. */
 export interface ServiceAccountAdmin {

@@ -2,12 +2,9 @@
 
 import type { Fields, Logger } from "../lib/log.ts";
 
-/** One audit line: its time, message and fields (never a token: the logger's rule). */
-export interface AuditEntry {
-  readonly time: string;
-  readonly msg: string;
-  readonly [field: string]: unknown;
-}
+import type { AuditEntry } from "../api/admin.ts";
+
+export type { AuditEntry };
 
 /** The ring of the last audit lines, and a logger that fills it. */
 export interface AuditTrail {

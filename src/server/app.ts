@@ -1,15 +1,17 @@
-/** The server's Hono app: middleware, the error funnel and every route group, built from passed-in dependencies. */
+/** The server's Hono app: middleware, the error funnel and every route, built from passed-in dependencies. */
 
 import { Hono } from "hono";
-import type { AuthEnv } from "../auth/bearer.ts";
-import { installErrorFunnel, limitBody, refuseOtherMethods, requestIds } from "../http/http.ts";
-import type { ServerDeps } from "../routes/deps.ts";
-import { registerAdminRoutes } from "../routes/admin.ts";
-import { registerCapacityRoutes } from "../routes/capacity.ts";
-import { registerOperationRoutes } from "../routes/operations.ts";
-import { registerPodRoleRoutes } from "../routes/pod_roles.ts";
-import { registerRoleMappingRoutes } from "../routes/role_mappings.ts";
-import { registerServiceAccountRoutes } from "../routes/service_accounts.ts";
+import { type AuthEnv, bearerAuth } from "../auth/bearer.ts";
+import type { ServerDeps } from "../grants/deps.ts";
+import { installErrorFunnel, limitBody, requestIds } from "../http/middleware.ts";
+import { refuseOtherMethods } from "../http/openapi.ts";
+import { mountRoutes } from "../http/route.ts";
+import { adminRoutes } from "../routes/admin.ts";
+import { capacityRoutes } from "../routes/capacity.ts";
+import { operationRoutes } from "../routes/operations.ts";
+import { podRoleRoutes } from "../routes/pod_roles.ts";
+import { roleMappingRoutes } from "../routes/role_mappings.ts";
+import { serviceAccountRoutes } from "../routes/service_accounts.ts";
 
 /** Builds the server app; tests call `app.request()` on it in-process. */
 export function createApp(deps: ServerDeps): Hono<AuthEnv> {
@@ -27,12 +29,17 @@ export function createApp(deps: ServerDeps): Hono<AuthEnv> {
   });
   app.use(refuseOtherMethods(deps.api));
   app.use(limitBody());
-  registerOperationRoutes(app, deps);
-  registerPodRoleRoutes(app, deps);
-  registerRoleMappingRoutes(app, deps);
-  registerCapacityRoutes(app, deps);
-  registerServiceAccountRoutes(app, deps);
-  registerAdminRoutes(app, deps);
+  mountRoutes(app, [
+    ...operationRoutes(deps),
+    ...podRoleRoutes(deps),
+    ...roleMappingRoutes(deps),
+    ...capacityRoutes(deps),
+    ...serviceAccountRoutes(deps),
+    ...adminRoutes(deps),
+  ], {
+    api: deps.api,
+    guards: { user: bearerAuth(deps.users), admin: bearerAuth(deps.users, { admin: true }) },
+  });
   // Built once here so that a description the document cannot express stops the start, not a GET.
   deps.api.document();
   return app;

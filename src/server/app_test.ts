@@ -6,7 +6,7 @@ import { createWorkloadVerifier } from "../auth/workload_verifier.ts";
 import { ROLE_ARN_MAX_LENGTH, ROLE_ARN_PATTERN } from "../core/arn.ts";
 import { editTrustPolicy, subjectsOf } from "../core/trust_policy.ts";
 import { AppError } from "../lib/errors.ts";
-import { ApiDescription } from "../http/http.ts";
+import { ApiDescription } from "../http/openapi.ts";
 import { silentLogger } from "../lib/log.ts";
 import { createServerMetrics } from "../observe/metrics.ts";
 import { createFileStore } from "../store/file_store.ts";
@@ -598,6 +598,36 @@ Deno.test("every route the app answers is described, and every description is an
     ),
   ].sort();
   assert.deepEqual(routed, described);
+});
+
+Deno.test("every route's access is enforced as declared: public answers without a token, user needs one, admin refuses a user", async () => {
+  await using w = await world();
+  const doc = await (await w.call("GET", "/openapi.json")).json();
+  const routes = Object.entries(doc.paths).flatMap(([path, ops]) =>
+    Object.entries(ops as Record<string, { security?: unknown[]; description?: string }>).map((
+      [method, op],
+    ) => ({
+      method: method.toUpperCase(),
+      path,
+      access: op.security?.length === 0
+        ? "public"
+        : op.description?.includes("Admins only.")
+        ? "admin"
+        : "user",
+    }))
+  );
+  assert.ok(routes.some((r) => r.access === "admin") && routes.some((r) => r.access === "public"));
+  for (const r of routes) {
+    // No body: a guard answers before the body is read, so 400 would mean no guard ran.
+    const anonymous = await w.call(r.method, r.path);
+    await anonymous.body?.cancel();
+    if (r.access === "public") assert.notEqual(anonymous.status, 401, `${r.method} ${r.path}`);
+    else assert.equal(anonymous.status, 401, `${r.method} ${r.path} without a token`);
+    if (r.access !== "admin") continue;
+    const user = await w.call(r.method, r.path, { token: w.jdoe });
+    await user.body?.cancel();
+    assert.equal(user.status, 403, `${r.method} ${r.path} as a user`);
+  }
 });
 
 Deno.test("the conformance check knows every keyword of the document's schemas", async () => {

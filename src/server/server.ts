@@ -20,7 +20,7 @@ import {
 } from "../core/editable.ts";
 import { guardEditor } from "../trust/editable_guard.ts";
 import { AppError } from "../lib/errors.ts";
-import { ApiDescription } from "../http/http.ts";
+import { ApiDescription } from "../http/openapi.ts";
 import { createKubeClient, type KubeClient } from "../kube/client.ts";
 import { checkPermissions, requiredPermissions } from "../kube/permissions.ts";
 import { createRunLookup } from "../kube/run_lookup.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import * as v from "valibot";
-import { ApiDescription, jsonSchemaOf } from "./http.ts";
+import { ApiDescription, jsonSchemaOf } from "./openapi.ts";
 
 const even = v.pipe(v.string(), v.check((s) => s.length % 2 === 0, "odd"));
 

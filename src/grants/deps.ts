@@ -2,7 +2,7 @@
 
 import type { RunLookup, UserVerifier, WorkloadVerifier } from "../auth/caller.ts";
 import type { AuditEntry } from "../observe/audit_trail.ts";
-import type { ApiDescription } from "../http/http.ts";
+import type { ApiDescription } from "../http/openapi.ts";
 import type { Logger } from "../lib/log.ts";
 import type { ServerMetrics } from "../observe/metrics.ts";
 import type { ServiceAccountAdmin } from "../kube/service_accounts.ts";

@@ -1,0 +1,191 @@
+/**
+ * Mapping a pod: the product's central sequence. Write-ahead order: the grant is recorded before
+ * IAM is edited, so a crash in between leaves a record of a role the subject may be on, never a
+ * subject on a role the record does not know; the edits join their batches meanwhile, and each
+ * batch writes IAM only once its records are stored. A sync is also a reconcile: the subject
+ * leaves every managed role its organizations no longer map to.
+ */
+
+import { KNOWN_WORKLOAD_TYPES } from "../api/pod_roles.ts";
+import { type ProvenPod, provePod } from "../auth/ownership.ts";
+import type { Caller } from "../auth/caller.ts";
+import { renderProfiles } from "../core/aws_config.ts";
+import { EMPTY_RECORD, entitledRoles, type GrantRecord, syncRevocations } from "../core/grants.ts";
+import { pairsFor, unmanagedRolesOf } from "../core/mapping.ts";
+import { type PairProfiles, poolOf, profilesFor, type RolePair } from "../core/role_chain.ts";
+import { AppError, type ErrorCode } from "../lib/errors.ts";
+import type { AuditContext, RoleOutcome } from "../trust/trust_editor.ts";
+import type { ServerDeps } from "./deps.ts";
+import { readMappings } from "./mappings.ts";
+import { revoke } from "./revocation.ts";
+
+/** A start as the route parsed it. */
+export interface MapRequest {
+  readonly caller: Caller;
+  readonly runId?: string;
+  readonly workloadType?: string;
+  /** The pod's projected token, when the sidecar sent it as proof. */
+  readonly workloadToken?: string;
+  readonly requestId: string;
+}
+
+/** One of the caller's pairs: its profiles, the proxy role it went to, and how the edit went. */
+export interface MappedRole {
+  readonly chain: PairProfiles;
+  readonly proxyRoleArn: string | undefined;
+  readonly outcome: RoleOutcome;
+}
+
+/** A mapped pod: the proof, each role's outcome, and the AWS config file of the usable ones. */
+export interface MappedPod {
+  readonly pod: ProvenPod;
+  readonly roles: readonly MappedRole[];
+  readonly config: string;
+  /** Some role failed, but not every one. */
+  readonly partial: boolean;
+}
+
+/**
+ * Adds the pod's subject to the proxy role of each pair the caller's organizations map to, and
+ * takes it off those they no longer do. Throws when every role failed, with the most telling cause.
+ */
+export async function mapPod(deps: ServerDeps, request: MapRequest): Promise<MappedPod> {
+  // Batches that close while this start is proven wait for it (a little).
+  const arrived = deps.editor.arriving();
+  try {
+    const { caller, workloadType: type } = request;
+    if (type !== undefined && !KNOWN_WORKLOAD_TYPES.includes(type)) {
+      deps.logger.info("unknown workload type", { workload_type: type, run: request.runId });
+    }
+    // The mappings are read while the pod is proven; a failed proof still answers first.
+    const reading = readMappings(deps);
+    reading.catch(() => {}); // awaited below, after the proof
+    const pod = await provePod(caller, request.runId, request.workloadToken, deps);
+    const snapshot = await reading;
+    const pairs = pairsFor(snapshot.mappings, caller.organizations);
+    const chains = profilesFor(pairs, { webIdentityTokenFile: deps.webIdentityTokenFile });
+    const audit = { user: caller.username, run: pod.runId, requestId: request.requestId };
+    const unmanaged = new Set(unmanagedRolesOf(snapshot.mappings));
+    const entitled = entitledRoles(snapshot.mappings, caller.organizations);
+    let before: GrantRecord = EMPTY_RECORD;
+    const granted = deps.grants.set({
+      subject: pod.subject,
+      grant: (previous, roles) => {
+        // What syncRevocations reads of the record: every role ever edited, and this grant.
+        before = { roles, grants: previous ? { [pod.subject]: previous } : {} };
+        return {
+          user: caller.username,
+          organizations: caller.organizations,
+          roles: [...(previous?.roles ?? []), ...entitled],
+          syncedAt: deps.now(),
+          ...(type === undefined ? {} : { workloadType: type }),
+        };
+      },
+    });
+    granted.catch(() => {}); // awaited below, after the edits that it failed
+    const mapping = chains.map((chain) =>
+      mapPair(deps, chain.pair, pod.subject, audit, unmanaged, granted)
+    );
+    arrived(); // its edits are queued
+    const mapped = await Promise.all(mapping);
+    await granted;
+    const stale = syncRevocations(
+      before,
+      pod.subject,
+      entitled,
+      (role) => deps.editor.holds(role, pod.subject),
+    ).filter((r) => !unmanaged.has(r.role));
+    await revoke(deps, stale, audit);
+    const failed = mapped.filter((m) => m.outcome.status === "failed").map((m) => m.outcome);
+    if (failed.length > 0 && failed.length === mapped.length) {
+      // Nothing usable: an error, so that today's sidecar does not write an empty file over a good one.
+      throw failureOf(failed);
+    }
+    // The profiles name the proxy role each pair really went to (a pool member when the first was
+    // full); the same asset roles as `chains`, so the same profile names.
+    const written = profilesFor(mapped.map((m) => m.pair), {
+      webIdentityTokenFile: deps.webIdentityTokenFile,
+    })
+      .filter((_, i) => mapped[i].outcome.status !== "failed");
+    deps.activity?.touch(pod.subject);
+    return {
+      pod,
+      roles: chains.map((chain, i) => ({
+        chain,
+        proxyRoleArn: mapped[i].pair.proxyRoleArn,
+        outcome: mapped[i].outcome,
+      })),
+      config: renderProfiles(written.flatMap((p) => p.profiles)),
+      partial: failed.length > 0,
+    };
+  } finally {
+    arrived();
+  }
+}
+
+/**
+ * Adds a subject to the proxy role of a pair, or, when that role is full, to the next member of
+ * its pool; a member whose cached policy already holds the subject is tried first.
+ */
+async function mapPair(
+  deps: ServerDeps,
+  pair: RolePair,
+  subject: string,
+  audit: AuditContext,
+  unmanaged: ReadonlySet<string>,
+  after: Promise<unknown>,
+): Promise<{ pair: RolePair; outcome: RoleOutcome }> {
+  const pool = poolOf(pair);
+  if (pool.some((role) => unmanaged.has(role))) {
+    // The admin keeps this role's trust policy: the profiles are written, the policy is not read.
+    const role = pool[0];
+    return {
+      pair: { ...pair, proxyRoleArn: role },
+      outcome: { roleArn: role, status: "unmanaged" } as RoleOutcome,
+    };
+  }
+  const known = pool.find((role) => deps.editor.holds(role, subject));
+  const order = known ? [known, ...pool.filter((r) => r !== known)] : pool;
+  let outcome: RoleOutcome | undefined;
+  for (const role of order) {
+    outcome = await deps.editor.edit(role, { add: subject }, audit, { after });
+    const full = outcome.status === "failed" && outcome.error?.code === "policy_quota_exceeded";
+    if (!full) return { pair: { assetRoleArn: pair.assetRoleArn, proxyRoleArn: role }, outcome };
+  }
+  if (pool.length > 1) {
+    deps.metrics.poolExhausted.inc();
+    deps.logger.warn("every proxy role of a pool is full", {
+      asset_role: pair.assetRoleArn,
+      pool,
+      run: audit.run,
+    });
+    outcome = {
+      ...outcome!,
+      error: {
+        code: "policy_quota_exceeded",
+        message:
+          `Cannot add subject ${JSON.stringify(subject)} for asset role ${
+            JSON.stringify(pair.assetRoleArn)
+          }: ` +
+          `all ${pool.length} proxy roles of its pool are full (last: ${outcome!.error!.message})`,
+      },
+    };
+  }
+  return { pair: { assetRoleArn: pair.assetRoleArn, proxyRoleArn: order[0] }, outcome: outcome! };
+}
+
+// When every role failed, answer with the most telling failure: quota and denial before the rest.
+function failureOf(failed: RoleOutcome[]): AppError {
+  const order: ErrorCode[] = [
+    "policy_quota_exceeded",
+    "iam_access_denied",
+    "iam_role_not_found",
+    "invalid_policy",
+  ];
+  const pick = failed.find((f) => order.includes(f.error!.code as ErrorCode)) ?? failed[0];
+  const code = pick.error!.code as ErrorCode;
+  const message = failed.length === 1
+    ? pick.error!.message
+    : `${pick.error!.message} (and ${failed.length - 1} more roles failed)`;
+  return new AppError(code, message);
+}
