@@ -34,17 +34,3 @@ export interface Workload {
 export interface WorkloadVerifier {
   verify(token: string): Promise<Workload>;
 }
-
-/** The labels of a run's pod that prove whose run it is (DESIGN.md, "Run pods"). */
-export interface RunPod {
-  readonly name: string;
-  readonly serviceAccountName?: string;
-  readonly startingUserId?: string;
-  readonly startingUsername?: string;
-  readonly phase?: string;
-}
-
-/** Looks up the pods of a run in the compute namespace by label `dominodatalab.com/execution-id`. */
-export interface RunLookup {
-  findRunPods(runId: string): Promise<readonly RunPod[]>;
-}

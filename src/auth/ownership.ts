@@ -1,6 +1,7 @@
 /** Proof that a pod belongs to the caller: its service-account token, or a run lookup in Kubernetes. */
 
-import type { Caller, RunLookup, RunPod, WorkloadVerifier } from "./caller.ts";
+import type { RunLookup, RunPod } from "../kube/run_lookup.ts";
+import type { Caller, WorkloadVerifier } from "./caller.ts";
 import {
   runServiceAccountName,
   type ServiceAccount,

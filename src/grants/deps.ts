@@ -1,6 +1,7 @@
 /** What the server's routes are given: every dependency, passed in by main or by a test. */
 
-import type { RunLookup, UserVerifier, WorkloadVerifier } from "../auth/caller.ts";
+import type { UserVerifier, WorkloadVerifier } from "../auth/caller.ts";
+import type { RunLookup } from "../kube/run_lookup.ts";
 import type { AuditEntry } from "../observe/audit_trail.ts";
 import type { ApiDescription } from "../http/openapi.ts";
 import type { Logger } from "../lib/log.ts";

@@ -1,9 +1,22 @@
 /** Finds a run's pods by their execution-id label, with one label-selector query. */
 
-import type { RunLookup, RunPod } from "../auth/caller.ts";
 import { coalesce } from "../lib/coalesce.ts";
 import { AppError } from "../lib/errors.ts";
 import type { KubeClient, KubePod } from "./client.ts";
+
+/** The labels of a run's pod that prove whose run it is. */
+export interface RunPod {
+  readonly name: string;
+  readonly serviceAccountName?: string;
+  readonly startingUserId?: string;
+  readonly startingUsername?: string;
+  readonly phase?: string;
+}
+
+/** Looks up the pods of a run in the compute namespace by label `dominodatalab.com/execution-id`. */
+export interface RunLookup {
+  findRunPods(runId: string): Promise<readonly RunPod[]>;
+}
 
 /** Options of {@link createRunLookup}. */
 export interface RunLookupOptions {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createApp } from "./app.ts";
-import type { RunLookup, RunPod } from "../auth/caller.ts";
+import type { RunLookup, RunPod } from "../kube/run_lookup.ts";
 import { createJwtVerifier } from "../auth/jwt_verifier.ts";
 import { createWorkloadVerifier } from "../auth/workload_verifier.ts";
 import { ROLE_ARN_MAX_LENGTH, ROLE_ARN_PATTERN } from "../core/arn.ts";

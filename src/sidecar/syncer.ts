@@ -8,7 +8,7 @@ import type { BrokerClient, PodIdentity } from "./broker_client.ts";
 import { isRetryable } from "./broker_client.ts";
 import type { WriterFs } from "./config_writer.ts";
 import { writeConfig } from "./config_writer.ts";
-import { realClock, retry, type RetryClock } from "./retry.ts";
+import { backoffDelay, realClock, retry, type RetryClock } from "../lib/backoff.ts";
 import type { AssumeResult } from "./sts_check.ts";
 
 /** What the syncer needs from the sidecar's configuration. */
@@ -112,7 +112,7 @@ export function createSyncer(deps: SyncerDeps): Syncer {
       for (let attempt = 0;; attempt++) {
         result = await deps.assume(proxy, token, session);
         if (result.ok || clock.now() >= deadline || gen !== generation) break;
-        await clock.sleep(Math.min(5_000, 250 * 2 ** attempt));
+        await clock.sleep(backoffDelay(attempt, { baseMs: 250, capMs: 5_000 }, clock.random));
       }
       setUsable(gen, name, result.ok ? "usable" : "not-yet");
       if (!result.ok) {

@@ -3,7 +3,7 @@ import { silentLogger } from "../lib/log.ts";
 import { createSidecarApp } from "./app.ts";
 import { type BrokerClient, HttpStatusError, type MapAnswer } from "./broker_client.ts";
 import type { WriterFs } from "./config_writer.ts";
-import type { RetryClock } from "./retry.ts";
+import type { RetryClock } from "../lib/backoff.ts";
 import { createSyncer, type SyncSettings } from "./syncer.ts";
 import type { AssumeResult } from "./sts_check.ts";
 

@@ -3,6 +3,7 @@
 import * as v from "valibot";
 import { decodeMappings, encodeValue, OrganizationName } from "../core/mapping.ts";
 import type { RolePair } from "../core/role_chain.ts";
+import { backoffDelay } from "../lib/backoff.ts";
 import { AppError } from "../lib/errors.ts";
 import type { ConfigMapSnapshot, KubeClient } from "../kube/client.ts";
 import { KubeApiError, KubeConflictError } from "../kube/client.ts";
@@ -32,8 +33,7 @@ export interface ConfigMapStoreOptions {
 const DEFAULT_NAMESPACE = "domino-field";
 const DEFAULT_NAME = "domino-org-iamrole-mapping";
 const DEFAULT_MAX_RETRIES = 8;
-const BASE_BACKOFF_MS = 25;
-const MAX_BACKOFF_MS = 1_000;
+const BACKOFF = { baseMs: 25, capMs: 1_000 };
 
 /** An edit of a ConfigMap's data; undefined writes nothing. */
 export type ConfigMapEdit = (
@@ -101,7 +101,7 @@ export function configMapWriter(
             { namespace, name, attempts: n + 1 },
           );
         }
-        const delay = Math.min(MAX_BACKOFF_MS, BASE_BACKOFF_MS * 2 ** n) * (0.5 + random() / 2);
+        const delay = backoffDelay(n, BACKOFF, random);
         logger.debug("configmap changed meanwhile; retrying", {
           namespace,
           name,

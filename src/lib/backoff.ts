@@ -1,4 +1,7 @@
-/** Retries with exponential backoff and full jitter, up to a deadline, on an injected clock. */
+/**
+ * Backoff, once for the whole program: an exponential step with one jitter rule, and retrying up
+ * to a deadline, on an injected clock so that tests move time instead of sleeping.
+ */
 
 /** Time and randomness, passed in so tests move time instead of sleeping. */
 export interface RetryClock {
@@ -13,6 +16,26 @@ export const realClock: RetryClock = {
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
   random: Math.random,
 };
+
+/** Where the step starts and where it stops growing. */
+export interface Backoff {
+  readonly baseMs: number;
+  readonly capMs: number;
+}
+
+/**
+ * The wait before retry number `attempt` (0 for the first): the step doubles from `baseMs` up to
+ * `capMs`, and the wait is drawn from its upper half ("equal jitter"), so writers that collided
+ * spread out while none retries at once.
+ */
+export function backoffDelay(
+  attempt: number,
+  backoff: Backoff,
+  random: () => number = Math.random,
+): number {
+  const step = Math.min(backoff.capMs, backoff.baseMs * 2 ** Math.min(attempt, 30));
+  return step * (0.5 + random() / 2);
+}
 
 /** Options of {@link retry}. */
 export interface RetryOptions {
@@ -29,8 +52,7 @@ export interface RetryOptions {
 /** Calls `fn` until it succeeds, a non-retryable error, or the deadline; throws the last error. */
 export async function retry<T>(fn: () => Promise<T>, options: RetryOptions): Promise<T> {
   const clock = options.clock ?? realClock;
-  const base = options.baseMs ?? 250;
-  const cap = options.capMs ?? 5_000;
+  const backoff = { baseMs: options.baseMs ?? 250, capMs: options.capMs ?? 5_000 };
   const start = clock.now();
   for (let attempt = 1;; attempt++) {
     try {
@@ -39,10 +61,7 @@ export async function retry<T>(fn: () => Promise<T>, options: RetryOptions): Pro
       if (!options.retryable(error)) throw error;
       const left = options.deadlineMs - (clock.now() - start);
       if (left <= 0) throw error;
-      const delay = Math.min(
-        left,
-        Math.floor(clock.random() * Math.min(cap, base * 2 ** (attempt - 1))),
-      );
+      const delay = Math.min(left, Math.floor(backoffDelay(attempt - 1, backoff, clock.random)));
       options.onRetry?.(error, attempt, delay);
       await clock.sleep(delay);
     }
