@@ -34,7 +34,7 @@ readonly rendered=.tools/rendered
 readonly venv=.venv/deploy
 readonly helm=.tools/bin/helm
 readonly values_1_8=tests/testdata/irsa_1_8_values.yaml
-# What an admin changes in a 1.8 values file (README, "Upgrade from the current IRSA service").
+# What an admin changes in a 1.8 values file (docs/upgrade-from-1.8.md, "Upgrading in place").
 readonly irsa_image=(
   --set image.repository=registry.example.com/domino
   --set image.serverContainer=irsa --set image.clientContainer=irsa
