@@ -485,7 +485,7 @@ try {
   const ratios: Record<string, number | string> = {};
   const one = irsa(1);
   const three = irsa(3);
-  // Printed first, so that the last lines are the ones the README quotes. Not a floor either (the two overlap), but what any HTTP broker pays on top of IAM here.
+  // Printed first, so that the last lines are the ones docs/development.md quotes. Not a floor either (the two overlap), but what any HTTP broker pays on top of IAM here.
   if (one) {
     ratios["irsa/(floor + HTTP floor), 1 replica"] = ratio(
       one.wall_ms,

@@ -1,7 +1,7 @@
 /**
  * `deno task demo`: the whole chain on one machine. Starts moto (local IAM and STS), a test OIDC
  * issuer, `irsa server` (file store, HTTPS with a generated certificate) and `irsa sidecar` for one
- * example workspace; seeds the DESIGN.md roles and mappings; prints the AWS config file, the edited
+ * example workspace; seeds the docs/design.md roles and mappings; prints the AWS config file, the edited
  * trust policy and the caller identity reached through the chain. Stops everything it started.
  */
 import { GetRoleCommand } from "@aws-sdk/client-iam";

@@ -60,7 +60,7 @@ Deno.test("deno task bench works at a small size: irsa maps every start and lose
     assert.equal(serial.iam_writes, 24);
     assert.ok(one.iam_writes < 24);
     assert.deepEqual([floor.iam_reads, floor.iam_writes], [2, 2]);
-    // The last lines, as the README quotes them; the numbers are reported, never judged here.
+    // The last lines, as docs/development.md quotes them; the numbers are reported, never judged here.
     const stdout = new TextDecoder().decode(out.stdout).trimEnd().split("\n");
     const tail = stdout.slice(-7).map((l) => l.replace(/\d+(\.\d+)?/g, "#"));
     assert.deepEqual(tail, [

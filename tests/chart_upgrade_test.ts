@@ -20,7 +20,7 @@ const RELEASE = "irsa";
 const FIELD_NS = "domino-field";
 const MAPPINGS = "domino-org-iamrole-mapping";
 
-/** The image keys an admin changes in a 1.8 values file (README, "Upgrade from the current IRSA
+/** The image keys an admin changes in a 1.8 values file (docs/upgrade-from-1.8.md, "Upgrade from the current IRSA
  * service"); the same as scripts/check_deploy.sh's from-1.8 render. */
 const IRSA_IMAGE = [
   "--set",

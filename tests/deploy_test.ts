@@ -22,7 +22,7 @@ const CHART_DIR = `${ROOT}deploy/helm/irsa`;
 const RENDERED_DIR = `${ROOT}.tools/rendered/`;
 const RENDER_HINT = "run scripts/check_deploy.sh (as .ci/run does) to render the chart";
 
-/** DESIGN.md's example data, put in place of the placeholders of the IAM documents. */
+/** docs/design.md's example data, put in place of the placeholders of the IAM documents. */
 const EXAMPLE = {
   EKS_ACCOUNT_NO: "111111111111",
   ASSETS_ACCOUNT_NO: "222222222222",
@@ -37,7 +37,7 @@ const RUN_LABELS: Record<string, string> = {
   "dominodatalab.com/starting-user-username": "jdoe",
 };
 
-/** DESIGN.md's workspace variables that the Mutation gives the user's containers, with the current
+/** docs/design.md's workspace variables that the Mutation gives the user's containers, with the current
  * chart's DOMINO_API_PROXY_PORT; the platform itself sets DOMINO_RUN_ID and DOMINO_STARTING_USERNAME
  * there. */
 const WORKSPACE_VARIABLES = [
@@ -56,7 +56,7 @@ const WORKSPACE_VARIABLES = [
   "OIDC_PROVIDER_AUDIENCE",
 ];
 
-/** Read by Deno's HTTP client rather than by a setting (README, "Server settings"). */
+/** Read by Deno's HTTP client rather than by a setting (docs/reference/settings.md). */
 const PROXY_VARIABLES = ["HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"];
 
 // Parsed JSON and rendered manifests are loose by nature; the tests below check their shape.

@@ -92,7 +92,7 @@ Deno.test("admin marker is the configured value, or a list holding it; a boolean
     assert.equal((await byString.verify(await stringToken("user"))).isAdmin, false);
     assert.equal((await byString.verify(await stringToken(["user", "admin"]))).isAdmin, true);
 
-    // issue 10: `realm_access.roles: true` wrote mappings, whatever --jwt-admin-value said.
+    // A regression: `realm_access.roles: true` wrote mappings, whatever --jwt-admin-value said.
     const byDefault = verifierFor(oidc, {});
     for (const roles of [true, 1, { DominoAdmin: true }, "domino-admin", ["dominoadmin"], null]) {
       const token = await oidc.userToken({

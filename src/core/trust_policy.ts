@@ -267,7 +267,7 @@ function findManaged(
 /**
  * Throws `invalid_policy` when a statement of the provider restricts `sub` with an operator
  * other than the format's: appending a statement of our operator next to it would widen a role
- * that someone else keeps narrow (issue 10: a `StringLike` run subject next to the broker's own
+ * that someone else keeps narrow (a regression: a `StringLike` run subject next to the broker's own
  * `StringEquals` one). A statement whose `sub` values are all `""` admits no token, so a
  * statement appended next to it changes nobody else's access: that is the fresh proxy role of
  * `deploy/aws/proxy-role-trust.json` (`StringLike`), used with `--subject-format exact`.

@@ -288,7 +288,7 @@ const SERVER_ROLE_POLICY = JSON.stringify({
 });
 
 Deno.test("never appends a statement next to one that restricts sub with another operator", () => {
-  // issue 10: a run start appended a StringLike run subject next to the broker's StringEquals one.
+  // A regression: a run start appended a StringLike run subject next to the broker's StringEquals one.
   assertAppError(
     () => editTrustPolicy(SERVER_ROLE_POLICY, { add: [RUN_A] }, OPTS, "irsa-service-role"),
     "invalid_policy",
@@ -351,7 +351,7 @@ for (const format of ["wildcard", "exact"] as SubjectFormat[]) {
       add: fc.array(sa, { maxLength: 4 }),
       remove: fc.array(sa, { maxLength: 4 }),
     });
-    // Someone else's role (the server's own, in issue 10): its sub is restricted with the other
+    // Someone else's role (the server's own, as it was found): its sub is restricted with the other
     // operator, so every add is refused and it keeps admitting exactly its own service account.
     const other = format === "wildcard" ? "StringEquals" : "StringLike";
     const otherSa = format === "wildcard"

@@ -72,7 +72,7 @@ export function createConfigMapGrantStore(
             "unavailable",
             `The grant record would be ${size} bytes with ${
               Object.keys(after.grants).length
-            } subjects, over the ${CONFIGMAP_MAX_BYTES} bytes Kubernetes allows in ${where}: too many pods hold roles at once (the cleanup takes off ended runs; see "Limits" in the README)`,
+            } subjects, over the ${CONFIGMAP_MAX_BYTES} bytes Kubernetes allows in ${where}: too many pods hold roles at once (the cleanup takes off ended runs; see "Grants and how they end" in docs/admin-guide.md)`,
           );
         }
         return next;

@@ -17,7 +17,7 @@ export interface FakeUser {
 /**
  * A running fake on 127.0.0.1:
  * - `GET /v4/auth/principal`: the principal of the bearer token's (or `X-Domino-Api-Key` key's)
- *   user, as DESIGN.md shows it; an anonymous principal without either; 401 for an unknown one.
+ *   user, as docs/design.md shows it; an anonymous principal without either; 401 for an unknown one.
  * - `GET /v4/organizations/self`: the user's organizations as `[{id, name}]`; 401 as above.
  * - `GET /access-token`: the configured user token as `text/plain`, as the pod-local proxy at
  *   `localhost:8899` answers it.
