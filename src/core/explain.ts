@@ -4,10 +4,19 @@
  * the shell reads the mappings, the grant record and the trust policies and passes them in.
  */
 
-import type { Grant } from "./grants.ts";
+import { type Grant, grantOf } from "./grants.ts";
 import { type Mappings, pairsFor } from "./mapping.ts";
 import { poolOf, profilesFor, type RolePair } from "./role_chain.ts";
-import { editTrustPolicy, parseTrustPolicy, providerHost } from "./trust_policy.ts";
+import { editTrustPolicy, providerHost } from "./trust_policy.ts";
+import {
+  statementFor,
+  stringLike,
+  type WebIdentityStatement,
+  webIdentityStatements,
+} from "./trust_statements.ts";
+
+export { statementFor, stringLike, webIdentityStatements };
+export type { WebIdentityStatement };
 import type { SubjectFormat } from "./subject.ts";
 
 /** The steps, in the order they are checked. */
@@ -72,86 +81,6 @@ export interface ExplainInput {
 }
 
 const q = JSON.stringify;
-
-/** The latest grant of `user`, preferring the run's own subject when it is theirs. */
-export function grantOf(
-  grants: Readonly<Record<string, Grant>>,
-  user: string,
-  subject?: string,
-): { subject: string; grant: Grant } | undefined {
-  if (subject !== undefined && grants[subject]?.user === user) {
-    return { subject, grant: grants[subject] };
-  }
-  let best: { subject: string; grant: Grant } | undefined;
-  for (const [s, g] of Object.entries(grants)) {
-    if (g.user === user && (best === undefined || g.syncedAt > best.grant.syncedAt)) {
-      best = { subject: s, grant: g };
-    }
-  }
-  return best;
-}
-
-/** IAM's StringLike: `*` any run of characters, `?` any one. */
-export function stringLike(pattern: string, value: string): boolean {
-  const re = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replaceAll("*", ".*").replaceAll(
-    "?",
-    ".",
-  );
-  return new RegExp(`^${re}$`, "s").test(value);
-}
-
-type Json = unknown;
-type Statement = Record<string, Json>;
-
-const asList = (x: Json): Json[] => (Array.isArray(x) ? x : x === undefined ? [] : [x]);
-
-/** A web-identity statement of a policy: its provider and its `sub` and `aud` conditions. */
-export interface WebIdentityStatement {
-  readonly index: number;
-  readonly federated: readonly string[];
-  /** Patterns with the operator that holds them. */
-  readonly subjects: readonly { readonly value: string; readonly like: boolean }[];
-  /** undefined: no `aud` condition (any audience). */
-  readonly audiences?: readonly string[];
-}
-
-/** The Allow statements of a trust policy that admit web identities. */
-export function webIdentityStatements(document: string): WebIdentityStatement[] {
-  const doc = parseTrustPolicy(document);
-  const out: WebIdentityStatement[] = [];
-  asList(doc.Statement).forEach((raw, index) => {
-    const s = raw as Statement;
-    if (s.Effect !== "Allow") return;
-    if (!asList(s.Action).includes("sts:AssumeRoleWithWebIdentity")) return;
-    const principal = (s.Principal ?? {}) as Record<string, Json>;
-    const federated = asList(principal.Federated).map(String);
-    const subjects: { value: string; like: boolean }[] = [];
-    let audiences: string[] | undefined;
-    const condition = (s.Condition ?? {}) as Record<string, Record<string, Json>>;
-    for (const [operator, keys] of Object.entries(condition)) {
-      const like = operator === "StringLike";
-      if (!like && operator !== "StringEquals") continue;
-      for (const [key, value] of Object.entries(keys ?? {})) {
-        if (key.endsWith(":sub")) {
-          for (const x of asList(value)) subjects.push({ value: String(x), like });
-        }
-        if (key.endsWith(":aud")) audiences = [...(audiences ?? []), ...asList(value).map(String)];
-      }
-    }
-    out.push({ index, federated, subjects, audiences });
-  });
-  return out;
-}
-
-/** The statement that admits `subject`, if any. */
-export function statementFor(
-  statements: readonly WebIdentityStatement[],
-  subject: string,
-): WebIdentityStatement | undefined {
-  return statements.find((s) =>
-    s.subjects.some((p) => (p.like ? stringLike(p.value, subject) : p.value === subject))
-  );
-}
 
 /** Explains one user's profile (or every profile of theirs), stopping at nothing: every step is shown. */
 export function explain(input: ExplainInput): Explanation {
@@ -249,8 +178,21 @@ export function explain(input: ExplainInput): Explanation {
   return finish(organizations);
 }
 
+/** What every step of one pair reads: the pair, its pool, the policies, the member holding the subject. */
+interface PairView {
+  readonly input: ExplainInput;
+  readonly pair: RolePair;
+  readonly managed: boolean;
+  readonly pool: readonly string[];
+  readonly statementsOf: (role: string) => WebIdentityStatement[] | undefined;
+  /** The pool member whose policy admits the run's subject. */
+  readonly holder?: string;
+}
+
+/** A step as its check returns it; the profile is added where the steps are gathered. */
+type Step = Omit<ExplainStep, "profile">;
+
 function explainPair(input: ExplainInput, profile: string, pair: RolePair, steps: ExplainStep[]) {
-  const managed = pair.updateTrustPolicy !== false;
   const pool = poolOf(pair);
   const statementsOf = (role: string) => {
     const read = input.policies.get(role);
@@ -264,27 +206,50 @@ function explainPair(input: ExplainInput, profile: string, pair: RolePair, steps
   const holder = input.subject === undefined
     ? undefined
     : pool.find((r) => statementFor(statementsOf(r) ?? [], input.subject!) !== undefined);
+  const view: PairView = {
+    input,
+    pair,
+    managed: pair.updateTrustPolicy !== false,
+    pool,
+    statementsOf,
+    holder,
+  };
+  const { step, role } = proxyRoleStep(view);
+  const present = role !== undefined && holder === role;
+  for (
+    const s of [
+      step,
+      editorStep(view, role, present),
+      subjectStep(view, role, present),
+      providerStep(view, role, present),
+      PROPAGATION_STEP,
+    ]
+  ) {
+    steps.push({ ...s, profile });
+  }
+}
 
-  // 3. The proxy role: the pool member that holds the subject, else the first with room.
+/** The proxy role: the pool member that holds the subject, else the first with room. */
+function proxyRoleStep(view: PairView): { step: Step; role?: string } {
+  const { input, pool, managed, holder, statementsOf } = view;
   let role: string | undefined = holder;
+  let step: Step;
   const unreadable = pool.filter((r) => statementsOf(r) === undefined);
   if (role !== undefined) {
-    steps.push({
+    step = {
       id: "proxy_role",
       status: "passed",
-      profile,
       detail: `${role} holds ${q(input.subject)}${
         pool.length > 1 ? ` (pool of ${pool.length})` : ""
       }`,
-    });
+    };
   } else if (!managed) {
     role = pool[0];
-    steps.push({
+    step = {
       id: "proxy_role",
       status: "passed",
-      profile,
       detail: `${role}: the admin manages its trust policy, so irsa picks no pool member`,
-    });
+    };
   } else {
     const refused = pool.map((r) => [r, input.editable?.(r)] as const).filter(([, why]) => why);
     const sizes: string[] = [];
@@ -309,69 +274,66 @@ function explainPair(input: ExplainInput, profile: string, pair: RolePair, steps
       }
     }
     if (role !== undefined) {
-      steps.push({
+      step = {
         id: "proxy_role",
         status: "passed",
-        profile,
         detail: `${sizes.at(-1)}; room for the run's subject`,
-      });
+      };
     } else if (refused.length === pool.length) {
-      steps.push({
+      step = {
         id: "proxy_role",
         status: "failed",
-        profile,
         detail: refused.map(([r, why]) => `${r} is outside the roles irsa may edit: ${why}`).join(
           "; ",
         ),
         advice: "Map a proxy role irsa may edit, or widen the editable set (--proxy-role-prefix)",
-      });
+      };
     } else if (unreadable.length > 0 && sizes.length === 0) {
       const why = unreadable.map((r) => {
         const read = input.policies.get(r);
         return `${r}: ${read && "error" in read ? read.error : "not read"}`;
       }).join("; ");
-      steps.push({
+      step = {
         id: "proxy_role",
         status: "failed",
-        profile,
         detail: `Cannot read the trust policy of ${why}`,
         advice: "Check that the role exists and that the server's role may call iam:GetRole on it",
-      });
+      };
     } else {
-      steps.push({
+      step = {
         id: "proxy_role",
         status: "failed",
-        profile,
         detail: `The pool is full: ${sizes.join("; ")}`,
         advice:
           `Add a proxy role to the pair's proxy_iam_role_arns, or raise the trust-policy quota (L-C07B4B0D) and --trust-policy-quota`,
-      });
+      };
     }
   }
 
-  // 4. Who edits the trust policy.
-  const present = role !== undefined && holder === role;
+  return { step: step!, role };
+}
+
+/** Who edits the trust policy: irsa, or the admin by hand. */
+function editorStep(view: PairView, role: string | undefined, present: boolean): Step {
+  const { input, managed } = view;
   if (managed) {
-    steps.push({
+    return {
       id: "update_trust_policy",
       status: "passed",
-      profile,
       detail: "update_iam_role_trust_policy is true: irsa adds the run's subject at each sync",
-    });
+    };
   } else if (input.subject === undefined || present) {
-    steps.push({
+    return {
       id: "update_trust_policy",
       status: "passed",
-      profile,
       detail: `update_iam_role_trust_policy is false: the admin manages ${role}'s trust policy${
         present ? " and it holds the subject" : "; give --run to check the subject"
       }`,
-    });
+    };
   } else {
-    steps.push({
+    return {
       id: "update_trust_policy",
       status: "failed",
-      profile,
       detail:
         `update_iam_role_trust_policy is false: irsa never adds subjects to ${role}, and its trust policy lacks ${
           q(input.subject)
@@ -379,39 +341,42 @@ function explainPair(input: ExplainInput, profile: string, pair: RolePair, steps
       advice: `Add ${
         q(input.subject)
       } to ${role}'s trust policy by hand, or set update_iam_role_trust_policy to true`,
-    });
+    };
   }
+}
 
-  // 5. The run's subject in the policy now.
+/** The run's subject in the policy now. */
+function subjectStep(view: PairView, role: string | undefined, present: boolean): Step {
+  const { input, managed, pool, statementsOf } = view;
   if (input.subject === undefined) {
-    steps.push({
+    return {
       id: "subject_in_policy",
       status: "skipped",
-      profile,
       detail: "No run given (--run): no subject to look for",
-    });
+    };
   } else if (present) {
-    steps.push({
+    return {
       id: "subject_in_policy",
       status: "passed",
-      profile,
       detail: `${role} admits ${q(input.subject)} (statement ${
         statementFor(statementsOf(role!)!, input.subject)!.index
       })`,
-    });
+    };
   } else {
-    steps.push({
+    return {
       id: "subject_in_policy",
       status: "failed",
-      profile,
       detail: `${role ?? pool.join(", ")} does not admit ${q(input.subject)} now`,
       advice: managed
         ? `The run has not synced to this role: check its sidecar ("curl $DOMINO_IRSA_PROXY/healthz") or run "curl $DOMINO_IRSA_PROXY/refresh" in the workspace`
         : `Add ${q(input.subject)} to ${role}'s trust policy`,
-    });
+    };
   }
+}
 
-  // 6. The provider and audience the statement requires.
+/** The provider and audience the statement requires. */
+function providerStep(view: PairView, role: string | undefined, present: boolean): Step {
+  const { input, pool, statementsOf } = view;
   // A full pool still has a statement to check: its first member's.
   const checked = role ?? pool[0];
   const statements = statementsOf(checked);
@@ -422,56 +387,51 @@ function explainPair(input: ExplainInput, profile: string, pair: RolePair, steps
     : statements.find((s) => s.federated.includes(input.providerArnFor(checked))) ??
       statements[0];
   if (statement === undefined) {
-    steps.push({
+    return {
       id: "provider_audience",
       status: "skipped",
-      profile,
       detail: "No web-identity statement to check",
-    });
+    };
   } else {
     const expected = input.providerArnFor(checked);
     const host = providerHost(expected);
     if (!statement.federated.includes(expected)) {
-      steps.push({
+      return {
         id: "provider_audience",
         status: "failed",
-        profile,
         detail: `Statement ${statement.index} of ${checked} trusts ${
           statement.federated.join(", ") || "no federated provider"
         }, not the cluster's provider ${expected}`,
         advice: `Make the statement's Principal.Federated ${expected}`,
-      });
+      };
     } else if (
       statement.audiences !== undefined &&
       !statement.audiences.some((a) => stringLike(a, input.audience))
     ) {
-      steps.push({
+      return {
         id: "provider_audience",
         status: "failed",
-        profile,
         detail: `Statement ${statement.index} of ${checked} requires audience ${
           statement.audiences.map((a) => q(a)).join(" or ")
         } (${host}:aud), but pod tokens carry ${q(input.audience)}`,
         advice: `Set the statement's ${host}:aud condition to ${q(input.audience)}`,
-      });
+      };
     } else {
-      steps.push({
+      return {
         id: "provider_audience",
         status: "passed",
-        profile,
         detail: `Statement ${statement.index} trusts ${expected} with audience ${
           q(input.audience)
         }${statement.audiences === undefined ? " (no aud condition)" : ""}`,
-      });
+      };
     }
   }
-
-  // 7. Propagation: the sidecar checks it, but does not report it to the server.
-  steps.push({
-    id: "propagation",
-    status: "skipped",
-    profile,
-    detail:
-      'The sidecar does not report its propagation check to the server; see "curl $DOMINO_IRSA_PROXY/healthz" in the workspace',
-  });
 }
+
+/** Propagation: the sidecar checks it, but does not report it to the server. */
+const PROPAGATION_STEP: Step = {
+  id: "propagation",
+  status: "skipped",
+  detail:
+    'The sidecar does not report its propagation check to the server; see "curl $DOMINO_IRSA_PROXY/healthz" in the workspace',
+};

@@ -203,3 +203,21 @@ export function decodeRecord(text: string): GrantRecord {
     grants: Object.fromEntries(Object.entries(result.output.grants)),
   };
 }
+
+/** The latest grant of `user`, preferring the run's own subject when it is theirs. */
+export function grantOf(
+  grants: Readonly<Record<string, Grant>>,
+  user: string,
+  subject?: string,
+): { subject: string; grant: Grant } | undefined {
+  if (subject !== undefined && grants[subject]?.user === user) {
+    return { subject, grant: grants[subject] };
+  }
+  let best: { subject: string; grant: Grant } | undefined;
+  for (const [s, g] of Object.entries(grants)) {
+    if (g.user === user && (best === undefined || g.syncedAt > best.grant.syncedAt)) {
+      best = { subject: s, grant: g };
+    }
+  }
+  return best;
+}
