@@ -35,7 +35,7 @@ async function main(args: string[]): Promise<number> {
   const modeFromArgs = MODES.includes(first as Mode) ? (first as Mode) : undefined;
   const rest = modeFromArgs ? args.slice(1) : args;
   if (rest.includes("--help") || rest.includes("-h")) {
-    const config = await import(new URL("./src/config.ts", import.meta.url).href);
+    const config = await import(new URL("./src/lib/settings.ts", import.meta.url).href);
     console.log(config.helpText(modeFromArgs, {
       server: config.serverSettings,
       sidecar: config.sidecarSettings,

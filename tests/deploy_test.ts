@@ -2,7 +2,7 @@
  * The deployment files against the program they deploy: the IAM documents of deploy/aws, the
  * CloudFormation template that creates the same documents, and the Helm chart's rendered manifests,
  * whose flags and variables are checked against the settings tables that `irsa server` and
- * `irsa sidecar` really read (src/config.ts). scripts/check_deploy.sh renders the chart with the
+ * `irsa sidecar` really read (src/lib/settings.ts). scripts/check_deploy.sh renders the chart with the
  * real Helm into .tools/rendered/ (.ci/run runs it before the tests); without that folder the
  * tests that need it report themselves skipped, and with a render older than the chart they fail.
  */
@@ -13,7 +13,7 @@ import {
   type Setting,
   sidecarConfig,
   sidecarSettings,
-} from "../src/config.ts";
+} from "../src/lib/settings.ts";
 import { editTrustPolicy, oidcProviderArn } from "../src/core/trust_policy.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);

@@ -1,7 +1,7 @@
 /** Settings: one table per mode, read from flags and environment variables, validated all at once. */
 
 import * as v from "valibot";
-import { PARTITIONS } from "./core/arn.ts";
+import { PARTITIONS } from "../core/arn.ts";
 
 /** A setting: its flag, the environment variables that may set it (first wins), its default and how to read it. */
 export interface Setting {

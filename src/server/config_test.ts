@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ConfigError, serverConfig } from "./config.ts";
+import { ConfigError, serverConfig } from "../lib/settings.ts";
 
 const BASE: Record<string, string> = {
   OIDC_PROVIDER: "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLE",
