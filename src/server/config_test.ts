@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { ConfigError, serverConfig } from "../lib/settings.ts";
+import { ConfigError } from "../lib/settings.ts";
+import { serverConfig } from "./config.ts";
 
 const BASE: Record<string, string> = {
   OIDC_PROVIDER: "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLE",
