@@ -59,3 +59,15 @@ Deno.test("editable set: bad values are reported at once, naming the setting", (
     },
   );
 });
+
+Deno.test("cleanup interval: whole seconds, 0 turns the loop off", () => {
+  assert.equal(configOf(["--cleanup-interval-seconds", "0"]).cleanupIntervalMs, 0);
+  assert.equal(
+    configOf([], { IRSA_CLEANUP_INTERVAL_SECONDS: "65535" }).cleanupIntervalMs,
+    65_535_000,
+  );
+  assert.throws(
+    () => configOf(["--cleanup-interval-seconds", "1m"]),
+    /--cleanup-interval-seconds \/ IRSA_CLEANUP_INTERVAL_SECONDS: expected a whole number of seconds \(got "1m" from --cleanup-interval-seconds\)/,
+  );
+});

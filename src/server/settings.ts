@@ -355,7 +355,8 @@ export const serverSettings = {
     env: ["IRSA_CLEANUP_INTERVAL_SECONDS"],
     default: "60",
     help: "Period of the loop that removes subjects of ended runs (0: off).",
-    schema: read.port,
+    // The bound it had when it borrowed the port's reader: no value accepted before is refused.
+    schema: read.wholeNumber("seconds", 65_535),
   }),
   cleanupGraceSeconds: setting({
     flag: "cleanup-grace-seconds",
