@@ -35,10 +35,16 @@ async function main(args: string[]): Promise<number> {
   const modeFromArgs = MODES.includes(first as Mode) ? (first as Mode) : undefined;
   const rest = modeFromArgs ? args.slice(1) : args;
   if (rest.includes("--help") || rest.includes("-h")) {
-    const config = await import(new URL("./src/config.ts", import.meta.url).href);
-    console.log(config.helpText(modeFromArgs, {
-      server: config.serverSettings,
-      sidecar: config.sidecarSettings,
+    // Computed URLs too: the settings tables must not enter main.ts's graph either.
+    const load = (path: string) => import(new URL(path, import.meta.url).href);
+    const [settings, server, sidecar] = await Promise.all([
+      load("./src/lib/settings.ts"),
+      load("./src/server/settings.ts"),
+      load("./src/sidecar/settings.ts"),
+    ]);
+    console.log(settings.helpText(modeFromArgs, {
+      server: server.serverSettings,
+      sidecar: sidecar.sidecarSettings,
     }));
     if (!modeFromArgs) {
       console.log('\nirsa admin <command>: the admin command line (see "irsa admin --help").');

@@ -2,18 +2,16 @@
  * The deployment files against the program they deploy: the IAM documents of deploy/aws, the
  * CloudFormation template that creates the same documents, and the Helm chart's rendered manifests,
  * whose flags and variables are checked against the settings tables that `irsa server` and
- * `irsa sidecar` really read (src/config.ts). scripts/check_deploy.sh renders the chart with the
- * real Helm into .tools/rendered/ (.ci/run runs it before the tests); without that folder the
- * tests that need it report themselves skipped, and with a render older than the chart they fail.
+ * `irsa sidecar` really read (src/server/settings.ts, src/sidecar/settings.ts).
+ * scripts/check_deploy.sh renders the chart with the real Helm into .tools/rendered/ (.ci/run runs
+ * it before the tests); without that folder the tests that need it report themselves skipped, and
+ * with a render older than the chart they fail.
  */
 import assert from "node:assert/strict";
-import {
-  serverConfig,
-  serverSettings,
-  type Setting,
-  sidecarConfig,
-  sidecarSettings,
-} from "../src/config.ts";
+import { type Setting, settingsList } from "../src/lib/settings.ts";
+import { serverConfig } from "../src/server/config.ts";
+import { serverSettings } from "../src/server/settings.ts";
+import { sidecarConfig, sidecarSettings } from "../src/sidecar/settings.ts";
 import { editTrustPolicy, oidcProviderArn } from "../src/core/trust_policy.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
@@ -420,7 +418,7 @@ function assertUnder(path: string, dir: string, what: string) {
   assert.ok(path.startsWith(`${dir}/`), `${what} ${path} is not under ${dir}`);
 }
 
-const SIDECAR_VARIABLES = new Set(sidecarSettings.flatMap((s) => s.env));
+const SIDECAR_VARIABLES = new Set(settingsList(sidecarSettings).flatMap((s) => s.env));
 /** The sidecar's variables that the platform provides (its own IRSA_* tuning and the STS
  * endpoint override have defaults that fit a cluster). */
 const SIDECAR_REQUIRED = [...SIDECAR_VARIABLES].filter((n) =>
@@ -500,12 +498,15 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
       assert.equal(pod.containers.length, 1);
       const [container] = pod.containers;
       assert.equal(container.args[0], "server");
-      const flags = flagsIn(container.args.slice(1), serverSettings);
+      const flags = flagsIn(container.args.slice(1), settingsList(serverSettings));
       assert.ok(flags.includes("mapping-store"));
       assert.equal(flags.includes("user-based-service-accounts"), expect.userBased);
 
       const env = environmentOf(container);
-      const readable = new Set([...serverSettings.flatMap((s) => s.env), ...PROXY_VARIABLES]);
+      const readable = new Set([
+        ...settingsList(serverSettings).flatMap((s) => s.env),
+        ...PROXY_VARIABLES,
+      ]);
       for (const name of env.keys()) {
         assert.ok(readable.has(name), `${name} is not a variable that irsa server reads`);
       }

@@ -209,10 +209,12 @@ function flagLines(flags: readonly FlagSpec[]): string[] {
   return flags.map((f) => `  ${left(f).padEnd(width)}  ${f.help}${f.env ? ` [env ${f.env}]` : ""}`);
 }
 
+/** Where the credentials come from, in the order they are looked for. */
+export const AUTHENTICATION =
+  "Authentication, first found: --token, --token-file, --api-key, IRSA_TOKEN, DOMINO_USER_API_KEY, then the workspace's $DOMINO_API_PROXY/access-token.";
+
 /** Help for one command, or for `irsa admin` itself. */
 export function helpFor(command?: CommandSpec): string {
-  const auth =
-    "Authentication, first found: --token, --token-file, --api-key, IRSA_TOKEN, DOMINO_USER_API_KEY, then the workspace's $DOMINO_API_PROXY/access-token.";
   const exits = "Exit codes: 0 done, 1 failed (or, for explain, a step failed), 2 bad usage.";
   if (!command) {
     const width = Math.max(
@@ -231,7 +233,7 @@ export function helpFor(command?: CommandSpec): string {
       "Flags of every command:",
       ...flagLines(GLOBAL_FLAGS),
       "",
-      auth,
+      AUTHENTICATION,
       exits,
       'Run "irsa admin <command> --help" for a command\'s flags.',
     ].join("\n");
@@ -247,7 +249,7 @@ export function helpFor(command?: CommandSpec): string {
     "",
     `Example: ${command.example}`,
     "",
-    auth,
+    AUTHENTICATION,
     exits,
   ].join("\n");
 }

@@ -3,7 +3,7 @@
  * graph never holds the server's (the AWS SDK, jose, the routes).
  */
 
-import { serverConfig } from "../config.ts";
+import { serverConfig } from "./config.ts";
 import { createLogger } from "../lib/log.ts";
 import { startServer } from "./server.ts";
 import { jsonLinesOnly, untilSignal } from "../lib/signals.ts";

@@ -12,7 +12,7 @@ import { createJwtVerifier } from "../auth/jwt_verifier.ts";
 import { createWorkloadVerifier } from "../auth/workload_verifier.ts";
 import { createIamClient, createIamTrustPolicyStore } from "../aws/iam.ts";
 import { getCallerArn } from "../aws/sts.ts";
-import type { ServerConfig } from "../config.ts";
+import type { ServerConfig } from "./config.ts";
 import {
   callerIdentityFromArn,
   describeEditable,

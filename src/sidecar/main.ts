@@ -4,7 +4,7 @@
  * into one file, `dist/sidecar.js`, which the binary loads: the form that starts fastest.
  */
 
-import { sidecarConfig } from "../config.ts";
+import { sidecarConfig } from "./settings.ts";
 import { createLogger } from "../lib/log.ts";
 import { startSidecar } from "./run.ts";
 import { jsonLinesOnly, untilSignal } from "../lib/signals.ts";

@@ -1,6 +1,6 @@
 /** `irsa sidecar`: wires the syncer to real I/O, serves /healthz and /refresh, resyncs, and releases on stop. */
 
-import type { SidecarConfig } from "../config.ts";
+import type { SidecarConfig } from "./settings.ts";
 import type { Logger } from "../lib/log.ts";
 import { createSidecarApp } from "./app.ts";
 import { createBrokerClient, createPodFetch } from "./broker_client.ts";

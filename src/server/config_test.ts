@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { ConfigError, serverConfig } from "./config.ts";
+import { ConfigError } from "../lib/settings.ts";
+import { serverConfig } from "./config.ts";
 
 const BASE: Record<string, string> = {
   OIDC_PROVIDER: "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLE",
@@ -56,5 +57,17 @@ Deno.test("editable set: bad values are reported at once, naming the setting", (
       assert.match(text, /IRSA_SERVER_ROLE_NAME: expected an IAM role name/);
       return true;
     },
+  );
+});
+
+Deno.test("cleanup interval: whole seconds, 0 turns the loop off", () => {
+  assert.equal(configOf(["--cleanup-interval-seconds", "0"]).cleanupIntervalMs, 0);
+  assert.equal(
+    configOf([], { IRSA_CLEANUP_INTERVAL_SECONDS: "65535" }).cleanupIntervalMs,
+    65_535_000,
+  );
+  assert.throws(
+    () => configOf(["--cleanup-interval-seconds", "1m"]),
+    /--cleanup-interval-seconds \/ IRSA_CLEANUP_INTERVAL_SECONDS: expected a whole number of seconds \(got "1m" from --cleanup-interval-seconds\)/,
   );
 });
