@@ -1,7 +1,25 @@
 /** A minimal Kubernetes API client over fetch: the ConfigMap, pod, Lease and access-review calls irsa makes, errors as AppError. */
 
 import * as v from "valibot";
-import { AppError, type ErrorCode } from "../lib/errors.ts";
+import { AppError } from "../lib/errors.ts";
+import { describe, KubeApiError, statusError, type Target } from "./errors.ts";
+import {
+  AccessReviewWire,
+  configMapBody,
+  ConfigMapWire,
+  leaseBody,
+  LeaseWire,
+  PodListWire,
+  type Resource,
+  resourcePath,
+  ServiceAccountWire,
+  toLease,
+  toPod,
+  toServiceAccount,
+  toSnapshot,
+} from "./wire.ts";
+
+export { KubeApiError, KubeConflictError } from "./errors.ts";
 
 /** A ConfigMap's string data, labels and annotations, and the resourceVersion it was read at. */
 export interface ConfigMapSnapshot {
@@ -114,22 +132,6 @@ export interface KubeClientOptions {
   readonly timeoutMs?: number;
 }
 
-/** A non-2xx answer of the Kubernetes API, with its HTTP status and `Status.reason`. */
-export class KubeApiError extends AppError {
-  constructor(
-    code: ErrorCode,
-    message: string,
-    readonly status: number,
-    readonly reason: string | undefined,
-    details: Readonly<Record<string, unknown>> = {},
-  ) {
-    super(code, message, { ...details, status, reason });
-  }
-}
-
-/** A 409 from the API: `Conflict` (stale resourceVersion) or `AlreadyExists`; read again and retry. */
-export class KubeConflictError extends KubeApiError {}
-
 /** Where a pod finds its API server and credentials. */
 export interface InClusterKubeConfig {
   readonly apiUrl: string;
@@ -168,68 +170,6 @@ export function inClusterKubeConfig(
     caFile: `${SERVICE_ACCOUNT_DIR}/ca.crt`,
     token: () => readFile(tokenFile),
   };
-}
-
-const StringMap = v.custom<Record<string, string>>(
-  (input) =>
-    typeof input === "object" && input !== null && !Array.isArray(input) &&
-    Object.values(input).every((value) => typeof value === "string"),
-  "expected an object of strings",
-);
-
-const ConfigMapWire = v.object({
-  metadata: v.object({
-    resourceVersion: v.string(),
-    labels: v.optional(v.nullable(StringMap)),
-    annotations: v.optional(v.nullable(StringMap)),
-  }),
-  data: v.optional(v.nullable(StringMap)),
-});
-
-const PodWire = v.object({
-  metadata: v.object({
-    name: v.string(),
-    namespace: v.optional(v.string()),
-    labels: v.optional(v.nullable(StringMap)),
-  }),
-  spec: v.optional(v.object({ serviceAccountName: v.optional(v.string()) })),
-  status: v.optional(v.object({ phase: v.optional(v.string()) })),
-});
-
-const ServiceAccountWire = v.object({
-  metadata: v.object({
-    name: v.string(),
-    uid: v.string(),
-    labels: v.optional(v.nullable(StringMap)),
-  }),
-});
-
-const PodListWire = v.object({ items: v.nullable(v.array(PodWire)) });
-
-const LeaseWire = v.object({
-  metadata: v.object({
-    name: v.string(),
-    resourceVersion: v.string(),
-    annotations: v.optional(v.nullable(StringMap)),
-  }),
-  spec: v.optional(v.nullable(v.object({
-    holderIdentity: v.optional(v.nullable(v.string())),
-    leaseDurationSeconds: v.optional(v.nullable(v.number())),
-    acquireTime: v.optional(v.nullable(v.string())),
-    renewTime: v.optional(v.nullable(v.string())),
-  }))),
-});
-
-const AccessReviewWire = v.object({
-  status: v.optional(v.object({ allowed: v.optional(v.boolean()) })),
-});
-
-// What a request is about, for error messages in RBAC's terms: `get configmaps "x" in "ns"`.
-interface Target {
-  readonly verb: "get" | "create" | "update" | "list" | "delete";
-  readonly resource: string;
-  readonly namespace: string;
-  readonly name?: string;
 }
 
 /** Creates a client for one API server. Call `close()` when done if a `caCert` was given. */
@@ -320,148 +260,102 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
     return result.output as v.InferOutput<S>;
   }
 
-  const snapshot = (json: unknown, target: Target): ConfigMapSnapshot => {
-    const cm = parse(ConfigMapWire, json, target);
-    // Object.fromEntries keeps a key such as "__proto__" as plain data.
-    const { labels, annotations } = cm.metadata;
-    return {
-      data: Object.fromEntries(Object.entries(cm.data ?? {})),
-      resourceVersion: cm.metadata.resourceVersion,
-      ...(labels ? { labels: Object.fromEntries(Object.entries(labels)) } : {}),
-      ...(annotations ? { annotations: Object.fromEntries(Object.entries(annotations)) } : {}),
-    };
-  };
+  // A read that answers undefined when the object is not there.
+  async function orAbsent<T>(read: Promise<T>): Promise<T | undefined> {
+    try {
+      return await read;
+    } catch (error) {
+      if (error instanceof KubeApiError && error.status === 404) return undefined;
+      throw error;
+    }
+  }
 
-  const configMapPath = (namespace: string, name?: string) =>
-    `/api/v1/namespaces/${encodeURIComponent(namespace)}/configmaps` +
-    (name === undefined ? "" : `/${encodeURIComponent(name)}`);
-
-  const configMapBody = (
-    namespace: string,
-    name: string,
-    data: Readonly<Record<string, string>>,
-    resourceVersion?: string,
-    kept: Pick<ConfigMapSnapshot, "labels" | "annotations"> = {},
-  ) => ({
-    apiVersion: "v1",
-    kind: "ConfigMap",
-    metadata: {
-      name,
-      namespace,
-      ...(resourceVersion === undefined ? {} : { resourceVersion }),
-      ...(kept.labels ? { labels: kept.labels } : {}),
-      ...(kept.annotations ? { annotations: kept.annotations } : {}),
-    },
-    data,
-  });
+  // One object of a resource: read, converted, undefined when it is not there.
+  const get = <T>(
+    target: Target & { resource: Resource; name: string },
+    convert: (json: unknown) => T,
+  ) =>
+    orAbsent(
+      call(target, "GET", resourcePath(target.resource, target.namespace, target.name))
+        .then(({ json }) => convert(json)),
+    );
+  const snapshot = (target: Target) => (json: unknown) =>
+    toSnapshot(parse(ConfigMapWire, json, target));
+  const lease = (target: Target) => (json: unknown) => toLease(parse(LeaseWire, json, target));
+  const account = (target: Target) => (json: unknown) =>
+    toServiceAccount(parse(ServiceAccountWire, json, target));
 
   return {
-    async getConfigMap(namespace, name) {
-      const target: Target = { verb: "get", resource: "configmaps", namespace, name };
-      try {
-        const { json } = await call(target, "GET", configMapPath(namespace, name));
-        return snapshot(json, target);
-      } catch (error) {
-        if (error instanceof KubeApiError && error.status === 404) return undefined;
-        throw error;
-      }
+    getConfigMap(namespace, name) {
+      const target = { verb: "get", resource: "configmaps", namespace, name } as const;
+      return get(target, snapshot(target));
     },
 
     async createConfigMap(namespace, name, data) {
       const target: Target = { verb: "create", resource: "configmaps", namespace, name };
-      const { json } = await call(
-        target,
-        "POST",
-        configMapPath(namespace),
-        configMapBody(namespace, name, data),
-      );
-      return snapshot(json, target);
+      const path = resourcePath("configmaps", namespace);
+      const { json } = await call(target, "POST", path, configMapBody(namespace, name, data));
+      return snapshot(target)(json);
     },
 
     async replaceConfigMap(namespace, name, data, resourceVersion, metadata) {
       const target: Target = { verb: "update", resource: "configmaps", namespace, name };
-      const { json } = await call(
-        target,
-        "PUT",
-        configMapPath(namespace, name),
-        configMapBody(namespace, name, data, resourceVersion, metadata),
-      );
-      return snapshot(json, target);
+      const body = configMapBody(namespace, name, data, resourceVersion, metadata);
+      const { json } = await call(target, "PUT", resourcePath("configmaps", namespace, name), body);
+      return snapshot(target)(json);
     },
 
     async listPods(namespace, labelSelector) {
       const target: Target = { verb: "list", resource: "pods", namespace };
       const query = new URLSearchParams({ labelSelector });
-      const { json } = await call(
-        target,
-        "GET",
-        `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods?${query}`,
-      );
+      const { json } = await call(target, "GET", `${resourcePath("pods", namespace)}?${query}`);
       return (parse(PodListWire, json, target).items ?? []).map(toPod);
     },
 
-    async getLease(namespace, name) {
-      const target: Target = { verb: "get", resource: "leases", namespace, name };
-      try {
-        const { json } = await call(target, "GET", leasePath(namespace, name));
-        return lease(json, target);
-      } catch (error) {
-        if (error instanceof KubeApiError && error.status === 404) return undefined;
-        throw error;
-      }
+    getLease(namespace, name) {
+      const target = { verb: "get", resource: "leases", namespace, name } as const;
+      return get(target, lease(target));
     },
 
     async createLease(namespace, l) {
       const target: Target = { verb: "create", resource: "leases", namespace, name: l.name };
-      const { json } = await call(target, "POST", leasePath(namespace), leaseBody(namespace, l));
-      return lease(json, target);
+      const path = resourcePath("leases", namespace);
+      const { json } = await call(target, "POST", path, leaseBody(namespace, l));
+      return lease(target)(json);
     },
 
     async replaceLease(namespace, l) {
       const target: Target = { verb: "update", resource: "leases", namespace, name: l.name };
-      const { json } = await call(
-        target,
-        "PUT",
-        leasePath(namespace, l.name),
-        leaseBody(namespace, l),
-      );
-      return lease(json, target);
+      const path = resourcePath("leases", namespace, l.name);
+      const { json } = await call(target, "PUT", path, leaseBody(namespace, l));
+      return lease(target)(json);
     },
 
-    async getServiceAccount(namespace, name) {
-      const target: Target = { verb: "get", resource: "serviceaccounts", namespace, name };
-      try {
-        const { json } = await call(target, "GET", serviceAccountPath(namespace, name));
-        return serviceAccount(json, target);
-      } catch (error) {
-        if (error instanceof KubeApiError && error.status === 404) return undefined;
-        throw error;
-      }
+    getServiceAccount(namespace, name) {
+      const target = { verb: "get", resource: "serviceaccounts", namespace, name } as const;
+      return get(target, account(target));
     },
 
     async createServiceAccount(namespace, name, labels) {
       const target: Target = { verb: "create", resource: "serviceaccounts", namespace, name };
-      const { json } = await call(target, "POST", serviceAccountPath(namespace), {
+      const { json } = await call(target, "POST", resourcePath("serviceaccounts", namespace), {
         apiVersion: "v1",
         kind: "ServiceAccount",
         metadata: { name, namespace, labels },
       });
-      return serviceAccount(json, target);
+      return account(target)(json);
     },
 
     async deleteServiceAccount(namespace, name, uid) {
       const target: Target = { verb: "delete", resource: "serviceaccounts", namespace, name };
-      try {
-        await call(target, "DELETE", serviceAccountPath(namespace, name), {
+      const deleted = await orAbsent(
+        call(target, "DELETE", resourcePath("serviceaccounts", namespace, name), {
           apiVersion: "v1",
           kind: "DeleteOptions",
           preconditions: { uid },
-        });
-        return true;
-      } catch (error) {
-        if (error instanceof KubeApiError && error.status === 404) return false;
-        throw error;
-      }
+        }),
+      );
+      return deleted !== undefined;
     },
 
     async canI(action) {
@@ -487,139 +381,4 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
       httpClient?.close();
     },
   };
-
-  function serviceAccount(json: unknown, target: Target): KubeServiceAccount {
-    const w = parse(ServiceAccountWire, json, target);
-    return {
-      name: w.metadata.name,
-      uid: w.metadata.uid,
-      labels: Object.fromEntries(Object.entries(w.metadata.labels ?? {})),
-    };
-  }
-
-  function lease(json: unknown, target: Target): Lease {
-    const w = parse(LeaseWire, json, target);
-    const spec = w.spec ?? {};
-    return {
-      name: w.metadata.name,
-      resourceVersion: w.metadata.resourceVersion,
-      annotations: Object.fromEntries(Object.entries(w.metadata.annotations ?? {})),
-      ...(spec.holderIdentity ? { holderIdentity: spec.holderIdentity } : {}),
-      ...(spec.leaseDurationSeconds ? { leaseDurationSeconds: spec.leaseDurationSeconds } : {}),
-      ...(spec.acquireTime ? { acquireTime: spec.acquireTime } : {}),
-      ...(spec.renewTime ? { renewTime: spec.renewTime } : {}),
-    };
-  }
-}
-
-function serviceAccountPath(namespace: string, name?: string): string {
-  return `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts` +
-    (name === undefined ? "" : `/${encodeURIComponent(name)}`);
-}
-
-function leasePath(namespace: string, name?: string): string {
-  return `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases` +
-    (name === undefined ? "" : `/${encodeURIComponent(name)}`);
-}
-
-function leaseBody(namespace: string, l: Lease) {
-  return {
-    apiVersion: "coordination.k8s.io/v1",
-    kind: "Lease",
-    metadata: {
-      name: l.name,
-      namespace,
-      ...(l.resourceVersion === undefined ? {} : { resourceVersion: l.resourceVersion }),
-      ...(l.annotations ? { annotations: l.annotations } : {}),
-    },
-    spec: {
-      holderIdentity: l.holderIdentity ?? null,
-      leaseDurationSeconds: l.leaseDurationSeconds ?? null,
-      acquireTime: l.acquireTime ?? null,
-      renewTime: l.renewTime ?? null,
-    },
-  };
-}
-
-function toPod(p: v.InferOutput<typeof PodWire>): KubePod {
-  const { labels, ...metadata } = p.metadata;
-  return {
-    metadata: labels
-      ? { ...metadata, labels: Object.fromEntries(Object.entries(labels)) }
-      : metadata,
-    ...(p.spec ? { spec: p.spec } : {}),
-    ...(p.status ? { status: p.status } : {}),
-  };
-}
-
-function describe(t: Target): string {
-  const name = t.name === undefined ? "" : ` ${JSON.stringify(t.name)}`;
-  return `${t.verb} ${t.resource}${name} in ${JSON.stringify(t.namespace)}`;
-}
-
-// A failed call's `Status` body carries the reason; its message stays in the details (the log),
-// since it can name the server's own service account.
-function statusError(target: Target, status: number, body: unknown): KubeApiError {
-  const s = typeof body === "object" && body !== null ? body as Record<string, unknown> : {};
-  const reason = typeof s.reason === "string" ? s.reason : undefined;
-  const details = {
-    resource: target.resource,
-    namespace: target.namespace,
-    ...(target.name === undefined ? {} : { name: target.name }),
-    ...(typeof s.message === "string" ? { kubeMessage: s.message } : {}),
-  };
-  const what = describe(target);
-  const kind = reason ? ` (${reason})` : "";
-  if (status === 409) {
-    const why = reason === "AlreadyExists" ? "it already exists" : "it was changed meanwhile";
-    return new KubeConflictError("conflict", `Cannot ${what}: ${why}`, status, reason, details);
-  }
-  if (status === 401) {
-    return new KubeApiError(
-      "upstream_error",
-      `Kubernetes API rejected the service account token to ${what}`,
-      status,
-      reason,
-      details,
-    );
-  }
-  if (status === 403) {
-    return new KubeApiError(
-      "upstream_error",
-      `Kubernetes API denied ${what}`,
-      status,
-      reason,
-      details,
-    );
-  }
-  if (status === 404) {
-    return new KubeApiError("not_found", `Cannot ${what}: not found`, status, reason, details);
-  }
-  if (status === 400 || status === 422) {
-    // Most likely the data itself, e.g. a ConfigMap over its 1 MiB limit.
-    const message = typeof s.message === "string" ? `: ${s.message}` : "";
-    return new KubeApiError(
-      "bad_request",
-      `Kubernetes API refused to ${what}${message}`,
-      status,
-      reason,
-      details,
-    );
-  }
-  if (status === 429) {
-    return new KubeApiError(
-      "unavailable",
-      `Kubernetes API is throttling; cannot ${what} now`,
-      status,
-      reason,
-      details,
-    );
-  }
-  return new KubeApiError(
-    "upstream_error",
-    `Kubernetes API failed to ${what}: HTTP ${status}${kind}`,
-    status,
-    reason,
-    details,
-  );
 }

@@ -1,0 +1,163 @@
+/** The Kubernetes objects irsa reads and writes, as they travel: schemas of answers, bodies of requests, their paths. */
+
+import * as v from "valibot";
+import type { ConfigMapSnapshot, KubePod, KubeServiceAccount, Lease } from "./client.ts";
+
+const StringMap = v.custom<Record<string, string>>(
+  (input) =>
+    typeof input === "object" && input !== null && !Array.isArray(input) &&
+    Object.values(input).every((value) => typeof value === "string"),
+  "expected an object of strings",
+);
+
+export const ConfigMapWire = v.object({
+  metadata: v.object({
+    resourceVersion: v.string(),
+    labels: v.optional(v.nullable(StringMap)),
+    annotations: v.optional(v.nullable(StringMap)),
+  }),
+  data: v.optional(v.nullable(StringMap)),
+});
+
+const PodWire = v.object({
+  metadata: v.object({
+    name: v.string(),
+    namespace: v.optional(v.string()),
+    labels: v.optional(v.nullable(StringMap)),
+  }),
+  spec: v.optional(v.object({ serviceAccountName: v.optional(v.string()) })),
+  status: v.optional(v.object({ phase: v.optional(v.string()) })),
+});
+
+export const ServiceAccountWire = v.object({
+  metadata: v.object({
+    name: v.string(),
+    uid: v.string(),
+    labels: v.optional(v.nullable(StringMap)),
+  }),
+});
+
+export const PodListWire = v.object({ items: v.nullable(v.array(PodWire)) });
+
+export const LeaseWire = v.object({
+  metadata: v.object({
+    name: v.string(),
+    resourceVersion: v.string(),
+    annotations: v.optional(v.nullable(StringMap)),
+  }),
+  spec: v.optional(v.nullable(v.object({
+    holderIdentity: v.optional(v.nullable(v.string())),
+    leaseDurationSeconds: v.optional(v.nullable(v.number())),
+    acquireTime: v.optional(v.nullable(v.string())),
+    renewTime: v.optional(v.nullable(v.string())),
+  }))),
+});
+
+export const AccessReviewWire = v.object({
+  status: v.optional(v.object({ allowed: v.optional(v.boolean()) })),
+});
+
+/** Where each resource irsa uses lives in the API. */
+const API_GROUPS = {
+  configmaps: "/api/v1",
+  pods: "/api/v1",
+  serviceaccounts: "/api/v1",
+  leases: "/apis/coordination.k8s.io/v1",
+} as const;
+
+/** A namespaced resource irsa reads or writes. */
+export type Resource = keyof typeof API_GROUPS;
+
+/** The path of a namespaced resource's collection, or of one object in it. */
+export function resourcePath(resource: Resource, namespace: string, name?: string): string {
+  return `${API_GROUPS[resource]}/namespaces/${encodeURIComponent(namespace)}/${resource}` +
+    (name === undefined ? "" : `/${encodeURIComponent(name)}`);
+}
+
+/** The body that creates or replaces a Lease. */
+export function leaseBody(namespace: string, l: Lease) {
+  return {
+    apiVersion: "coordination.k8s.io/v1",
+    kind: "Lease",
+    metadata: {
+      name: l.name,
+      namespace,
+      ...(l.resourceVersion === undefined ? {} : { resourceVersion: l.resourceVersion }),
+      ...(l.annotations ? { annotations: l.annotations } : {}),
+    },
+    spec: {
+      holderIdentity: l.holderIdentity ?? null,
+      leaseDurationSeconds: l.leaseDurationSeconds ?? null,
+      acquireTime: l.acquireTime ?? null,
+      renewTime: l.renewTime ?? null,
+    },
+  };
+}
+
+/** A pod of a list, its labels as plain data. */
+export function toPod(p: v.InferOutput<typeof PodWire>): KubePod {
+  const { labels, ...metadata } = p.metadata;
+  return {
+    metadata: labels
+      ? { ...metadata, labels: Object.fromEntries(Object.entries(labels)) }
+      : metadata,
+    ...(p.spec ? { spec: p.spec } : {}),
+    ...(p.status ? { status: p.status } : {}),
+  };
+}
+
+/** A ConfigMap as read; `Object.fromEntries` keeps a key such as "__proto__" as plain data. */
+export function toSnapshot(cm: v.InferOutput<typeof ConfigMapWire>): ConfigMapSnapshot {
+  const { labels, annotations } = cm.metadata;
+  return {
+    data: Object.fromEntries(Object.entries(cm.data ?? {})),
+    resourceVersion: cm.metadata.resourceVersion,
+    ...(labels ? { labels: Object.fromEntries(Object.entries(labels)) } : {}),
+    ...(annotations ? { annotations: Object.fromEntries(Object.entries(annotations)) } : {}),
+  };
+}
+
+/** The body that creates or replaces a ConfigMap, its labels and annotations kept as read. */
+export function configMapBody(
+  namespace: string,
+  name: string,
+  data: Readonly<Record<string, string>>,
+  resourceVersion?: string,
+  kept: Pick<ConfigMapSnapshot, "labels" | "annotations"> = {},
+) {
+  return {
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: {
+      name,
+      namespace,
+      ...(resourceVersion === undefined ? {} : { resourceVersion }),
+      ...(kept.labels ? { labels: kept.labels } : {}),
+      ...(kept.annotations ? { annotations: kept.annotations } : {}),
+    },
+    data,
+  };
+}
+
+/** A ServiceAccount as read. */
+export function toServiceAccount(w: v.InferOutput<typeof ServiceAccountWire>): KubeServiceAccount {
+  return {
+    name: w.metadata.name,
+    uid: w.metadata.uid,
+    labels: Object.fromEntries(Object.entries(w.metadata.labels ?? {})),
+  };
+}
+
+/** A Lease as read. */
+export function toLease(w: v.InferOutput<typeof LeaseWire>): Lease {
+  const spec = w.spec ?? {};
+  return {
+    name: w.metadata.name,
+    resourceVersion: w.metadata.resourceVersion,
+    annotations: Object.fromEntries(Object.entries(w.metadata.annotations ?? {})),
+    ...(spec.holderIdentity ? { holderIdentity: spec.holderIdentity } : {}),
+    ...(spec.leaseDurationSeconds ? { leaseDurationSeconds: spec.leaseDurationSeconds } : {}),
+    ...(spec.acquireTime ? { acquireTime: spec.acquireTime } : {}),
+    ...(spec.renewTime ? { renewTime: spec.renewTime } : {}),
+  };
+}
