@@ -33,6 +33,9 @@ readonly chart=deploy/helm/irsa
 readonly rendered=.tools/rendered
 readonly venv=.venv/deploy
 readonly helm=.tools/bin/helm
+# Every step that reaches a registry (the Go module proxy, PyPI) is tried again after a pause when it
+# fails (scripts/retry.sh: 3 tries).
+readonly retry=scripts/retry.sh
 readonly values_1_8=tests/testdata/irsa_1_8_values.yaml
 # What an admin changes in a 1.8 values file (docs/upgrade-from-1.8.md, "Upgrading in place").
 readonly irsa_image=(
@@ -86,8 +89,10 @@ if [[ ! -x "$helm" || "$(helm_version)" != "$HELM_VERSION" ]]; then
       exit 2
     fi
     echo "  installing helm $HELM_VERSION with $("$go" version) into $helm_cache (takes a few minutes)"
-    if ! GOBIN="$helm_cache" GOFLAGS=-mod=mod "$go" install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
-      >"$log/go" 2>&1; then
+    # `go install pkg@version` downloads and builds in one step, so the whole step is retried; a
+    # retry reuses Go's module and build caches.
+    if ! GOBIN="$helm_cache" GOFLAGS=-mod=mod "$retry" "go install helm" \
+      "$go" install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >"$log/go" 2>&1; then
       tail -20 "$log/go" >&2
       echo "check_deploy: go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION failed" >&2
       exit 2
@@ -117,7 +122,8 @@ if ! venv_ok; then
   python=${PYTHON:-python3}
   echo "  installing ${pip_pins[*]} into $venv"
   if ! "$python" -m venv "$venv" >"$log/venv" 2>&1 ||
-    ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pip_pins[@]}" \
+    ! "$retry" "pip install ${pip_pins[*]}" \
+      "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pip_pins[@]}" \
       >>"$log/venv" 2>&1; then
     tail -20 "$log/venv" >&2
     echo "check_deploy: cannot install ${pip_pins[*]} into $venv (python3-venv missing?)" >&2

@@ -47,6 +47,9 @@ if built; then
 fi
 
 work="$(mktemp -d)"
+# The downloads from the Go module proxy are tried again after a pause when they fail (a build that
+# stopped on one would start over); the builds themselves then find every module in the module cache.
+retry="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/retry.sh"
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 export GOFLAGS="-mod=mod" GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 started=$SECONDS
@@ -59,7 +62,8 @@ if [[ ! -x "$etcd" ]]; then
   (
     cd "$work/etcd"
     "$go" mod init irsa.test/etcd >&2 2>/dev/null
-    "$go" get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" >&2
+    "$retry" "go get etcd" "$go" get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" >&2
+    "$retry" "go list -deps etcd" "$go" list -deps go.etcd.io/etcd/server/v3 >/dev/null
     "$go" build -trimpath -o "$work/etcd.bin" go.etcd.io/etcd/server/v3 >&2
   )
   mv "$work/etcd.bin" "$etcd"
@@ -70,6 +74,7 @@ if [[ ! -x "$apiserver" ]]; then
   # go.work; the same modules are published at v0.<minor>.<patch>, so a copy of the source with
   # those directives dropped builds from the module proxy alone.
   echo "setup_kubernetes: building kube-apiserver v$KUBERNETES_VERSION (about 4.5 minutes)" >&2
+  "$retry" "go mod download kubernetes" "$go" mod download "k8s.io/kubernetes@v$KUBERNETES_VERSION" >&2
   source_dir="$("$go" mod download -json "k8s.io/kubernetes@v$KUBERNETES_VERSION" |
     sed -n 's/^\s*"Dir": "\(.*\)",\?$/\1/p')"
   if [[ -z "$source_dir" || ! -f "$source_dir/go.mod" ]]; then
@@ -83,6 +88,7 @@ if [[ ! -x "$apiserver" ]]; then
     rm -f go.work go.work.sum
     sed -i -e '/^replace (/,/^)/d' -e '/^replace /d' \
       -e "s#^\(\s*k8s\.io/[^ ]*\) v0\.0\.0\(\s.*\)\?\$#\1 $STAGING_VERSION\2#" go.mod
+    "$retry" "go list -deps kube-apiserver" "$go" list -deps ./cmd/kube-apiserver >/dev/null
     # Without these, /version says v0.0.0 and Helm refuses a chart with a kubeVersion.
     version_flags="-X k8s.io/component-base/version.gitVersion=v$KUBERNETES_VERSION"
     version_flags+=" -X k8s.io/component-base/version.gitMajor=${KUBERNETES_VERSION%%.*}"

@@ -37,7 +37,9 @@ if ! "$python" -m venv "$venv" >&2; then
   echo "setup_moto: \"$python -m venv\" failed; on Debian or Ubuntu install python3-venv" >&2
   exit 1
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+# The only step that reaches the network (PyPI): tried again after a pause when it fails.
+"$repo_root/scripts/retry.sh" "pip install moto[server]==$MOTO_VERSION" \
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
   "moto[server]==$MOTO_VERSION" >&2
 
 if [[ ! -x "$server" ]]; then
