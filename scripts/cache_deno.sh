@@ -37,7 +37,7 @@ pass() {
   step "deno install" deno install --frozen &&
     step "deno cache" deno cache --frozen main.ts src tests scripts &&
     step "deno bundle" deno bundle --frozen --platform deno --output "$work/sidecar.js" \
-      src/main_sidecar.ts
+      src/sidecar/main.ts
 }
 
 for ((n = 1; n <= 4; n++)); do
