@@ -13,6 +13,19 @@
 import { AppError } from "../lib/errors.ts";
 import { KubeApiError, type KubeClient, KubeConflictError, type Lease } from "../kube/client.ts";
 import type { Logger } from "../lib/log.ts";
+import {
+  type Annotations,
+  annotationsAfter,
+  HANDED_ANNOTATION,
+  HANDED_MAX_CHARS,
+  handedOf,
+  leaseName,
+  type Results,
+  resultsOf,
+  ROLE_ANNOTATION,
+  VERSION_ANNOTATION,
+  withoutId,
+} from "./handoff.ts";
 
 /** What a holder of the lock returns: its result, and the policy version to record for others. */
 export interface LockedResult<T> {
@@ -102,15 +115,6 @@ export function createLocalRoleLock(): RoleLock {
   return lock;
 }
 
-/** The annotation on a role's Lease that records the policy version its last holder saw. */
-export const VERSION_ANNOTATION = "irsa.dominodatalab.com/policy-version";
-/** The annotation that names the role a Lease guards, for people reading `kubectl get lease`. */
-export const ROLE_ANNOTATION = "irsa.dominodatalab.com/role-arn";
-/** The annotation holding edits handed to the holder: a JSON list of `{id, ...SubjectEdit}`. */
-export const HANDED_ANNOTATION = "irsa.dominodatalab.com/handed-edits";
-/** The annotation holding the results of handed edits: JSON `{id: {r: EditResult, t: ms}}`. */
-export const RESULTS_ANNOTATION = "irsa.dominodatalab.com/handed-results";
-
 /** How often a replica that handed its edits looks at the Lease for their results. */
 const HANDOFF_POLL_MS = 15;
 /**
@@ -118,28 +122,6 @@ const HANDOFF_POLL_MS = 15;
  * (their replica would otherwise wait for the Lease and read the policy again).
  */
 const MAX_ROUNDS = 3;
-/** How long results stay on the Lease for the replica that handed the edits to read them. */
-const RESULTS_KEEP_MS = 60_000;
-// Kubernetes allows 256 KiB of annotations per object: handed edits (120 KB) and results (the
-// newest 800 within 100 KB) stay under it.
-const RESULTS_MAX = 800;
-const RESULTS_MAX_CHARS = 100_000;
-const HANDED_MAX_CHARS = 120_000; // room for a burst of a few hundred starts from one replica
-
-type Handed = SubjectEdit & { readonly id: string };
-type Results = Record<string, { readonly r: EditResult; readonly t: number }>;
-
-const handedOf = (l: Lease): Handed[] => parseJson(l.annotations?.[HANDED_ANNOTATION], []);
-const resultsOf = (l: Lease): Results => parseJson(l.annotations?.[RESULTS_ANNOTATION], {});
-
-function parseJson<T>(text: string | undefined, fallback: T): T {
-  if (text === undefined || text === "") return fallback;
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    return fallback;
-  }
-}
 
 /** Options of {@link createLeaseRoleLock}. */
 export interface LeaseLockOptions {
@@ -476,56 +458,10 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
   };
 }
 
-type Annotations = Record<string, string>;
-
 /** What work under the Lease returns: its value, and the Lease's annotations at release. */
 interface Held<T> {
   readonly value: T;
   readonly finish: (l: Lease) => Annotations;
-}
-
-const withoutId = ({ id: _, ...edit }: Handed): SubjectEdit => edit;
-
-/** The annotations after a write: handed edits it applied gone, their results kept a while. */
-export function annotationsAfter(
-  l: Lease,
-  taken: ReadonlySet<string>,
-  fresh: Results,
-  version: string | undefined,
-  at: number,
-): Annotations {
-  const { [HANDED_ANNOTATION]: _h, [RESULTS_ANNOTATION]: _r, ...rest } = l.annotations ?? {};
-  const handed = handedOf(l).filter((e) => !taken.has(e.id));
-  const kept = Object.entries({ ...resultsOf(l), ...fresh })
-    .filter(([, v]) => v.t > at - RESULTS_KEEP_MS)
-    .slice(-RESULTS_MAX);
-  // The newest results that fit: failures carry long messages.
-  let size = 0;
-  let from = kept.length;
-  while (from > 0 && size + JSON.stringify(kept[from - 1]).length <= RESULTS_MAX_CHARS) {
-    size += JSON.stringify(kept[--from]).length;
-  }
-  const results = kept.slice(from);
-  return {
-    ...rest,
-    ...(version ? { [VERSION_ANNOTATION]: version } : {}),
-    ...(handed.length > 0 ? { [HANDED_ANNOTATION]: JSON.stringify(handed) } : {}),
-    ...(results.length > 0
-      ? { [RESULTS_ANNOTATION]: JSON.stringify(Object.fromEntries(results)) }
-      : {}),
-  };
-}
-
-/** The Lease of a role: a readable prefix of its name and a hash of the ARN, a valid object name. */
-export function leaseName(roleArn: string): string {
-  const name = roleArn.slice(roleArn.lastIndexOf("/") + 1).toLowerCase().replace(/[^a-z0-9-]/g, "-")
-    .slice(0, 40)
-    .replace(/^-+|-+$/g, "");
-  let h = 0x811c9dc5;
-  for (let i = 0; i < roleArn.length; i++) {
-    h = Math.imul(h ^ roleArn.charCodeAt(i), 0x01000193) >>> 0;
-  }
-  return `irsa-role-${name ? `${name}-` : ""}${h.toString(16).padStart(8, "0")}`;
 }
 
 // Kubernetes MicroTime: RFC 3339 with exactly six fractional digits.

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { annotationsAfter, RESULTS_ANNOTATION, VERSION_ANNOTATION } from "./role_lock.ts";
+import { annotationsAfter, RESULTS_ANNOTATION, VERSION_ANNOTATION } from "./handoff.ts";
 
 Deno.test("the results left on a Lease stay within its annotation budget, newest first, however long their messages", () => {
   const at = 1_000_000;

@@ -4,12 +4,8 @@ import { EMPTY_RECORD, withGrant } from "../core/grants.ts";
 import { subjectsOf } from "../core/trust_policy.ts";
 import { silentLogger } from "../lib/log.ts";
 import { createServerMetrics } from "../observe/metrics.ts";
-import {
-  createLeaseRoleLock,
-  HANDED_ANNOTATION,
-  RESULTS_ANNOTATION,
-  type RoleLock,
-} from "./role_lock.ts";
+import { createLeaseRoleLock, type RoleLock } from "./role_lock.ts";
+import { HANDED_ANNOTATION, leaseName, RESULTS_ANNOTATION } from "./handoff.ts";
 import { createMemoryGrantStore } from "../store/grant_store.ts";
 import { createTrustEditor } from "./trust_editor.ts";
 import { createCleanup, kubernetesLiveness } from "../grants/cleanup.ts";
@@ -162,7 +158,7 @@ Deno.test("the cache never claims a subject another replica removed (versions on
     assert.equal(again.status, "added");
     assert.equal(a.metrics.cacheHits.get(), 1);
     assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [run(1)]);
-    const name = (await import("./role_lock.ts")).leaseName(ROLE);
+    const name = leaseName(ROLE);
     const lease = await cluster.must(
       "GET",
       `/apis/coordination.k8s.io/v1/namespaces/${field}/leases/${name}`,
@@ -404,7 +400,6 @@ async function twoReplicas(iam: FakeIamRoles, windowMs: number) {
     /** A Lease on ROLE taken by a replica that died (it expires in 1 s). */
     async deadHolder(annotations?: Record<string, string>) {
       const at = new Date().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
-      const { leaseName } = await import("./role_lock.ts");
       await kube.createLease(ns, {
         name: leaseName(ROLE),
         holderIdentity: "replica-dead",
@@ -430,7 +425,6 @@ Deno.test("a replica that finds the Lease held hands its edits to the holder: on
   const iam = fakeIam(150);
   const r = await twoReplicas(iam, 20);
   try {
-    const { leaseName } = await import("./role_lock.ts");
     const onA = Array.from({ length: 10 }, (_, i) => r.a.edit(ROLE, { add: run(i) }, AUDIT));
     // B's edits arrive once A holds the Lease (a real API server takes a few ms to grant it),
     // while A still reads the role (150 ms).
@@ -447,7 +441,7 @@ Deno.test("a replica that finds the Lease held hands its edits to the holder: on
     assert.deepEqual(new Set(outcomes.map((o) => o.status)), new Set(["added"]));
     assert.equal(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS).length, 20);
     assert.equal(iam.count("UpdateAssumeRolePolicy"), 1, "B's edits went in A's write");
-    const lease = await r.lease((await import("./role_lock.ts")).leaseName(ROLE));
+    const lease = await r.lease(leaseName(ROLE));
     const meta = lease.metadata as { annotations: Record<string, string> };
     assert.equal((lease.spec as Record<string, unknown>).holderIdentity, undefined);
     assert.equal(meta.annotations[HANDED_ANNOTATION], undefined, "nothing left to apply");
@@ -461,7 +455,6 @@ Deno.test("edits handed to a holder that dies are applied by the replica that ha
   const iam = fakeIam(0);
   const r = await twoReplicas(iam, 0);
   try {
-    const { leaseName } = await import("./role_lock.ts");
     // A replica took the Lease and died: it never applies what it is handed, nor releases.
     await r.deadHolder();
     const outcome = await r.b.edit(ROLE, { add: run(7) }, AUDIT);
@@ -479,7 +472,6 @@ Deno.test("a Lease with no room for more handed edits makes a replica wait for i
   const iam = fakeIam(0);
   const r = await twoReplicas(iam, 0);
   try {
-    const { leaseName } = await import("./role_lock.ts");
     const crowd = Array.from(
       { length: 1300 }, // about 125 KB: more than the Lease takes
       (_, i) => ({ id: `replica-dead/${i}`, remove: run(5000 + i), user: "someone" }),
@@ -580,7 +572,7 @@ Deno.test("edits handed over while the holder writes go in its next write under 
     assert.equal(iam.count("GetRole"), 1, "B's edit was applied by A, from the policy A wrote");
     assert.equal(writes.length, 2);
     assert.ok(answeredA < writes[1] + 150, "A's request did not wait for the second write");
-    const lease = await r.lease((await import("./role_lock.ts")).leaseName(ROLE));
+    const lease = await r.lease(leaseName(ROLE));
     const meta = lease.metadata as { annotations: Record<string, string> };
     assert.equal(meta.annotations[HANDED_ANNOTATION], undefined, "nothing left to apply");
   } finally {
