@@ -11,10 +11,10 @@
  */
 
 import { AppError } from "../lib/errors.ts";
-import { KubeApiError, type KubeClient, KubeConflictError, type Lease } from "../kube/client.ts";
+import type { KubeClient, Lease } from "../kube/client.ts";
+import { createLeaseMutex, isTransient, type TakeOptions } from "../kube/lease_mutex.ts";
 import type { Logger } from "../lib/log.ts";
 import {
-  type Annotations,
   annotationsAfter,
   HANDED_ANNOTATION,
   HANDED_MAX_CHARS,
@@ -135,29 +135,18 @@ export interface LeaseLockOptions {
   readonly acquireTimeoutMs?: number;
   readonly logger: Logger;
   readonly now?: () => number;
-  readonly sleep?: (ms: number) => Promise<void>;
+  /** Waits on the clock of `now`; it must end early once `signal` aborts. */
+  readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
 /** Replicas coordinate through one Lease per role, taken and renewed through `resourceVersion`. */
 export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
   const local = createLocalRoleLock();
-  const duration = options.leaseDurationSeconds ?? 15;
   const acquireTimeout = options.acquireTimeoutMs ?? 30_000;
   const now = options.now ?? (() => Date.now());
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  const { kube, namespace } = options;
+  const mutex = createLeaseMutex({ ...options, kind: "role" });
   let handedCount = 0;
-
-  const heldByOther = (l: Lease, at: number) =>
-    l.holderIdentity !== undefined && l.holderIdentity !== options.identity &&
-    l.renewTime !== undefined &&
-    Date.parse(l.renewTime) + (l.leaseDurationSeconds ?? duration) * 1000 > at;
-
-  // A conflict means another replica got there first; a 5xx or a timeout may pass: look again.
-  const transient = (e: unknown) =>
-    e instanceof KubeConflictError ||
-    (e instanceof KubeApiError && e.status >= 500) ||
-    (e instanceof AppError && e.code === "unavailable");
 
   const stayedHeld = (roleArn: string, name: string) =>
     new AppError(
@@ -177,104 +166,8 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
     name: string,
     roleArn: string,
   ): Promise<{ lease: Lease; version?: string } | undefined> {
-    const at = now();
-    const mine = {
-      holderIdentity: options.identity,
-      leaseDurationSeconds: duration,
-      acquireTime: microTime(at),
-      renewTime: microTime(at),
-    };
-    try {
-      const current = await kube.getLease(namespace, name);
-      if (!current) {
-        const lease = await kube.createLease(namespace, {
-          name,
-          annotations: { [ROLE_ANNOTATION]: roleArn },
-          ...mine,
-        });
-        return { lease };
-      }
-      if (heldByOther(current, at)) return undefined;
-      const { [VERSION_ANNOTATION]: version, ...annotations } = current.annotations ?? {};
-      const lease = await kube.replaceLease(namespace, { ...current, ...mine, annotations });
-      return { lease, version };
-    } catch (e) {
-      if (transient(e)) return undefined;
-      throw e;
-    }
-  }
-
-  async function acquire(name: string, roleArn: string) {
-    const deadline = now() + acquireTimeout;
-    for (let attempt = 0;; attempt++) {
-      const taken = await tryAcquire(name, roleArn);
-      if (taken) return taken;
-      if (now() > deadline) throw stayedHeld(roleArn, name);
-      await sleep(Math.min(500, 20 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random()));
-    }
-  }
-
-  /** Gives the Lease up, with the annotations `finish` makes of its latest copy. */
-  async function release(name: string, lease: Lease, finish: (l: Lease) => Annotations) {
-    let current = lease;
-    for (let attempt = 0;; attempt++) {
-      try {
-        await kube.replaceLease(namespace, {
-          ...current,
-          annotations: finish(current),
-          holderIdentity: undefined,
-          acquireTime: undefined,
-        });
-        return;
-      } catch (e) {
-        // Another replica handed edits over meanwhile: merge into the newer copy.
-        if (e instanceof KubeConflictError && attempt < 10) {
-          const fresh = await kube.getLease(namespace, name).catch(() => undefined);
-          if (fresh?.holderIdentity === options.identity) {
-            current = fresh;
-            continue;
-          }
-        }
-        // It expires on its own; the next holder reads IAM since the version was not recorded.
-        options.logger.warn("cannot release role lease", { lease: name, error: e });
-        return;
-      }
-    }
-  }
-
-  /** Holds `lease` while `work` runs: renews it, then releases it as `work` says. */
-  async function holding<T>(
-    name: string,
-    lease: Lease,
-    work: (held: Lease, refresh: () => Promise<Lease>) => Promise<Held<T>>,
-  ): Promise<T> {
-    let held = lease;
-    const refresh = async () => {
-      const fresh = await kube.getLease(namespace, name);
-      if (fresh?.holderIdentity === options.identity) held = fresh;
-      return held;
-    };
-    const renew = setInterval(async () => {
-      try {
-        held = await kube.replaceLease(namespace, { ...held, renewTime: microTime(now()) });
-      } catch (e) {
-        if (e instanceof KubeConflictError) {
-          await refresh().catch(() => {});
-          return;
-        }
-        options.logger.warn("cannot renew role lease", { lease: name, error: e });
-      }
-    }, (duration * 1000) / 3);
-    // On failure the Lease keeps what it had: handed edits stay for the next holder.
-    let finish = (l: Lease): Annotations => ({ ...l.annotations });
-    try {
-      const result = await work(held, refresh);
-      finish = result.finish;
-      return result.value;
-    } finally {
-      clearInterval(renew);
-      await release(name, held, finish);
-    }
+    const taken = await mutex.tryAcquire(name, takeOptions(roleArn));
+    return taken && { lease: taken.lease, version: taken.before[VERSION_ANNOTATION] };
   }
 
   /**
@@ -289,15 +182,12 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
   ): Promise<string[] | "full" | undefined> {
     for (;;) {
       try {
-        const l = await kube.getLease(namespace, name);
-        if (!l || !heldByOther(l, now())) return undefined;
+        const l = await mutex.get(name);
+        if (!l || !mutex.heldByOther(l)) return undefined;
         const entries = edits.map((e) => ({ id: `${options.identity}/${++handedCount}`, ...e }));
         const handed = JSON.stringify([...handedOf(l), ...entries]);
         if (handed.length > HANDED_MAX_CHARS) return "full";
-        await kube.replaceLease(namespace, {
-          ...l,
-          annotations: { ...l.annotations, [HANDED_ANNOTATION]: handed },
-        });
+        await mutex.annotate(l, { ...l.annotations, [HANDED_ANNOTATION]: handed });
         options.logger.debug("edits handed to the role's Lease holder", {
           lease: name,
           holder: l.holderIdentity,
@@ -305,7 +195,7 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
         });
         return entries.map((e) => e.id);
       } catch (e) {
-        if (!transient(e) || now() > deadline) throw e;
+        if (!isTransient(e) || now() > deadline) throw e;
       }
       if (now() > deadline) throw stayedHeld(roleArn, name);
     }
@@ -326,15 +216,15 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
         for (let attempt = 0;; attempt++) {
           if (ids && mine) {
             // Handed over: finished once the holder has recorded every result.
-            const l = await kube.getLease(namespace, name).catch((e) => {
-              if (transient(e)) return "retry" as const;
+            const l = await mutex.get(name).catch((e) => {
+              if (isTransient(e)) return "retry" as const;
               throw e;
             });
             const results = l && l !== "retry" ? resultsOf(l) : {};
             if (ids.length === mine.length && ids.every((id) => id in results)) {
               return { value: ids.map((id) => results[id].r) };
             }
-            if (l === "retry" || (l !== undefined && heldByOther(l, now()))) {
+            if (l === "retry" || (l !== undefined && mutex.heldByOther(l))) {
               // Edits that arrived meanwhile go to the holder too, rather than wait for a turn.
               const extra = steps.more();
               if (extra.length > 0) {
@@ -354,7 +244,7 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
           const taken = await tryAcquire(name, roleArn);
           if (taken) {
             const before = taken.version;
-            const value = await holding(name, taken.lease, async (_held, refresh) => {
+            const value = await mutex.hold(taken.lease, async (refresh) => {
               await steps.prepare(before);
               const own = mine ?? await steps.take();
               // The edits other replicas handed over until now go in this write too.
@@ -427,7 +317,7 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
           }
           // No room to hand over: wait for the Lease, as a lone writer would.
           if (now() > deadline) throw stayedHeld(roleArn, name);
-          await sleep(Math.min(500, 20 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random()));
+          await mutex.backOff(attempt);
         }
       }).then(answer.resolve, answer.reject);
       return answer.promise;
@@ -436,8 +326,10 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
       // One holder per process at a time; the Lease orders the processes.
       return local.withLock(roleArn, async () => {
         const name = leaseName(roleArn);
-        const { lease, version: before } = await acquire(name, roleArn);
-        const value = await holding(name, lease, async () => {
+        const taken = await mutex.acquire(name, now() + acquireTimeout, takeOptions(roleArn));
+        if (!taken) throw stayedHeld(roleArn, name);
+        const before = taken.before[VERSION_ANNOTATION];
+        const value = await mutex.hold(taken.lease, async () => {
           const result = await work(before);
           const version = result.version ?? before;
           return {
@@ -452,19 +344,16 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
       });
     },
     async currentVersion(roleArn) {
-      return (await kube.getLease(namespace, leaseName(roleArn)))?.annotations
+      return (await mutex.get(leaseName(roleArn)))?.annotations
         ?.[VERSION_ANNOTATION];
     },
   };
 }
 
-/** What work under the Lease returns: its value, and the Lease's annotations at release. */
-interface Held<T> {
-  readonly value: T;
-  readonly finish: (l: Lease) => Annotations;
-}
-
-// Kubernetes MicroTime: RFC 3339 with exactly six fractional digits.
-function microTime(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+/** How a role's Lease is taken: made naming its role, or taken over without the version. */
+function takeOptions(roleArn: string): TakeOptions {
+  return {
+    create: { [ROLE_ANNOTATION]: roleArn },
+    keep: ({ [VERSION_ANNOTATION]: _, ...rest }) => rest,
+  };
 }

@@ -3,6 +3,7 @@ import { subjectsOf } from "../core/trust_policy.ts";
 import { silentLogger } from "../lib/log.ts";
 import { createServerMetrics } from "../observe/metrics.ts";
 import { createKubeClient } from "../kube/client.ts";
+import { createTestClock } from "../kube/test_clock.ts";
 import { FakeIamRoles } from "../../tests/fakes/iam_roles.ts";
 import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
 import { startKubeFaultProxy } from "../../tests/kube_fault_proxy.ts";
@@ -85,18 +86,21 @@ Deno.test("a Kubernetes API that answers 409 or 500 while taking the Lease is re
   const kube = createKubeClient({ apiUrl: proxy.url, token: () => cluster.adminToken });
   try {
     const iam = fakeIam(0);
+    // Time moves only as the lock sleeps (its pauses between attempts), never on a timer.
+    const clock = createTestClock();
     const lock = createLeaseRoleLock({
       kube,
       namespace: field,
       identity: "r1",
       logger: silentLogger,
-      sleep: () => Promise.resolve(),
+      now: clock.now,
+      sleep: clock.sleep,
     });
     const { editor } = editorWith(iam, lock);
     proxy.failNext(2, 500, { path: "/apis/coordination.k8s.io" });
-    assert.equal((await editor.edit(ROLE, { add: run(1) }, AUDIT)).status, "added");
+    assert.equal((await clock.run(editor.edit(ROLE, { add: run(1) }, AUDIT))).status, "added");
     proxy.failNext(2, 409, { method: "PUT", path: "/apis/coordination.k8s.io" });
-    assert.equal((await editor.edit(ROLE, { add: run(2) }, AUDIT)).status, "added");
+    assert.equal((await clock.run(editor.edit(ROLE, { add: run(2) }, AUDIT))).status, "added");
     assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [
       run(1),
       run(2),
