@@ -4,6 +4,7 @@
  */
 
 import type { Lease } from "../kube/client.ts";
+import type { Annotations } from "../kube/lease_mutex.ts";
 import type { EditResult, SubjectEdit } from "./role_lock.ts";
 
 /** The annotation on a role's Lease that records the policy version its last holder saw. */
@@ -21,7 +22,7 @@ const RESULTS_KEEP_MS = 60_000;
 // newest 800 within 100 KB) stay under it.
 const RESULTS_MAX = 800;
 const RESULTS_MAX_CHARS = 100_000;
-export const HANDED_MAX_CHARS = 120_000; // room for a burst of a few hundred starts from one replica
+const HANDED_MAX_CHARS = 120_000; // room for a burst of a few hundred starts from one replica
 
 /** An edit handed over, with the id its replica knows it by. */
 export type Handed = SubjectEdit & { readonly id: string };
@@ -42,8 +43,35 @@ function parseJson<T>(text: string | undefined, fallback: T): T {
   }
 }
 
-/** A Lease's annotations. */
-export type Annotations = Record<string, string>;
+/**
+ * The annotations that hand `entries` to the holder of `l`, after those handed before; undefined
+ * when they do not fit (the replica then waits for the Lease instead).
+ */
+export function withHanded(l: Lease, entries: readonly Handed[]): Annotations | undefined {
+  const handed = JSON.stringify([...handedOf(l), ...entries]);
+  if (handed.length > HANDED_MAX_CHARS) return undefined;
+  return { ...l.annotations, [HANDED_ANNOTATION]: handed };
+}
+
+/**
+ * The results recorded for a batch of `count` edits whose first ones were handed over as `ids`:
+ * one per edit, undefined where none is.
+ */
+export function recordedFor(
+  count: number,
+  ids: readonly string[],
+  results: Results,
+): (EditResult | undefined)[] {
+  return Array.from(
+    { length: count },
+    (_, k) => k < ids.length && ids[k] in results ? results[ids[k]].r : undefined,
+  );
+}
+
+/** Whether every edit of a batch has its result. */
+export const allRecorded = (
+  results: readonly (EditResult | undefined)[],
+): results is EditResult[] => results.every((r) => r !== undefined);
 
 /** A handed edit as its holder applies it. */
 export const withoutId = ({ id: _, ...edit }: Handed): SubjectEdit => edit;

@@ -12,18 +12,24 @@
 
 import { AppError } from "../lib/errors.ts";
 import type { KubeClient, Lease } from "../kube/client.ts";
-import { createLeaseMutex, isTransient, type TakeOptions } from "../kube/lease_mutex.ts";
+import {
+  createLeaseMutex,
+  isTransient,
+  type Taken,
+  type TakeOptions,
+} from "../kube/lease_mutex.ts";
 import type { Logger } from "../lib/log.ts";
 import {
+  allRecorded,
   annotationsAfter,
-  HANDED_ANNOTATION,
-  HANDED_MAX_CHARS,
   handedOf,
   leaseName,
+  recordedFor,
   type Results,
   resultsOf,
   ROLE_ANNOTATION,
   VERSION_ANNOTATION,
+  withHanded,
   withoutId,
 } from "./handoff.ts";
 
@@ -139,6 +145,41 @@ export interface LeaseLockOptions {
   readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
+/** This replica's batch once taken: its edits in order, and the ids of those handed over. */
+interface Batch {
+  readonly edits: readonly SubjectEdit[];
+  /** A prefix of `edits`, handed to the holder; undefined until the batch is handed over. */
+  readonly ids?: readonly string[];
+  /** The Lease had no room for it: it waits for the Lease, as a lone writer would. */
+  readonly full?: boolean;
+}
+
+/** Where a batch stands in {@link RoleLock.applyEdits} on a Lease; each step says the next. */
+type Step =
+  /** Try the Lease once: ours → hold; held → collect, hand over, or wait. */
+  | { readonly kind: "acquire"; readonly batch?: Batch }
+  /** Held by another replica: take this replica's batch (its window), then try again. */
+  | { readonly kind: "collect" }
+  /** Append the batch to the holder's Lease: → await; no room → acquire, then wait. */
+  | { readonly kind: "handOver"; readonly batch: Batch }
+  /** Handed over: poll for the holder's results, handing it newcomers too; released → acquire. */
+  | { readonly kind: "await"; readonly batch: Batch & { readonly ids: readonly string[] } }
+  /** Back off, then look again: → await when handed over, else → acquire. */
+  | { readonly kind: "wait"; readonly batch: Batch }
+  /** The Lease is ours: apply the batch with the edits other replicas handed over. */
+  | { readonly kind: "hold"; readonly taken: Taken; readonly batch?: Batch }
+  | { readonly kind: "done"; readonly results: readonly EditResult[] };
+
+/** One call of {@link RoleLock.applyEdits}. */
+interface Run {
+  readonly roleArn: string;
+  readonly name: string;
+  readonly deadline: number;
+  readonly steps: EditSteps;
+  /** Answers the batch before the hold ends, when rounds for other replicas follow. */
+  readonly answer: (results: EditResult[]) => void;
+}
+
 /** Replicas coordinate through one Lease per role, taken and renewed through `resourceVersion`. */
 export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
   const local = createLocalRoleLock();
@@ -146,28 +187,51 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
   const now = options.now ?? (() => Date.now());
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const mutex = createLeaseMutex({ ...options, kind: "role" });
+  const { logger } = options;
   let handedCount = 0;
 
-  const stayedHeld = (roleArn: string, name: string) =>
+  const stayedHeld = (run: Pick<Run, "roleArn" | "name">) =>
     new AppError(
       "unavailable",
-      `Cannot lock role ${JSON.stringify(roleArn)}: Lease ${
-        JSON.stringify(name)
+      `Cannot lock role ${JSON.stringify(run.roleArn)}: Lease ${
+        JSON.stringify(run.name)
       } stayed held by another replica`,
     );
 
-  /**
-   * One attempt at the Lease: ours now, with the version its last holder recorded, or undefined
-   * while another replica holds it. The version comes off the Lease while we hold it, so that if
-   * we write and then cannot release, the next holder finds none and reads IAM: a version left on
-   * it would match a cache from before our write, and that holder would write our edit away.
-   */
-  async function tryAcquire(
-    name: string,
-    roleArn: string,
-  ): Promise<{ lease: Lease; version?: string } | undefined> {
-    const taken = await mutex.tryAcquire(name, takeOptions(roleArn));
-    return taken && { lease: taken.lease, version: taken.before[VERSION_ANNOTATION] };
+  async function next(run: Run, step: Step, attempt: number): Promise<Step> {
+    switch (step.kind) {
+      case "acquire": {
+        const taken = await mutex.tryAcquire(run.name, takeOptions(run.roleArn));
+        const { batch } = step;
+        if (taken) return { kind: "hold", taken, batch };
+        if (!batch) return { kind: "collect" };
+        if (!batch.ids && !batch.full) return { kind: "handOver", batch };
+        return { kind: "wait", batch };
+      }
+      case "collect":
+        return { kind: "acquire", batch: { edits: await run.steps.take() } };
+      case "handOver": {
+        const ids = await handOver(run, step.batch.edits);
+        if (ids === "full") return { kind: "acquire", batch: { ...step.batch, full: true } };
+        if (ids) return { kind: "await", batch: { ...step.batch, ids } };
+        return { kind: "acquire", batch: step.batch };
+      }
+      case "await":
+        return await awaitResults(run, step.batch);
+      case "wait": {
+        if (now() > run.deadline) throw stayedHeld(run);
+        await mutex.backOff(attempt);
+        const { batch } = step;
+        return batch.ids ? { kind: "await", batch: { ...batch, ids: batch.ids } } : {
+          kind: "acquire",
+          batch,
+        };
+      }
+      case "hold":
+        return { kind: "done", results: await holdAndApply(run, step.taken, step.batch) };
+      case "done":
+        return step;
+    }
   }
 
   /**
@@ -175,30 +239,124 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
    * now, or "full" when the annotation has no room left (then the batch waits for the Lease).
    */
   async function handOver(
-    name: string,
-    roleArn: string,
+    run: Run,
     edits: readonly SubjectEdit[],
-    deadline: number,
   ): Promise<string[] | "full" | undefined> {
     for (;;) {
       try {
-        const l = await mutex.get(name);
+        const l = await mutex.get(run.name);
         if (!l || !mutex.heldByOther(l)) return undefined;
         const entries = edits.map((e) => ({ id: `${options.identity}/${++handedCount}`, ...e }));
-        const handed = JSON.stringify([...handedOf(l), ...entries]);
-        if (handed.length > HANDED_MAX_CHARS) return "full";
-        await mutex.annotate(l, { ...l.annotations, [HANDED_ANNOTATION]: handed });
-        options.logger.debug("edits handed to the role's Lease holder", {
-          lease: name,
+        const annotations = withHanded(l, entries);
+        if (!annotations) return "full";
+        await mutex.annotate(l, annotations);
+        logger.debug("edits handed to the role's Lease holder", {
+          lease: run.name,
           holder: l.holderIdentity,
           edits: entries.length,
         });
         return entries.map((e) => e.id);
       } catch (e) {
-        if (!isTransient(e) || now() > deadline) throw e;
+        if (!isTransient(e) || now() > run.deadline) throw e;
       }
-      if (now() > deadline) throw stayedHeld(roleArn, name);
+      if (now() > run.deadline) throw stayedHeld(run);
     }
+  }
+
+  /** One look at the Lease for the results of a batch handed over. */
+  async function awaitResults(
+    run: Run,
+    batch: Batch & { readonly ids: readonly string[] },
+  ): Promise<Step> {
+    const l = await mutex.get(run.name).catch((e) => {
+      if (isTransient(e)) return "retry" as const;
+      throw e;
+    });
+    const results = l && l !== "retry" ? resultsOf(l) : {};
+    const recorded = recordedFor(batch.edits.length, batch.ids, results);
+    if (allRecorded(recorded)) return { kind: "done", results: recorded };
+    // Released (or expired) without them all: take the Lease and apply them here.
+    if (l !== "retry" && (l === undefined || !mutex.heldByOther(l))) {
+      return { kind: "acquire", batch };
+    }
+    // Edits that arrived meanwhile go to the holder too, rather than wait for a turn.
+    let { edits, ids, full } = batch;
+    const extra = run.steps.more();
+    if (extra.length > 0) {
+      const handedAll = ids.length === edits.length;
+      edits = [...edits, ...extra];
+      if (!full && handedAll) {
+        const handed = await handOver(run, extra);
+        if (handed === "full") full = true;
+        else if (handed) ids = [...ids, ...handed];
+      }
+    }
+    if (now() > run.deadline) throw stayedHeld(run);
+    await sleep(HANDOFF_POLL_MS * (0.5 + Math.random()));
+    return { kind: "await", batch: { edits, ids, full } };
+  }
+
+  /**
+   * Under the Lease: this replica's batch (taken now if it was not yet) and the edits handed over,
+   * in one write, then edits handed over during it in up to {@link MAX_ROUNDS} - 1 more; the
+   * results of handed edits are recorded on the Lease as it is released.
+   */
+  async function holdAndApply(run: Run, taken: Taken, batch?: Batch): Promise<EditResult[]> {
+    const before = taken.before[VERSION_ANNOTATION];
+    return await mutex.hold(taken.lease, async (refresh) => {
+      await run.steps.prepare(before);
+      const own = batch?.edits ?? await run.steps.take();
+      const ids = batch?.ids ?? [];
+      // The edits other replicas handed over until now go in this write too.
+      const latest = await refresh();
+      // Own edits a previous holder already applied keep its result (applying them again would
+      // answer "present" for a subject this very request added); the rest go here.
+      const known = recordedFor(own.length, ids, resultsOf(latest));
+      if (allRecorded(known)) {
+        return { value: known, finish: (l: Lease) => ({ ...l.annotations }) };
+      }
+      const pending = own.filter((_, k) => known[k] === undefined);
+      const handed = handedOf(latest).filter((e) => !ids.includes(e.id));
+      logger.debug("role's Lease taken", {
+        lease: run.name,
+        own: pending.length,
+        handed: handed.length,
+      });
+      const result = await run.steps.apply(before, [...pending, ...handed.map(withoutId)]);
+      let version: string | undefined = result.version ?? before;
+      let at = now();
+      const applied = new Set([...handed.map((e) => e.id), ...ids]);
+      const fresh: Results = {};
+      handed.forEach((e, i) => (fresh[e.id] = { r: result.value[pending.length + i], t: at }));
+      let k = 0;
+      const value = known.map((r) => r ?? result.value[k++]);
+      try {
+        for (let round = 1; round < MAX_ROUNDS; round++) {
+          const later = handedOf(await refresh()).filter((e) => !applied.has(e.id));
+          if (later.length === 0) break;
+          run.answer(value); // done: this batch does not wait for another round
+          const more = await run.steps.apply(version, later.map(withoutId));
+          version = more.version ?? version;
+          at = now();
+          later.forEach((e, i) => {
+            fresh[e.id] = { r: more.value[i], t: at };
+            applied.add(e.id);
+          });
+        }
+      } catch (e) {
+        // The write may or may not have reached IAM: record no version, so the next holder
+        // reads the policy; the edits stay handed over, for their replica.
+        version = undefined;
+        logger.warn("cannot apply edits handed over during a write", {
+          lease: run.name,
+          error: e,
+        });
+      }
+      return {
+        value,
+        finish: (l: Lease) => annotationsAfter(l, applied, fresh, version, at),
+      };
+    });
   }
 
   return {
@@ -207,118 +365,18 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
       // is done when rounds for edits handed over meanwhile follow under the same hold.
       const answer = Promise.withResolvers<EditResult[]>();
       local.withLock(roleArn, async () => {
-        const name = leaseName(roleArn);
-        const deadline = now() + acquireTimeout;
-        // This replica's edits, in order, and the ids of those handed over (a prefix of them).
-        let mine: SubjectEdit[] | undefined;
-        let ids: string[] | undefined;
-        let full = false;
-        for (let attempt = 0;; attempt++) {
-          if (ids && mine) {
-            // Handed over: finished once the holder has recorded every result.
-            const l = await mutex.get(name).catch((e) => {
-              if (isTransient(e)) return "retry" as const;
-              throw e;
-            });
-            const results = l && l !== "retry" ? resultsOf(l) : {};
-            if (ids.length === mine.length && ids.every((id) => id in results)) {
-              return { value: ids.map((id) => results[id].r) };
-            }
-            if (l === "retry" || (l !== undefined && mutex.heldByOther(l))) {
-              // Edits that arrived meanwhile go to the holder too, rather than wait for a turn.
-              const extra = steps.more();
-              if (extra.length > 0) {
-                mine.push(...extra);
-                if (!full && ids.length === mine.length - extra.length) {
-                  const handed = await handOver(name, roleArn, extra, deadline);
-                  if (handed === "full") full = true;
-                  else if (handed) ids.push(...handed);
-                }
-              }
-              if (now() > deadline) throw stayedHeld(roleArn, name);
-              await sleep(HANDOFF_POLL_MS * (0.5 + Math.random()));
-              continue;
-            }
-            // Released (or expired) without them all: take the Lease and apply them here.
-          }
-          const taken = await tryAcquire(name, roleArn);
-          if (taken) {
-            const before = taken.version;
-            const value = await mutex.hold(taken.lease, async (refresh) => {
-              await steps.prepare(before);
-              const own = mine ?? await steps.take();
-              // The edits other replicas handed over until now go in this write too.
-              const latest = await refresh();
-              const recorded = resultsOf(latest);
-              // Own edits a previous holder already applied keep its result (applying them again
-              // would answer "present" for a subject this very request added); the rest go here.
-              const known = own.map((_, k) =>
-                ids && k < ids.length && ids[k] in recorded ? recorded[ids[k]].r : undefined
-              );
-              if (known.every((r) => r !== undefined)) {
-                return { value: known, finish: (l: Lease) => ({ ...l.annotations }) };
-              }
-              const pending = own.filter((_, k) => known[k] === undefined);
-              const handed = handedOf(latest).filter((e) => !ids?.includes(e.id));
-              options.logger.debug("role's Lease taken", {
-                lease: name,
-                own: pending.length,
-                handed: handed.length,
-              });
-              const result = await steps.apply(before, [...pending, ...handed.map(withoutId)]);
-              let version = result.version ?? before;
-              let at = now();
-              const taken = new Set([...handed.map((e) => e.id), ...(ids ?? [])]);
-              const fresh: Results = {};
-              handed.forEach((e, i) => (
-                fresh[e.id] = { r: result.value[pending.length + i], t: at }
-              ));
-              let next = 0;
-              const value = known.map((r) => r ?? result.value[next++]);
-              try {
-                for (let round = 1; round < MAX_ROUNDS; round++) {
-                  const later = handedOf(await refresh()).filter((e) => !taken.has(e.id));
-                  if (later.length === 0) break;
-                  answer.resolve(value); // done: this batch does not wait for another round
-                  const more = await steps.apply(version, later.map(withoutId));
-                  version = more.version ?? version;
-                  at = now();
-                  later.forEach((e, i) => {
-                    fresh[e.id] = { r: more.value[i], t: at };
-                    taken.add(e.id);
-                  });
-                }
-              } catch (e) {
-                // The write may or may not have reached IAM: record no version, so the next
-                // holder reads the policy; the edits stay handed over, for their replica.
-                version = undefined;
-                options.logger.warn("cannot apply edits handed over during a write", {
-                  lease: name,
-                  error: e,
-                });
-              }
-              return {
-                value,
-                finish: (l: Lease) => annotationsAfter(l, taken, fresh, version, at),
-              };
-            });
-            return { value };
-          }
-          // Held by another replica: collect this batch (its window), then hand it over.
-          if (mine === undefined) {
-            mine = [...await steps.take()];
-            continue;
-          }
-          if (ids === undefined && !full) {
-            const handed = await handOver(name, roleArn, mine, deadline);
-            if (handed === "full") full = true;
-            else ids = handed;
-            continue;
-          }
-          // No room to hand over: wait for the Lease, as a lone writer would.
-          if (now() > deadline) throw stayedHeld(roleArn, name);
-          await mutex.backOff(attempt);
+        const run: Run = {
+          roleArn,
+          name: leaseName(roleArn),
+          deadline: now() + acquireTimeout,
+          steps,
+          answer: answer.resolve,
+        };
+        let step: Step = { kind: "acquire" };
+        for (let attempt = 0; step.kind !== "done"; attempt++) {
+          step = await next(run, step, attempt);
         }
+        return { value: [...step.results] };
       }).then(answer.resolve, answer.reject);
       return answer.promise;
     },
@@ -327,7 +385,7 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
       return local.withLock(roleArn, async () => {
         const name = leaseName(roleArn);
         const taken = await mutex.acquire(name, now() + acquireTimeout, takeOptions(roleArn));
-        if (!taken) throw stayedHeld(roleArn, name);
+        if (!taken) throw stayedHeld({ roleArn, name });
         const before = taken.before[VERSION_ANNOTATION];
         const value = await mutex.hold(taken.lease, async () => {
           const result = await work(before);
@@ -344,13 +402,17 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
       });
     },
     async currentVersion(roleArn) {
-      return (await mutex.get(leaseName(roleArn)))?.annotations
-        ?.[VERSION_ANNOTATION];
+      return (await mutex.get(leaseName(roleArn)))?.annotations?.[VERSION_ANNOTATION];
     },
   };
 }
 
-/** How a role's Lease is taken: made naming its role, or taken over without the version. */
+/**
+ * How a role's Lease is taken: made naming its role, or taken over without the version its last
+ * holder recorded. So if we write and then cannot release, the next holder finds no version and
+ * reads IAM: a version left on it would match a cache from before our write, and that holder
+ * would write our edit away.
+ */
 function takeOptions(roleArn: string): TakeOptions {
   return {
     create: { [ROLE_ANNOTATION]: roleArn },
