@@ -9,6 +9,7 @@
 
 import type { RolePolicyStore } from "../aws/iam.ts";
 import { parseRoleArn } from "../core/arn.ts";
+import { planBatch } from "../core/batch_plan.ts";
 import { parseSubject, type SubjectFormat } from "../core/subject.ts";
 import {
   editTrustPolicy,
@@ -256,32 +257,12 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
     before: string,
     edits: readonly SubjectEdit[],
   ): Promise<LockedResult<EditResult[]>> {
-    const name = parseRoleArn(roleArn).name;
-    const options = optionsFor(roleArn);
-    // The last request about a subject wins: a stop that follows a start leaves it out.
-    const want = new Map<string, boolean>();
-    for (const e of edits) {
-      if (e.add !== undefined) want.set(e.add, true);
-      if (e.remove !== undefined) want.set(e.remove, false);
-    }
-    const adds = [...want].filter(([, keep]) => keep).map(([s]) => s);
-    const removes = [...want].filter(([, keep]) => !keep).map(([s]) => s);
-    let accepted = adds;
-    let edit;
-    let quotaError: AppError | undefined;
-    for (;;) {
-      try {
-        edit = editTrustPolicy(before, { add: accepted, remove: removes }, options, name);
-        break;
-      } catch (e) {
-        if (
-          !(e instanceof AppError) || e.code !== "policy_quota_exceeded" || accepted.length === 0
-        ) throw e;
-        // Admit the earliest requests that fit; the rest learn why they did not.
-        quotaError ??= e;
-        accepted = accepted.slice(0, Math.min(accepted.length - 1, e.details.fits as number));
-      }
-    }
+    const { edit, results } = planBatch(
+      before,
+      edits,
+      optionsFor(roleArn),
+      parseRoleArn(roleArn).name,
+    );
     let newVersion = cache.get(roleArn)?.version;
     if (edit.changed) {
       newVersion = await write(roleArn, edit.document);
@@ -302,23 +283,8 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
         policy_quota: edit.quota,
       });
     }
-    const size = { length: edit.length, quota: edit.quota, subjects: edit.subjects.length };
-    // Sets, not the lists: a burst asks about hundreds of subjects.
-    const added = new Set(edit.added);
-    const held = new Set(edit.before);
-    const removed = new Set(edit.removed);
-    const result = edits.map((e): EditResult => {
-      if (e.add !== undefined) {
-        if (!want.get(e.add)) return { status: "absent", ...size };
-        if (added.has(e.add)) return { status: "added", ...size };
-        if (held.has(e.add)) return { status: "present", ...size };
-        deps.metrics.poolFull.inc();
-        return { status: "failed", error: failure(quotaError), ...size };
-      }
-      if (want.get(e.remove!)) return { status: "present", ...size };
-      return { status: removed.has(e.remove!) ? "removed" : "absent", ...size };
-    });
-    return { value: result, version: newVersion };
+    for (const r of results) if (r.status === "failed") deps.metrics.poolFull.inc();
+    return { value: results, version: newVersion };
   }
 
   async function runBatch(roleArn: string): Promise<void> {
