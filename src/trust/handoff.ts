@@ -3,9 +3,26 @@
  * edits to an annotation, and the holder applies them and records each one's result in another.
  */
 
+import type { BatchEdit, EditStatus } from "../core/batch_plan.ts";
 import type { Lease } from "../kube/client.ts";
 import type { Annotations } from "../kube/lease_mutex.ts";
-import type { EditResult, SubjectEdit } from "./role_lock.ts";
+
+/** One edit of a role's subjects; plain data, so that a replica can hand it to another. */
+export interface SubjectEdit extends BatchEdit {
+  /** Who asked, for the audit log of whichever replica writes. */
+  readonly user: string;
+  readonly run?: string;
+  readonly requestId?: string;
+}
+
+/** What became of one edit; plain data, so that it can travel back through the Lease. */
+export interface EditResult {
+  readonly status: EditStatus;
+  readonly error?: { readonly code: string; readonly message: string };
+  readonly length?: number;
+  readonly quota?: number;
+  readonly subjects?: number;
+}
 
 /** The annotation on a role's Lease that records the policy version its last holder saw. */
 export const VERSION_ANNOTATION = "irsa.dominodatalab.com/policy-version";

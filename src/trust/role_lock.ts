@@ -11,23 +11,25 @@
  */
 
 import { AppError } from "../lib/errors.ts";
-import type { KubeClient, Lease } from "../kube/client.ts";
+import type { Lease } from "../kube/client.ts";
 import {
   createLeaseMutex,
   isTransient,
+  type LeaseMutexOptions,
   type Taken,
   type TakeOptions,
 } from "../kube/lease_mutex.ts";
-import type { Logger } from "../lib/log.ts";
 import {
   allRecorded,
   annotationsAfter,
+  type EditResult,
   handedOf,
   leaseName,
   recordedFor,
   type Results,
   resultsOf,
   ROLE_ANNOTATION,
+  type SubjectEdit,
   VERSION_ANNOTATION,
   withHanded,
   withoutId,
@@ -37,25 +39,6 @@ import {
 export interface LockedResult<T> {
   readonly value: T;
   readonly version?: string;
-}
-
-/** One edit of a role's subjects; plain data, so that a replica can hand it to another. */
-export interface SubjectEdit {
-  readonly add?: string;
-  readonly remove?: string;
-  /** Who asked, for the audit log of whichever replica writes. */
-  readonly user: string;
-  readonly run?: string;
-  readonly requestId?: string;
-}
-
-/** What became of one edit; plain data, so that it can travel back through the Lease. */
-export interface EditResult {
-  readonly status: "added" | "present" | "removed" | "absent" | "failed";
-  readonly error?: { readonly code: string; readonly message: string };
-  readonly length?: number;
-  readonly quota?: number;
-  readonly subjects?: number;
 }
 
 /** The steps of one batch of edits, which {@link RoleLock.applyEdits} runs where they belong. */
@@ -129,20 +112,10 @@ const HANDOFF_POLL_MS = 15;
  */
 const MAX_ROUNDS = 3;
 
-/** Options of {@link createLeaseRoleLock}. */
-export interface LeaseLockOptions {
-  readonly kube: Pick<KubeClient, "getLease" | "createLease" | "replaceLease">;
-  readonly namespace: string;
-  /** This replica, unique: a crashed holder's Lease expires rather than being mistaken for ours. */
-  readonly identity: string;
-  /** A holder that stops renewing loses the Lease after this long. */
-  readonly leaseDurationSeconds?: number;
+/** Options of {@link createLeaseRoleLock}: those of its Lease mutex, and how long to wait. */
+export interface LeaseLockOptions extends Omit<LeaseMutexOptions, "kind"> {
   /** How long to wait for a Lease another replica holds. */
   readonly acquireTimeoutMs?: number;
-  readonly logger: Logger;
-  readonly now?: () => number;
-  /** Waits on the clock of `now`; it must end early once `signal` aborts. */
-  readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
 /** This replica's batch once taken: its edits in order, and the ids of those handed over. */

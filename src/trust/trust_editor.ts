@@ -20,13 +20,8 @@ import {
 import { AppError } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import type { ServerMetrics } from "../observe/metrics.ts";
-import {
-  createLocalRoleLock,
-  type EditResult,
-  type LockedResult,
-  type RoleLock,
-  type SubjectEdit,
-} from "./role_lock.ts";
+import type { EditResult, SubjectEdit } from "./handoff.ts";
+import { createLocalRoleLock, type LockedResult, type RoleLock } from "./role_lock.ts";
 
 /**
  * What became of one role in a request; "unmanaged": the pair says the admin manages the role's
