@@ -11,32 +11,34 @@
  */
 
 import { AppError } from "../lib/errors.ts";
-import { KubeApiError, type KubeClient, KubeConflictError, type Lease } from "../kube/client.ts";
-import type { Logger } from "../lib/log.ts";
+import type { Lease } from "../kube/client.ts";
+import {
+  createLeaseMutex,
+  isTransient,
+  type LeaseMutexOptions,
+  type Taken,
+  type TakeOptions,
+} from "../kube/lease_mutex.ts";
+import {
+  allRecorded,
+  annotationsAfter,
+  type EditResult,
+  handedOf,
+  leaseName,
+  recordedFor,
+  type Results,
+  resultsOf,
+  ROLE_ANNOTATION,
+  type SubjectEdit,
+  VERSION_ANNOTATION,
+  withHanded,
+  withoutId,
+} from "./handoff.ts";
 
 /** What a holder of the lock returns: its result, and the policy version to record for others. */
 export interface LockedResult<T> {
   readonly value: T;
   readonly version?: string;
-}
-
-/** One edit of a role's subjects; plain data, so that a replica can hand it to another. */
-export interface SubjectEdit {
-  readonly add?: string;
-  readonly remove?: string;
-  /** Who asked, for the audit log of whichever replica writes. */
-  readonly user: string;
-  readonly run?: string;
-  readonly requestId?: string;
-}
-
-/** What became of one edit; plain data, so that it can travel back through the Lease. */
-export interface EditResult {
-  readonly status: "added" | "present" | "removed" | "absent" | "failed";
-  readonly error?: { readonly code: string; readonly message: string };
-  readonly length?: number;
-  readonly quota?: number;
-  readonly subjects?: number;
 }
 
 /** The steps of one batch of edits, which {@link RoleLock.applyEdits} runs where they belong. */
@@ -102,15 +104,6 @@ export function createLocalRoleLock(): RoleLock {
   return lock;
 }
 
-/** The annotation on a role's Lease that records the policy version its last holder saw. */
-export const VERSION_ANNOTATION = "irsa.dominodatalab.com/policy-version";
-/** The annotation that names the role a Lease guards, for people reading `kubectl get lease`. */
-export const ROLE_ANNOTATION = "irsa.dominodatalab.com/role-arn";
-/** The annotation holding edits handed to the holder: a JSON list of `{id, ...SubjectEdit}`. */
-export const HANDED_ANNOTATION = "irsa.dominodatalab.com/handed-edits";
-/** The annotation holding the results of handed edits: JSON `{id: {r: EditResult, t: ms}}`. */
-export const RESULTS_ANNOTATION = "irsa.dominodatalab.com/handed-results";
-
 /** How often a replica that handed its edits looks at the Lease for their results. */
 const HANDOFF_POLL_MS = 15;
 /**
@@ -118,180 +111,99 @@ const HANDOFF_POLL_MS = 15;
  * (their replica would otherwise wait for the Lease and read the policy again).
  */
 const MAX_ROUNDS = 3;
-/** How long results stay on the Lease for the replica that handed the edits to read them. */
-const RESULTS_KEEP_MS = 60_000;
-// Kubernetes allows 256 KiB of annotations per object: handed edits (120 KB) and results (the
-// newest 800 within 100 KB) stay under it.
-const RESULTS_MAX = 800;
-const RESULTS_MAX_CHARS = 100_000;
-const HANDED_MAX_CHARS = 120_000; // room for a burst of a few hundred starts from one replica
 
-type Handed = SubjectEdit & { readonly id: string };
-type Results = Record<string, { readonly r: EditResult; readonly t: number }>;
-
-const handedOf = (l: Lease): Handed[] => parseJson(l.annotations?.[HANDED_ANNOTATION], []);
-const resultsOf = (l: Lease): Results => parseJson(l.annotations?.[RESULTS_ANNOTATION], {});
-
-function parseJson<T>(text: string | undefined, fallback: T): T {
-  if (text === undefined || text === "") return fallback;
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    return fallback;
-  }
-}
-
-/** Options of {@link createLeaseRoleLock}. */
-export interface LeaseLockOptions {
-  readonly kube: Pick<KubeClient, "getLease" | "createLease" | "replaceLease">;
-  readonly namespace: string;
-  /** This replica, unique: a crashed holder's Lease expires rather than being mistaken for ours. */
-  readonly identity: string;
-  /** A holder that stops renewing loses the Lease after this long. */
-  readonly leaseDurationSeconds?: number;
+/** Options of {@link createLeaseRoleLock}: those of its Lease mutex, and how long to wait. */
+export interface LeaseLockOptions extends Omit<LeaseMutexOptions, "kind"> {
   /** How long to wait for a Lease another replica holds. */
   readonly acquireTimeoutMs?: number;
-  readonly logger: Logger;
-  readonly now?: () => number;
-  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/** This replica's batch once taken: its edits in order, and the ids of those handed over. */
+interface Batch {
+  readonly edits: readonly SubjectEdit[];
+  /** A prefix of `edits`, handed to the holder; undefined until the batch is handed over. */
+  readonly ids?: readonly string[];
+  /** The Lease had no room for it: it waits for the Lease, as a lone writer would. */
+  readonly full?: boolean;
+}
+
+/** Where a batch stands in {@link RoleLock.applyEdits} on a Lease; each step says the next. */
+type Step =
+  /** Try the Lease once: ours → hold; held → collect, hand over, or wait. */
+  | { readonly kind: "acquire"; readonly batch?: Batch }
+  /** Held by another replica: take this replica's batch (its window), then try again. */
+  | { readonly kind: "collect" }
+  /** Append the batch to the holder's Lease: → await; no room → acquire, then wait. */
+  | { readonly kind: "handOver"; readonly batch: Batch }
+  /** Handed over: poll for the holder's results, handing it newcomers too; released → acquire. */
+  | { readonly kind: "await"; readonly batch: Batch & { readonly ids: readonly string[] } }
+  /** Back off, then look again: → await when handed over, else → acquire. */
+  | { readonly kind: "wait"; readonly batch: Batch }
+  /** The Lease is ours: apply the batch with the edits other replicas handed over. */
+  | { readonly kind: "hold"; readonly taken: Taken; readonly batch?: Batch }
+  | { readonly kind: "done"; readonly results: readonly EditResult[] };
+
+/** One call of {@link RoleLock.applyEdits}. */
+interface Run {
+  readonly roleArn: string;
+  readonly name: string;
+  readonly deadline: number;
+  readonly steps: EditSteps;
+  /** Answers the batch before the hold ends, when rounds for other replicas follow. */
+  readonly answer: (results: EditResult[]) => void;
 }
 
 /** Replicas coordinate through one Lease per role, taken and renewed through `resourceVersion`. */
 export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
   const local = createLocalRoleLock();
-  const duration = options.leaseDurationSeconds ?? 15;
   const acquireTimeout = options.acquireTimeoutMs ?? 30_000;
   const now = options.now ?? (() => Date.now());
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  const { kube, namespace } = options;
+  const mutex = createLeaseMutex({ ...options, kind: "role" });
+  const { logger } = options;
   let handedCount = 0;
 
-  const heldByOther = (l: Lease, at: number) =>
-    l.holderIdentity !== undefined && l.holderIdentity !== options.identity &&
-    l.renewTime !== undefined &&
-    Date.parse(l.renewTime) + (l.leaseDurationSeconds ?? duration) * 1000 > at;
-
-  // A conflict means another replica got there first; a 5xx or a timeout may pass: look again.
-  const transient = (e: unknown) =>
-    e instanceof KubeConflictError ||
-    (e instanceof KubeApiError && e.status >= 500) ||
-    (e instanceof AppError && e.code === "unavailable");
-
-  const stayedHeld = (roleArn: string, name: string) =>
+  const stayedHeld = (run: Pick<Run, "roleArn" | "name">) =>
     new AppError(
       "unavailable",
-      `Cannot lock role ${JSON.stringify(roleArn)}: Lease ${
-        JSON.stringify(name)
+      `Cannot lock role ${JSON.stringify(run.roleArn)}: Lease ${
+        JSON.stringify(run.name)
       } stayed held by another replica`,
     );
 
-  /**
-   * One attempt at the Lease: ours now, with the version its last holder recorded, or undefined
-   * while another replica holds it. The version comes off the Lease while we hold it, so that if
-   * we write and then cannot release, the next holder finds none and reads IAM: a version left on
-   * it would match a cache from before our write, and that holder would write our edit away.
-   */
-  async function tryAcquire(
-    name: string,
-    roleArn: string,
-  ): Promise<{ lease: Lease; version?: string } | undefined> {
-    const at = now();
-    const mine = {
-      holderIdentity: options.identity,
-      leaseDurationSeconds: duration,
-      acquireTime: microTime(at),
-      renewTime: microTime(at),
-    };
-    try {
-      const current = await kube.getLease(namespace, name);
-      if (!current) {
-        const lease = await kube.createLease(namespace, {
-          name,
-          annotations: { [ROLE_ANNOTATION]: roleArn },
-          ...mine,
-        });
-        return { lease };
+  async function next(run: Run, step: Step, attempt: number): Promise<Step> {
+    switch (step.kind) {
+      case "acquire": {
+        const taken = await mutex.tryAcquire(run.name, takeOptions(run.roleArn));
+        const { batch } = step;
+        if (taken) return { kind: "hold", taken, batch };
+        if (!batch) return { kind: "collect" };
+        if (!batch.ids && !batch.full) return { kind: "handOver", batch };
+        return { kind: "wait", batch };
       }
-      if (heldByOther(current, at)) return undefined;
-      const { [VERSION_ANNOTATION]: version, ...annotations } = current.annotations ?? {};
-      const lease = await kube.replaceLease(namespace, { ...current, ...mine, annotations });
-      return { lease, version };
-    } catch (e) {
-      if (transient(e)) return undefined;
-      throw e;
-    }
-  }
-
-  async function acquire(name: string, roleArn: string) {
-    const deadline = now() + acquireTimeout;
-    for (let attempt = 0;; attempt++) {
-      const taken = await tryAcquire(name, roleArn);
-      if (taken) return taken;
-      if (now() > deadline) throw stayedHeld(roleArn, name);
-      await sleep(Math.min(500, 20 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random()));
-    }
-  }
-
-  /** Gives the Lease up, with the annotations `finish` makes of its latest copy. */
-  async function release(name: string, lease: Lease, finish: (l: Lease) => Annotations) {
-    let current = lease;
-    for (let attempt = 0;; attempt++) {
-      try {
-        await kube.replaceLease(namespace, {
-          ...current,
-          annotations: finish(current),
-          holderIdentity: undefined,
-          acquireTime: undefined,
-        });
-        return;
-      } catch (e) {
-        // Another replica handed edits over meanwhile: merge into the newer copy.
-        if (e instanceof KubeConflictError && attempt < 10) {
-          const fresh = await kube.getLease(namespace, name).catch(() => undefined);
-          if (fresh?.holderIdentity === options.identity) {
-            current = fresh;
-            continue;
-          }
-        }
-        // It expires on its own; the next holder reads IAM since the version was not recorded.
-        options.logger.warn("cannot release role lease", { lease: name, error: e });
-        return;
+      case "collect":
+        return { kind: "acquire", batch: { edits: await run.steps.take() } };
+      case "handOver": {
+        const ids = await handOver(run, step.batch.edits);
+        if (ids === "full") return { kind: "acquire", batch: { ...step.batch, full: true } };
+        if (ids) return { kind: "await", batch: { ...step.batch, ids } };
+        return { kind: "acquire", batch: step.batch };
       }
-    }
-  }
-
-  /** Holds `lease` while `work` runs: renews it, then releases it as `work` says. */
-  async function holding<T>(
-    name: string,
-    lease: Lease,
-    work: (held: Lease, refresh: () => Promise<Lease>) => Promise<Held<T>>,
-  ): Promise<T> {
-    let held = lease;
-    const refresh = async () => {
-      const fresh = await kube.getLease(namespace, name);
-      if (fresh?.holderIdentity === options.identity) held = fresh;
-      return held;
-    };
-    const renew = setInterval(async () => {
-      try {
-        held = await kube.replaceLease(namespace, { ...held, renewTime: microTime(now()) });
-      } catch (e) {
-        if (e instanceof KubeConflictError) {
-          await refresh().catch(() => {});
-          return;
-        }
-        options.logger.warn("cannot renew role lease", { lease: name, error: e });
+      case "await":
+        return await awaitResults(run, step.batch);
+      case "wait": {
+        if (now() > run.deadline) throw stayedHeld(run);
+        await mutex.backOff(attempt);
+        const { batch } = step;
+        return batch.ids ? { kind: "await", batch: { ...batch, ids: batch.ids } } : {
+          kind: "acquire",
+          batch,
+        };
       }
-    }, (duration * 1000) / 3);
-    // On failure the Lease keeps what it had: handed edits stay for the next holder.
-    let finish = (l: Lease): Annotations => ({ ...l.annotations });
-    try {
-      const result = await work(held, refresh);
-      finish = result.finish;
-      return result.value;
-    } finally {
-      clearInterval(renew);
-      await release(name, held, finish);
+      case "hold":
+        return { kind: "done", results: await holdAndApply(run, step.taken, step.batch) };
+      case "done":
+        return step;
     }
   }
 
@@ -300,33 +212,124 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
    * now, or "full" when the annotation has no room left (then the batch waits for the Lease).
    */
   async function handOver(
-    name: string,
-    roleArn: string,
+    run: Run,
     edits: readonly SubjectEdit[],
-    deadline: number,
   ): Promise<string[] | "full" | undefined> {
     for (;;) {
       try {
-        const l = await kube.getLease(namespace, name);
-        if (!l || !heldByOther(l, now())) return undefined;
+        const l = await mutex.get(run.name);
+        if (!l || !mutex.heldByOther(l)) return undefined;
         const entries = edits.map((e) => ({ id: `${options.identity}/${++handedCount}`, ...e }));
-        const handed = JSON.stringify([...handedOf(l), ...entries]);
-        if (handed.length > HANDED_MAX_CHARS) return "full";
-        await kube.replaceLease(namespace, {
-          ...l,
-          annotations: { ...l.annotations, [HANDED_ANNOTATION]: handed },
-        });
-        options.logger.debug("edits handed to the role's Lease holder", {
-          lease: name,
+        const annotations = withHanded(l, entries);
+        if (!annotations) return "full";
+        await mutex.annotate(l, annotations);
+        logger.debug("edits handed to the role's Lease holder", {
+          lease: run.name,
           holder: l.holderIdentity,
           edits: entries.length,
         });
         return entries.map((e) => e.id);
       } catch (e) {
-        if (!transient(e) || now() > deadline) throw e;
+        if (!isTransient(e) || now() > run.deadline) throw e;
       }
-      if (now() > deadline) throw stayedHeld(roleArn, name);
+      if (now() > run.deadline) throw stayedHeld(run);
     }
+  }
+
+  /** One look at the Lease for the results of a batch handed over. */
+  async function awaitResults(
+    run: Run,
+    batch: Batch & { readonly ids: readonly string[] },
+  ): Promise<Step> {
+    const l = await mutex.get(run.name).catch((e) => {
+      if (isTransient(e)) return "retry" as const;
+      throw e;
+    });
+    const results = l && l !== "retry" ? resultsOf(l) : {};
+    const recorded = recordedFor(batch.edits.length, batch.ids, results);
+    if (allRecorded(recorded)) return { kind: "done", results: recorded };
+    // Released (or expired) without them all: take the Lease and apply them here.
+    if (l !== "retry" && (l === undefined || !mutex.heldByOther(l))) {
+      return { kind: "acquire", batch };
+    }
+    // Edits that arrived meanwhile go to the holder too, rather than wait for a turn.
+    let { edits, ids, full } = batch;
+    const extra = run.steps.more();
+    if (extra.length > 0) {
+      const handedAll = ids.length === edits.length;
+      edits = [...edits, ...extra];
+      if (!full && handedAll) {
+        const handed = await handOver(run, extra);
+        if (handed === "full") full = true;
+        else if (handed) ids = [...ids, ...handed];
+      }
+    }
+    if (now() > run.deadline) throw stayedHeld(run);
+    await sleep(HANDOFF_POLL_MS * (0.5 + Math.random()));
+    return { kind: "await", batch: { edits, ids, full } };
+  }
+
+  /**
+   * Under the Lease: this replica's batch (taken now if it was not yet) and the edits handed over,
+   * in one write, then edits handed over during it in up to {@link MAX_ROUNDS} - 1 more; the
+   * results of handed edits are recorded on the Lease as it is released.
+   */
+  async function holdAndApply(run: Run, taken: Taken, batch?: Batch): Promise<EditResult[]> {
+    const before = taken.before[VERSION_ANNOTATION];
+    return await mutex.hold(taken.lease, async (refresh) => {
+      await run.steps.prepare(before);
+      const own = batch?.edits ?? await run.steps.take();
+      const ids = batch?.ids ?? [];
+      // The edits other replicas handed over until now go in this write too.
+      const latest = await refresh();
+      // Own edits a previous holder already applied keep its result (applying them again would
+      // answer "present" for a subject this very request added); the rest go here.
+      const known = recordedFor(own.length, ids, resultsOf(latest));
+      if (allRecorded(known)) {
+        return { value: known, finish: (l: Lease) => ({ ...l.annotations }) };
+      }
+      const pending = own.filter((_, k) => known[k] === undefined);
+      const handed = handedOf(latest).filter((e) => !ids.includes(e.id));
+      logger.debug("role's Lease taken", {
+        lease: run.name,
+        own: pending.length,
+        handed: handed.length,
+      });
+      const result = await run.steps.apply(before, [...pending, ...handed.map(withoutId)]);
+      let version: string | undefined = result.version ?? before;
+      let at = now();
+      const applied = new Set([...handed.map((e) => e.id), ...ids]);
+      const fresh: Results = {};
+      handed.forEach((e, i) => (fresh[e.id] = { r: result.value[pending.length + i], t: at }));
+      let k = 0;
+      const value = known.map((r) => r ?? result.value[k++]);
+      try {
+        for (let round = 1; round < MAX_ROUNDS; round++) {
+          const later = handedOf(await refresh()).filter((e) => !applied.has(e.id));
+          if (later.length === 0) break;
+          run.answer(value); // done: this batch does not wait for another round
+          const more = await run.steps.apply(version, later.map(withoutId));
+          version = more.version ?? version;
+          at = now();
+          later.forEach((e, i) => {
+            fresh[e.id] = { r: more.value[i], t: at };
+            applied.add(e.id);
+          });
+        }
+      } catch (e) {
+        // The write may or may not have reached IAM: record no version, so the next holder
+        // reads the policy; the edits stay handed over, for their replica.
+        version = undefined;
+        logger.warn("cannot apply edits handed over during a write", {
+          lease: run.name,
+          error: e,
+        });
+      }
+      return {
+        value,
+        finish: (l: Lease) => annotationsAfter(l, applied, fresh, version, at),
+      };
+    });
   }
 
   return {
@@ -335,118 +338,18 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
       // is done when rounds for edits handed over meanwhile follow under the same hold.
       const answer = Promise.withResolvers<EditResult[]>();
       local.withLock(roleArn, async () => {
-        const name = leaseName(roleArn);
-        const deadline = now() + acquireTimeout;
-        // This replica's edits, in order, and the ids of those handed over (a prefix of them).
-        let mine: SubjectEdit[] | undefined;
-        let ids: string[] | undefined;
-        let full = false;
-        for (let attempt = 0;; attempt++) {
-          if (ids && mine) {
-            // Handed over: finished once the holder has recorded every result.
-            const l = await kube.getLease(namespace, name).catch((e) => {
-              if (transient(e)) return "retry" as const;
-              throw e;
-            });
-            const results = l && l !== "retry" ? resultsOf(l) : {};
-            if (ids.length === mine.length && ids.every((id) => id in results)) {
-              return { value: ids.map((id) => results[id].r) };
-            }
-            if (l === "retry" || (l !== undefined && heldByOther(l, now()))) {
-              // Edits that arrived meanwhile go to the holder too, rather than wait for a turn.
-              const extra = steps.more();
-              if (extra.length > 0) {
-                mine.push(...extra);
-                if (!full && ids.length === mine.length - extra.length) {
-                  const handed = await handOver(name, roleArn, extra, deadline);
-                  if (handed === "full") full = true;
-                  else if (handed) ids.push(...handed);
-                }
-              }
-              if (now() > deadline) throw stayedHeld(roleArn, name);
-              await sleep(HANDOFF_POLL_MS * (0.5 + Math.random()));
-              continue;
-            }
-            // Released (or expired) without them all: take the Lease and apply them here.
-          }
-          const taken = await tryAcquire(name, roleArn);
-          if (taken) {
-            const before = taken.version;
-            const value = await holding(name, taken.lease, async (_held, refresh) => {
-              await steps.prepare(before);
-              const own = mine ?? await steps.take();
-              // The edits other replicas handed over until now go in this write too.
-              const latest = await refresh();
-              const recorded = resultsOf(latest);
-              // Own edits a previous holder already applied keep its result (applying them again
-              // would answer "present" for a subject this very request added); the rest go here.
-              const known = own.map((_, k) =>
-                ids && k < ids.length && ids[k] in recorded ? recorded[ids[k]].r : undefined
-              );
-              if (known.every((r) => r !== undefined)) {
-                return { value: known, finish: (l: Lease) => ({ ...l.annotations }) };
-              }
-              const pending = own.filter((_, k) => known[k] === undefined);
-              const handed = handedOf(latest).filter((e) => !ids?.includes(e.id));
-              options.logger.debug("role's Lease taken", {
-                lease: name,
-                own: pending.length,
-                handed: handed.length,
-              });
-              const result = await steps.apply(before, [...pending, ...handed.map(withoutId)]);
-              let version = result.version ?? before;
-              let at = now();
-              const taken = new Set([...handed.map((e) => e.id), ...(ids ?? [])]);
-              const fresh: Results = {};
-              handed.forEach((e, i) => (
-                fresh[e.id] = { r: result.value[pending.length + i], t: at }
-              ));
-              let next = 0;
-              const value = known.map((r) => r ?? result.value[next++]);
-              try {
-                for (let round = 1; round < MAX_ROUNDS; round++) {
-                  const later = handedOf(await refresh()).filter((e) => !taken.has(e.id));
-                  if (later.length === 0) break;
-                  answer.resolve(value); // done: this batch does not wait for another round
-                  const more = await steps.apply(version, later.map(withoutId));
-                  version = more.version ?? version;
-                  at = now();
-                  later.forEach((e, i) => {
-                    fresh[e.id] = { r: more.value[i], t: at };
-                    taken.add(e.id);
-                  });
-                }
-              } catch (e) {
-                // The write may or may not have reached IAM: record no version, so the next
-                // holder reads the policy; the edits stay handed over, for their replica.
-                version = undefined;
-                options.logger.warn("cannot apply edits handed over during a write", {
-                  lease: name,
-                  error: e,
-                });
-              }
-              return {
-                value,
-                finish: (l: Lease) => annotationsAfter(l, taken, fresh, version, at),
-              };
-            });
-            return { value };
-          }
-          // Held by another replica: collect this batch (its window), then hand it over.
-          if (mine === undefined) {
-            mine = [...await steps.take()];
-            continue;
-          }
-          if (ids === undefined && !full) {
-            const handed = await handOver(name, roleArn, mine, deadline);
-            if (handed === "full") full = true;
-            else ids = handed;
-            continue;
-          }
-          // No room to hand over: wait for the Lease, as a lone writer would.
-          if (now() > deadline) throw stayedHeld(roleArn, name);
-          await sleep(Math.min(500, 20 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random()));
+        const run: Run = {
+          roleArn,
+          name: leaseName(roleArn),
+          deadline: now() + acquireTimeout,
+          steps,
+          answer: answer.resolve,
+        };
+        let step: Step = { kind: "acquire" };
+        for (let attempt = 0; step.kind !== "done"; attempt++) {
+          step = await next(run, step, attempt);
         }
+        return { value: [...step.results] };
       }).then(answer.resolve, answer.reject);
       return answer.promise;
     },
@@ -454,8 +357,10 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
       // One holder per process at a time; the Lease orders the processes.
       return local.withLock(roleArn, async () => {
         const name = leaseName(roleArn);
-        const { lease, version: before } = await acquire(name, roleArn);
-        const value = await holding(name, lease, async () => {
+        const taken = await mutex.acquire(name, now() + acquireTimeout, takeOptions(roleArn));
+        if (!taken) throw stayedHeld({ roleArn, name });
+        const before = taken.before[VERSION_ANNOTATION];
+        const value = await mutex.hold(taken.lease, async () => {
           const result = await work(before);
           const version = result.version ?? before;
           return {
@@ -470,65 +375,20 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
       });
     },
     async currentVersion(roleArn) {
-      return (await kube.getLease(namespace, leaseName(roleArn)))?.annotations
-        ?.[VERSION_ANNOTATION];
+      return (await mutex.get(leaseName(roleArn)))?.annotations?.[VERSION_ANNOTATION];
     },
   };
 }
 
-type Annotations = Record<string, string>;
-
-/** What work under the Lease returns: its value, and the Lease's annotations at release. */
-interface Held<T> {
-  readonly value: T;
-  readonly finish: (l: Lease) => Annotations;
-}
-
-const withoutId = ({ id: _, ...edit }: Handed): SubjectEdit => edit;
-
-/** The annotations after a write: handed edits it applied gone, their results kept a while. */
-export function annotationsAfter(
-  l: Lease,
-  taken: ReadonlySet<string>,
-  fresh: Results,
-  version: string | undefined,
-  at: number,
-): Annotations {
-  const { [HANDED_ANNOTATION]: _h, [RESULTS_ANNOTATION]: _r, ...rest } = l.annotations ?? {};
-  const handed = handedOf(l).filter((e) => !taken.has(e.id));
-  const kept = Object.entries({ ...resultsOf(l), ...fresh })
-    .filter(([, v]) => v.t > at - RESULTS_KEEP_MS)
-    .slice(-RESULTS_MAX);
-  // The newest results that fit: failures carry long messages.
-  let size = 0;
-  let from = kept.length;
-  while (from > 0 && size + JSON.stringify(kept[from - 1]).length <= RESULTS_MAX_CHARS) {
-    size += JSON.stringify(kept[--from]).length;
-  }
-  const results = kept.slice(from);
+/**
+ * How a role's Lease is taken: made naming its role, or taken over without the version its last
+ * holder recorded. So if we write and then cannot release, the next holder finds no version and
+ * reads IAM: a version left on it would match a cache from before our write, and that holder
+ * would write our edit away.
+ */
+function takeOptions(roleArn: string): TakeOptions {
   return {
-    ...rest,
-    ...(version ? { [VERSION_ANNOTATION]: version } : {}),
-    ...(handed.length > 0 ? { [HANDED_ANNOTATION]: JSON.stringify(handed) } : {}),
-    ...(results.length > 0
-      ? { [RESULTS_ANNOTATION]: JSON.stringify(Object.fromEntries(results)) }
-      : {}),
+    create: { [ROLE_ANNOTATION]: roleArn },
+    keep: ({ [VERSION_ANNOTATION]: _, ...rest }) => rest,
   };
-}
-
-/** The Lease of a role: a readable prefix of its name and a hash of the ARN, a valid object name. */
-export function leaseName(roleArn: string): string {
-  const name = roleArn.slice(roleArn.lastIndexOf("/") + 1).toLowerCase().replace(/[^a-z0-9-]/g, "-")
-    .slice(0, 40)
-    .replace(/^-+|-+$/g, "");
-  let h = 0x811c9dc5;
-  for (let i = 0; i < roleArn.length; i++) {
-    h = Math.imul(h ^ roleArn.charCodeAt(i), 0x01000193) >>> 0;
-  }
-  return `irsa-role-${name ? `${name}-` : ""}${h.toString(16).padStart(8, "0")}`;
-}
-
-// Kubernetes MicroTime: RFC 3339 with exactly six fractional digits.
-function microTime(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 }

@@ -9,6 +9,7 @@
 
 import type { RolePolicyStore } from "../aws/iam.ts";
 import { parseRoleArn } from "../core/arn.ts";
+import { planBatch } from "../core/batch_plan.ts";
 import { parseSubject, type SubjectFormat } from "../core/subject.ts";
 import {
   editTrustPolicy,
@@ -19,13 +20,9 @@ import {
 import { AppError } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import type { ServerMetrics } from "../observe/metrics.ts";
-import {
-  createLocalRoleLock,
-  type EditResult,
-  type LockedResult,
-  type RoleLock,
-  type SubjectEdit,
-} from "./role_lock.ts";
+import { createPolicyCache, type RoleCapacity } from "./policy_cache.ts";
+import type { EditResult, SubjectEdit } from "./handoff.ts";
+import { createLocalRoleLock, type LockedResult, type RoleLock } from "./role_lock.ts";
 
 /**
  * What became of one role in a request; "unmanaged": the pair says the admin manages the role's
@@ -80,14 +77,6 @@ export interface TrustEditorDeps {
   readonly sleep?: (ms: number) => Promise<void>;
 }
 
-/** What the editor knows of a role's policy right now. */
-export interface RoleCapacity {
-  readonly roleArn: string;
-  readonly subjects: number;
-  readonly length: number;
-  readonly quota: number;
-}
-
 /** Applies subject edits to proxy roles. */
 export interface TrustEditor {
   /**
@@ -140,13 +129,6 @@ interface Pending {
   readonly resolve: (o: RoleOutcome) => void;
 }
 
-interface Cached {
-  readonly document: string;
-  readonly version: string;
-  readonly at: number;
-  readonly subjects: ReadonlySet<string>;
-}
-
 /** How often a batch past its window looks whether the starts it waits for have joined. */
 const ARRIVAL_POLL_MS = 3;
 
@@ -154,15 +136,12 @@ const ARRIVAL_POLL_MS = 3;
 export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
   const lock = deps.lock ?? createLocalRoleLock();
   const now = deps.now ?? (() => Date.now());
-  const maxAge = deps.cacheMaxAgeMs ?? 5 * 60_000;
   const windowMs = deps.windowMs ?? 0;
   const maxWindowMs = Math.max(windowMs, deps.maxWindowMs ?? 4 * windowMs);
   let arrivals = 0;
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const queues = new Map<string, Pending[]>();
   const running = new Set<string>();
-  const cache = new Map<string, Cached>();
-  const sizes = new Map<string, RoleCapacity>();
 
   const optionsFor = (roleArn: string): TrustPolicyOptions => {
     const role = parseRoleArn(roleArn);
@@ -174,34 +153,12 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
     };
   };
 
-  const remember = async (roleArn: string, document: string): Promise<string> => {
-    const version = await digest(document);
-    const subjects = subjectsOf(document, optionsFor(roleArn));
-    cache.set(roleArn, { document, version, at: now(), subjects: new Set(subjects) });
-    sizes.set(roleArn, {
-      roleArn,
-      subjects: subjects.length,
-      length: document.length,
-      quota: deps.quota,
-    });
-    return version;
-  };
-
-  /** The current policy under the lock: the cache if the lock's version matches, else IAM. */
-  const current = async (roleArn: string, version: string | undefined): Promise<string> => {
-    const hit = cache.get(roleArn);
-    if (hit && version !== undefined && hit.version === version && now() - hit.at < maxAge) {
-      return hit.document;
-    }
-    const document = await deps.roles.getTrustPolicy(parseRoleArn(roleArn).name);
-    await remember(roleArn, document);
-    return document;
-  };
-
-  const write = async (roleArn: string, document: string) => {
-    await deps.roles.putTrustPolicy(parseRoleArn(roleArn).name, document);
-    return await remember(roleArn, document);
-  };
+  const policies = createPolicyCache({
+    roles: deps.roles,
+    optionsFor,
+    maxAgeMs: deps.cacheMaxAgeMs ?? 5 * 60_000,
+    now,
+  });
 
   const failure = (e: unknown) =>
     e instanceof AppError
@@ -256,35 +213,15 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
     before: string,
     edits: readonly SubjectEdit[],
   ): Promise<LockedResult<EditResult[]>> {
-    const name = parseRoleArn(roleArn).name;
-    const options = optionsFor(roleArn);
-    // The last request about a subject wins: a stop that follows a start leaves it out.
-    const want = new Map<string, boolean>();
-    for (const e of edits) {
-      if (e.add !== undefined) want.set(e.add, true);
-      if (e.remove !== undefined) want.set(e.remove, false);
-    }
-    const adds = [...want].filter(([, keep]) => keep).map(([s]) => s);
-    const removes = [...want].filter(([, keep]) => !keep).map(([s]) => s);
-    let accepted = adds;
-    let edit;
-    let quotaError: AppError | undefined;
-    for (;;) {
-      try {
-        edit = editTrustPolicy(before, { add: accepted, remove: removes }, options, name);
-        break;
-      } catch (e) {
-        if (
-          !(e instanceof AppError) || e.code !== "policy_quota_exceeded" || accepted.length === 0
-        ) throw e;
-        // Admit the earliest requests that fit; the rest learn why they did not.
-        quotaError ??= e;
-        accepted = accepted.slice(0, Math.min(accepted.length - 1, e.details.fits as number));
-      }
-    }
-    let newVersion = cache.get(roleArn)?.version;
+    const { edit, results } = planBatch(
+      before,
+      edits,
+      optionsFor(roleArn),
+      parseRoleArn(roleArn).name,
+    );
+    let newVersion = policies.peek(roleArn)?.version;
     if (edit.changed) {
-      newVersion = await write(roleArn, edit.document);
+      newVersion = await policies.write(roleArn, edit.document);
       deps.logger.info("trust policy changed", {
         audit: true,
         role: roleArn,
@@ -302,23 +239,8 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
         policy_quota: edit.quota,
       });
     }
-    const size = { length: edit.length, quota: edit.quota, subjects: edit.subjects.length };
-    // Sets, not the lists: a burst asks about hundreds of subjects.
-    const added = new Set(edit.added);
-    const held = new Set(edit.before);
-    const removed = new Set(edit.removed);
-    const result = edits.map((e): EditResult => {
-      if (e.add !== undefined) {
-        if (!want.get(e.add)) return { status: "absent", ...size };
-        if (added.has(e.add)) return { status: "added", ...size };
-        if (held.has(e.add)) return { status: "present", ...size };
-        deps.metrics.poolFull.inc();
-        return { status: "failed", error: failure(quotaError), ...size };
-      }
-      if (want.get(e.remove!)) return { status: "present", ...size };
-      return { status: removed.has(e.remove!) ? "removed" : "absent", ...size };
-    });
-    return { value: result, version: newVersion };
+    for (const r of results) if (r.status === "failed") deps.metrics.poolFull.inc();
+    return { value: results, version: newVersion };
   }
 
   async function runBatch(roleArn: string): Promise<void> {
@@ -348,13 +270,13 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
       return extra.map(asEdit);
     };
     const outcomes = await lock.applyEdits(roleArn, {
-      prepare: async (version) => void (before = await current(roleArn, version)),
+      prepare: async (version) => void (before = await policies.current(roleArn, version)),
       take,
       more,
       apply: async (version, edits) => {
         // The policy read for this batch serves its first write; a later round under the same
         // hold (edits handed over meanwhile) starts from the policy that write left, cached.
-        const doc = before ?? await current(roleArn, version);
+        const doc = before ?? await policies.current(roleArn, version);
         before = undefined;
         return await apply(roleArn, doc, edits);
       },
@@ -385,13 +307,13 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
         // Validate before queueing, so a bad subject fails alone and not its whole batch.
         if (add !== undefined) parseSubject(deps.format, add);
         if (remove !== undefined) parseSubject(deps.format, remove);
-        const hit = cache.get(roleArn);
-        if (add !== undefined && hit?.subjects.has(add) && now() - hit.at < maxAge) {
+        const hit = policies.fresh(roleArn);
+        if (add !== undefined && hit?.subjects.has(add)) {
           // Present in the cache: trust it only if no one wrote the role since we read it.
           if ((await lock.currentVersion(roleArn)) === hit.version) {
             deps.metrics.trustPolicyEdits.inc({ action: "add", outcome: "present" });
             deps.metrics.cacheHits.inc();
-            const size = sizes.get(roleArn)!;
+            const size = policies.peek(roleArn)!.size;
             return {
               roleArn,
               status: "present",
@@ -418,14 +340,14 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
 
     async prune(roleArn, select, audit) {
       return await lock.withLock(roleArn, async (version) => {
-        const before = await current(roleArn, version);
+        const before = await policies.current(roleArn, version);
         const options = optionsFor(roleArn);
         const gone = await select(subjectsOf(before, options));
-        if (gone.length === 0) return { value: [], version: cache.get(roleArn)?.version };
+        if (gone.length === 0) return { value: [], version: policies.peek(roleArn)?.version };
         const edit = editTrustPolicy(before, { remove: gone }, options, parseRoleArn(roleArn).name);
         const newVersion = edit.changed
-          ? await write(roleArn, edit.document)
-          : cache.get(roleArn)?.version;
+          ? await policies.write(roleArn, edit.document)
+          : policies.peek(roleArn)?.version;
         if (edit.changed) {
           deps.logger.info("trust policy changed", {
             audit: true,
@@ -443,11 +365,11 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
     },
 
     async subjects(roleArn) {
-      const hit = cache.get(roleArn);
-      if (hit && now() - hit.at < maxAge && (await lock.currentVersion(roleArn)) === hit.version) {
+      const hit = policies.fresh(roleArn);
+      if (hit && (await lock.currentVersion(roleArn)) === hit.version) {
         return [...hit.subjects];
       }
-      return subjectsOf(await current(roleArn, undefined), optionsFor(roleArn));
+      return subjectsOf(await policies.current(roleArn, undefined), optionsFor(roleArn));
     },
 
     arriving() {
@@ -460,14 +382,7 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
       };
     },
 
-    capacity: () => [...sizes.values()].sort((a, b) => a.roleArn.localeCompare(b.roleArn)),
-    holds: (roleArn, subject) => cache.get(roleArn)?.subjects.has(subject) ?? false,
+    capacity: () => policies.capacity(),
+    holds: (roleArn, subject) => policies.peek(roleArn)?.subjects.has(subject) ?? false,
   };
-}
-
-async function digest(text: string): Promise<string> {
-  const bytes = new Uint8Array(
-    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)),
-  );
-  return Array.from(bytes.slice(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
 }
