@@ -20,45 +20,8 @@ import {
 } from "./wire.ts";
 
 export { KubeApiError, KubeConflictError } from "./errors.ts";
-
-/** A ConfigMap's string data, labels and annotations, and the resourceVersion it was read at. */
-export interface ConfigMapSnapshot {
-  readonly data: Readonly<Record<string, string>>;
-  readonly resourceVersion: string;
-  /** Kept so that a replace sends them back: a PUT without them would delete them. */
-  readonly labels?: Readonly<Record<string, string>>;
-  /** Kept likewise; Helm's ownership and `helm.sh/resource-policy: keep` live here. */
-  readonly annotations?: Readonly<Record<string, string>>;
-}
-
-/** The fields of a pod irsa reads; everything else the API sends is dropped. */
-export interface KubePod {
-  readonly metadata: {
-    readonly name: string;
-    readonly namespace?: string;
-    readonly labels?: Readonly<Record<string, string>>;
-  };
-  readonly spec?: { readonly serviceAccountName?: string };
-  readonly status?: { readonly phase?: string };
-}
-
-/** A Lease's fields that irsa uses; times are RFC 3339 MicroTime strings. */
-export interface Lease {
-  readonly name: string;
-  readonly resourceVersion?: string;
-  readonly annotations?: Readonly<Record<string, string>>;
-  readonly holderIdentity?: string;
-  readonly leaseDurationSeconds?: number;
-  readonly acquireTime?: string;
-  readonly renewTime?: string;
-}
-
-/** A ServiceAccount's identity and labels. */
-export interface KubeServiceAccount {
-  readonly name: string;
-  readonly uid: string;
-  readonly labels: Readonly<Record<string, string>>;
-}
+export type { ConfigMapSnapshot, KubePod, KubeServiceAccount, Lease } from "./wire.ts";
+import type { ConfigMapSnapshot, KubePod, KubeServiceAccount, Lease } from "./wire.ts";
 
 /** The Kubernetes calls irsa makes; stores and lookups take the subset they use. */
 export interface KubeClient {
