@@ -72,6 +72,13 @@ export async function startServer(
   const rules = await editableRoles(config, logger);
   const editable = (roleArn: string) => notEditableReason(roleArn, rules);
   const caCert = config.caFile ? await io.readTextFile(config.caFile) : undefined;
+  // Read before any client or loop starts, so that a missing file leaves nothing running.
+  const tls = config.tls
+    ? {
+      cert: await io.readTextFile(config.tls.certFile),
+      key: await io.readTextFile(config.tls.keyFile),
+    }
+    : {};
   const closers: (() => void)[] = [];
 
   // The platform API, when there is one: the domino verifier itself, or, beside the jwt
@@ -238,45 +245,49 @@ export async function startServer(
     api: new ApiDescription(),
   });
 
-  const tls = config.tls
-    ? {
-      cert: await io.readTextFile(config.tls.certFile),
-      key: await io.readTextFile(config.tls.keyFile),
-    }
-    : {};
   const ac = new AbortController();
   let resolveUrl: (url: string) => void;
   const listening = new Promise<string>((r) => (resolveUrl = r));
-  const server = Deno.serve({
-    hostname: config.host,
-    port: config.port,
-    signal: ac.signal,
-    ...tls,
-    onListen: ({ hostname, port }) => {
-      const url = `${config.tls ? "https" : "http"}://${
-        hostname.includes(":") ? `[${hostname}]` : hostname
-      }:${port}`;
-      logger.info("irsa server listening", {
-        url,
-        verifier: config.verifier,
-        mapping_store: config.mappingStore,
-        kubernetes: Boolean(config.kubernetes),
-      });
-      resolveUrl(url);
-    },
-  }, app.fetch);
-  const servers = [server.finished];
-  if (config.metricsPort > 0) {
-    const metricsServer = Deno.serve(
-      { hostname: config.host, port: config.metricsPort, signal: ac.signal, onListen: () => {} },
-      (req) =>
-        new URL(req.url).pathname === "/metrics"
-          ? new Response(renderMetrics(metrics), {
-            headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
-          })
-          : new Response("Not found\n", { status: 404 }),
-    );
-    servers.push(metricsServer.finished);
+  const servers: Promise<void>[] = [];
+  try {
+    const server = Deno.serve({
+      hostname: config.host,
+      port: config.port,
+      signal: ac.signal,
+      ...tls,
+      onListen: ({ hostname, port }) => {
+        const url = `${config.tls ? "https" : "http"}://${
+          hostname.includes(":") ? `[${hostname}]` : hostname
+        }:${port}`;
+        logger.info("irsa server listening", {
+          url,
+          verifier: config.verifier,
+          mapping_store: config.mappingStore,
+          kubernetes: Boolean(config.kubernetes),
+        });
+        resolveUrl(url);
+      },
+    }, app.fetch);
+    servers.push(server.finished);
+    if (config.metricsPort > 0) {
+      const metricsServer = Deno.serve(
+        { hostname: config.host, port: config.metricsPort, signal: ac.signal, onListen: () => {} },
+        (req) =>
+          new URL(req.url).pathname === "/metrics"
+            ? new Response(renderMetrics(metrics), {
+              headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
+            })
+            : new Response("Not found\n", { status: 404 }),
+      );
+      servers.push(metricsServer.finished);
+    }
+  } catch (error) {
+    // A port that cannot be bound: undo what started before it, the cleanup loop and the clients.
+    ac.abort();
+    await Promise.all(servers);
+    await cleanup.stop();
+    closers.forEach((close) => close());
+    throw error;
   }
   const url = await listening;
   const finished = Promise.all(servers).then(async () => {
