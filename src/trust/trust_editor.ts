@@ -15,6 +15,7 @@ import {
   editTrustPolicy,
   oidcProviderArn,
   subjectsOf,
+  type TrustPolicyEdit,
   type TrustPolicyOptions,
 } from "../core/trust_policy.ts";
 import { AppError } from "../lib/errors.ts";
@@ -129,6 +130,11 @@ interface Pending {
   readonly resolve: (o: RoleOutcome) => void;
 }
 
+/** One request a write serves, as its audit line names it. */
+type AuditRequest =
+  | { action: "add" | "remove"; user: string; run?: string; request_id?: string }
+  | { action: "cleanup"; user: string };
+
 /** How often a batch past its window looks whether the starts it waits for have joined. */
 const ARRIVAL_POLL_MS = 3;
 
@@ -159,6 +165,24 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
     maxAgeMs: deps.cacheMaxAgeMs ?? 5 * 60_000,
     now,
   });
+
+  /** Writes a policy, then its audit line: who asked, what changed, the size after. */
+  const write = async (roleArn: string, edit: TrustPolicyEdit, requests: AuditRequest[]) => {
+    const version = await policies.write(roleArn, edit.document);
+    deps.logger.info("trust policy changed", {
+      audit: true,
+      role: roleArn,
+      requests,
+      // The cleanup only removes: its line names no added subjects.
+      ...(requests.some((r) => r.action !== "cleanup") ? { added: edit.added } : {}),
+      removed: edit.removed,
+      subjects_before: edit.before,
+      subjects_after: edit.subjects,
+      policy_length: edit.length,
+      policy_quota: edit.quota,
+    });
+    return version;
+  };
 
   const failure = (e: unknown) =>
     e instanceof AppError
@@ -219,26 +243,15 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
       optionsFor(roleArn),
       parseRoleArn(roleArn).name,
     );
-    let newVersion = policies.peek(roleArn)?.version;
-    if (edit.changed) {
-      newVersion = await policies.write(roleArn, edit.document);
-      deps.logger.info("trust policy changed", {
-        audit: true,
-        role: roleArn,
-        requests: edits.map((e) => ({
-          action: e.add ? "add" : "remove",
-          user: e.user,
-          run: e.run,
-          request_id: e.requestId,
-        })),
-        added: edit.added,
-        removed: edit.removed,
-        subjects_before: edit.before,
-        subjects_after: edit.subjects,
-        policy_length: edit.length,
-        policy_quota: edit.quota,
-      });
-    }
+    const requests = edits.map((e): AuditRequest => ({
+      action: e.add ? "add" : "remove",
+      user: e.user,
+      run: e.run,
+      request_id: e.requestId,
+    }));
+    const newVersion = edit.changed
+      ? await write(roleArn, edit, requests)
+      : policies.peek(roleArn)?.version;
     for (const r of results) if (r.status === "failed") deps.metrics.poolFull.inc();
     return { value: results, version: newVersion };
   }
@@ -346,20 +359,8 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
         if (gone.length === 0) return { value: [], version: policies.peek(roleArn)?.version };
         const edit = editTrustPolicy(before, { remove: gone }, options, parseRoleArn(roleArn).name);
         const newVersion = edit.changed
-          ? await policies.write(roleArn, edit.document)
+          ? await write(roleArn, edit, [{ action: "cleanup", user: audit.user }])
           : policies.peek(roleArn)?.version;
-        if (edit.changed) {
-          deps.logger.info("trust policy changed", {
-            audit: true,
-            role: roleArn,
-            requests: [{ action: "cleanup", user: audit.user }],
-            removed: edit.removed,
-            subjects_before: edit.before,
-            subjects_after: edit.subjects,
-            policy_length: edit.length,
-            policy_quota: edit.quota,
-          });
-        }
         return { value: [...edit.removed], version: newVersion };
       });
     },

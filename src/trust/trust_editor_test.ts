@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { AppError } from "../lib/errors.ts";
 import { EMPTY_RECORD, withGrant } from "../core/grants.ts";
-import { subjectsOf } from "../core/trust_policy.ts";
-import { silentLogger } from "../lib/log.ts";
+import { editTrustPolicy, subjectsOf } from "../core/trust_policy.ts";
+import { createLogger, silentLogger } from "../lib/log.ts";
 import { createServerMetrics } from "../observe/metrics.ts";
 import { createLeaseRoleLock, type RoleLock } from "./role_lock.ts";
 import { leaseName } from "./handoff.ts";
@@ -132,6 +132,43 @@ Deno.test("a batch that does not fit admits the earliest requests and tells the 
   }
   assert.ok(iam.policies.get("acme-list-bucket-role")!.length <= 2048);
   assert.equal(metrics.poolFull.get(), 6 - added);
+});
+
+Deno.test("each write is one audit line: a batch names its requests, what it added and removed; the cleanup's names no added subjects", async () => {
+  const iam = fakeIam(0);
+  const lines: string[] = [];
+  const editor = createTrustEditor({
+    roles: iam,
+    oidcProvider: HOST,
+    audience: "sts.amazonaws.com",
+    format: "wildcard",
+    quota: 2048,
+    logger: createLogger({ write: (l) => lines.push(l) }),
+    metrics: createServerMetrics(),
+  });
+  await editor.edit(ROLE, { add: run(1) }, { user: "jdoe", run: "r1", requestId: "q1" });
+  await editor.edit(ROLE, { add: run(1) }, AUDIT); // present: no write, no line
+  await editor.prune(ROLE, () => Promise.resolve([run(1)]), { user: "irsa-cleanup" });
+  const audit = lines.map((l) => JSON.parse(l)).filter((l) => l.audit === true);
+  const { time: _t, ...batch } = audit[0];
+  const { time: _u, ...cleanup } = audit[1];
+  assert.equal(audit.length, 2);
+  assert.deepEqual(batch, {
+    level: "info",
+    msg: "trust policy changed",
+    audit: true,
+    role: ROLE,
+    requests: [{ action: "add", user: "jdoe", run: "r1", request_id: "q1" }],
+    added: [run(1)],
+    removed: [],
+    subjects_before: [],
+    subjects_after: [run(1)],
+    policy_length: editTrustPolicy(FRESH, { add: [run(1)] }, OPTS).length,
+    policy_quota: 2048,
+  });
+  assert.deepEqual(Object.keys(cleanup), Object.keys(batch).filter((k) => k !== "added"));
+  assert.deepEqual(cleanup.requests, [{ action: "cleanup", user: "irsa-cleanup" }]);
+  assert.deepEqual(cleanup.removed, [run(1)]);
 });
 
 Deno.test("the cache never claims a subject another replica removed (versions on the role's Lease)", async () => {
