@@ -1,5 +1,6 @@
 /** A mutex over `coordination.k8s.io/v1` Leases: taken at a resourceVersion, renewed, released. */
 
+import { backoffDelay } from "../lib/backoff.ts";
 import { AppError } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import { KubeApiError, type KubeClient, KubeConflictError, type Lease } from "./client.ts";
@@ -90,8 +91,7 @@ export function createLeaseMutex(options: LeaseMutexOptions): LeaseMutex {
     l.renewTime !== undefined &&
     Date.parse(l.renewTime) + (l.leaseDurationSeconds ?? duration) * 1000 > at;
 
-  const backOff = (attempt: number) =>
-    sleep(Math.min(500, 20 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random()));
+  const backOff = (attempt: number) => sleep(backoffDelay(attempt, { baseMs: 20, capMs: 500 }));
 
   async function tryAcquire(name: string, take: TakeOptions = {}) {
     const at = now();
