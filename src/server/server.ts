@@ -27,7 +27,7 @@ import { checkPermissions, requiredPermissions } from "../kube/permissions.ts";
 import { createRunLookup } from "../kube/run_lookup.ts";
 import { createServiceAccountAdmin, type ServiceAccountAdmin } from "../kube/service_accounts.ts";
 import type { Logger } from "../lib/log.ts";
-import { createServerMetrics, renderMetrics } from "../observe/metrics.ts";
+import { createServerMetrics, renderMetrics, type ServerMetrics } from "../observe/metrics.ts";
 import { createConfigMapStore } from "../store/configmap_store.ts";
 import { createFileStore } from "../store/file_store.ts";
 import {
@@ -58,7 +58,25 @@ const HTTP_TIMEOUT_MS = 5_000;
 /** Where pods mount the projected token; the same path the current service writes. */
 const WEB_IDENTITY_TOKEN_FILE = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
 
-/** Starts the server. */
+/**
+ * What start-up has started, undone in reverse order: when a later step fails, and when the
+ * server stops. A step that starts a client, a loop or a listener registers its undoing at once.
+ */
+class Started {
+  readonly #undo: (() => void | Promise<void>)[] = [];
+  add(undo: () => void | Promise<void>): void {
+    this.#undo.push(undo);
+  }
+  async undo(): Promise<void> {
+    for (const undo of this.#undo.splice(0).reverse()) await undo();
+  }
+}
+
+/**
+ * Starts the server in steps: the editable set and the files first (nothing runs yet), then the
+ * verifiers, Kubernetes, the stores, the trust editor, the cleanup loop, the app and the
+ * listeners. A step that fails undoes every step before it.
+ */
 export async function startServer(
   config: ServerConfig,
   logger: Logger,
@@ -71,18 +89,99 @@ export async function startServer(
   // Before anything else: without the editable set, no role could be edited safely.
   const rules = await editableRoles(config, logger);
   const editable = (roleArn: string) => notEditableReason(roleArn, rules);
-  const caCert = config.caFile ? await io.readTextFile(config.caFile) : undefined;
   // Read before any client or loop starts, so that a missing file leaves nothing running.
+  const caCert = config.caFile ? await io.readTextFile(config.caFile) : undefined;
   const tls = config.tls
     ? {
       cert: await io.readTextFile(config.tls.certFile),
       key: await io.readTextFile(config.tls.keyFile),
     }
     : {};
-  const closers: (() => void)[] = [];
+  const started = new Started();
+  try {
+    const { users, workloads } = startVerifiers(config, metrics, caCert, started);
+    const cluster = config.kubernetes
+      ? await startKubernetes(config, config.kubernetes, io, logger, started)
+      : undefined;
+    const kube = cluster?.kube;
+    const store: MappingStore = withSharedReads(
+      config.mappingStore === "configmap"
+        ? createConfigMapStore(kube!, {
+          namespace: config.fieldNamespace,
+          name: config.mappingConfigMap,
+        })
+        : createFileStore(config.mappingFile),
+    );
+    const grants: GrantStore = kube
+      ? createConfigMapGrantStore(kube, { namespace: config.fieldNamespace, logger })
+      : createFileGrantStore(grantFileBeside(config.mappingFile));
+    const { editor, roles } = startEditor(config, kube, editable, logger, metrics, started);
+    const cleanup = createCleanup({
+      editor,
+      store,
+      grants,
+      liveness: kube ? kubernetesLiveness(kube, config.computeNamespace) : undefined,
+      format: config.subjectFormat,
+      computeNamespace: config.computeNamespace,
+      graceMs: config.cleanupGraceMs,
+      syncLeaseMs: config.runLeaseMs,
+      logger,
+      metrics,
+    });
+    if (config.cleanupIntervalMs > 0) cleanup.start(config.cleanupIntervalMs);
+    started.add(() => cleanup.stop());
 
-  // The platform API, when there is one: the domino verifier itself, or, beside the jwt
-  // verifier, the resolver of platform API keys.
+    const app = createApp({
+      activity: cleanup,
+      users,
+      workloads,
+      runs: cluster?.runs,
+      serviceAccounts: cluster?.serviceAccounts,
+      store,
+      grants,
+      now: () => Date.now(),
+      editor,
+      editable,
+      audit,
+      policies: {
+        read: (roleArn) => roles.getTrustPolicy(parseRoleArn(roleArn).name),
+        providerArnFor: (roleArn) => {
+          const role = parseRoleArn(roleArn);
+          return oidcProviderArn(role.account, config.oidcProvider, role.partition);
+        },
+        audience: config.audience,
+        quota: config.trustPolicyQuota,
+      },
+      ownership: {
+        computeNamespace: config.computeNamespace,
+        runIdPattern: config.runIdPattern,
+        userBasedServiceAccounts: config.userBasedServiceAccounts,
+        trustPodTokenAlone: config.trustPodTokenAlone,
+        format: config.subjectFormat,
+      },
+      webIdentityTokenFile: WEB_IDENTITY_TOKEN_FILE,
+      logger,
+      metrics,
+      api: new ApiDescription(),
+    });
+    return await listen(config, app.fetch, tls, metrics, logger, started);
+  } catch (error) {
+    await started.undo();
+    throw error;
+  }
+}
+
+/**
+ * The verifier of user tokens (the jwt verifier, or the platform's API, which also resolves API
+ * keys beside the jwt verifier when there is one), behind the caller cache; and the verifier of
+ * pods' service-account tokens.
+ */
+function startVerifiers(
+  config: ServerConfig,
+  metrics: ServerMetrics,
+  caCert: string | undefined,
+  started: Started,
+): { users: UserVerifier; workloads: WorkloadVerifier } {
   const platform = config.dominoUserHost === undefined ? undefined : createDominoVerifier({
     apiUrl: config.dominoUserHost,
     cacheTtlMs: config.principalCacheMs,
@@ -94,7 +193,7 @@ export async function startServer(
   let users: UserVerifier;
   if (config.verifier === "jwt") {
     const jwt = createJwtVerifier({ ...config.jwt, caCert, timeoutMs: HTTP_TIMEOUT_MS });
-    closers.push(() => jwt.close());
+    started.add(() => jwt.close());
     users = {
       verify: (token) => jwt.verify(token),
       ready: () => jwt.ready(),
@@ -103,8 +202,6 @@ export async function startServer(
   } else {
     users = platform!;
   }
-  // A user token (or API key) already verified is reused; a pod's token is verified every time.
-  users = cacheCallers(users, { ttlMs: config.callerCacheMs });
   const cluster = createWorkloadVerifier({
     issuer: config.clusterIssuer,
     jwksUrl: config.clusterJwksUrl,
@@ -112,61 +209,60 @@ export async function startServer(
     caCert,
     timeoutMs: HTTP_TIMEOUT_MS,
   });
-  closers.push(() => cluster.close());
-  const workloads: WorkloadVerifier = cluster;
+  started.add(() => cluster.close());
+  // A user token (or API key) already verified is reused; a pod's token is verified every time.
+  return { users: cacheCallers(users, { ttlMs: config.callerCacheMs }), workloads: cluster };
+}
 
-  let kube: KubeClient | undefined;
-  let runs: RunLookup | undefined;
-  let serviceAccounts: ServiceAccountAdmin | undefined;
-  if (config.kubernetes) {
-    const { apiUrl, tokenFile, caFile } = config.kubernetes;
-    const kubeCa = await io.readTextFile(caFile).catch(() => undefined);
-    kube = createKubeClient({
-      apiUrl,
-      caCert: kubeCa,
-      token: () => io.readTextFile(tokenFile).then((t) => t.trim()),
-      timeoutMs: HTTP_TIMEOUT_MS,
-    });
-    closers.push(() => kube!.close());
-    try {
-      await checkPermissions(
-        kube,
-        requiredPermissions({
-          fieldNamespace: config.fieldNamespace,
-          computeNamespace: config.computeNamespace,
-          ...(config.mappingStore === "configmap"
-            ? { mappingConfigMap: config.mappingConfigMap }
-            : {}),
-          grantConfigMap: GRANT_CONFIGMAP,
-          serviceAccounts: config.userBasedServiceAccounts,
-        }),
-        logger,
-      );
-    } catch (error) {
-      for (const close of closers) close();
-      throw error;
-    }
-    runs = createRunLookup(kube, { namespace: config.computeNamespace });
-    serviceAccounts = createServiceAccountAdmin(kube, config.computeNamespace);
-  }
-  const store: MappingStore = withSharedReads(
-    config.mappingStore === "configmap"
-      ? createConfigMapStore(kube!, {
-        namespace: config.fieldNamespace,
-        name: config.mappingConfigMap,
-      })
-      : createFileStore(config.mappingFile),
+/** The Kubernetes client, once its permissions are checked, with the run lookup and service accounts on it. */
+async function startKubernetes(
+  config: ServerConfig,
+  where: NonNullable<ServerConfig["kubernetes"]>,
+  io: ServerIo,
+  logger: Logger,
+  started: Started,
+): Promise<{ kube: KubeClient; runs: RunLookup; serviceAccounts: ServiceAccountAdmin }> {
+  const kubeCa = await io.readTextFile(where.caFile).catch(() => undefined);
+  const kube = createKubeClient({
+    apiUrl: where.apiUrl,
+    caCert: kubeCa,
+    token: () => io.readTextFile(where.tokenFile).then((t) => t.trim()),
+    timeoutMs: HTTP_TIMEOUT_MS,
+  });
+  started.add(() => kube.close());
+  await checkPermissions(
+    kube,
+    requiredPermissions({
+      fieldNamespace: config.fieldNamespace,
+      computeNamespace: config.computeNamespace,
+      ...(config.mappingStore === "configmap" ? { mappingConfigMap: config.mappingConfigMap } : {}),
+      grantConfigMap: GRANT_CONFIGMAP,
+      serviceAccounts: config.userBasedServiceAccounts,
+    }),
+    logger,
   );
-  const grants: GrantStore = kube
-    ? createConfigMapGrantStore(kube, { namespace: config.fieldNamespace, logger })
-    : createFileGrantStore(grantFileBeside(config.mappingFile));
+  return {
+    kube,
+    runs: createRunLookup(kube, { namespace: config.computeNamespace }),
+    serviceAccounts: createServiceAccountAdmin(kube, config.computeNamespace),
+  };
+}
 
+/** The trust editor on IAM, behind the guard of the editable set, with the per-role lock. */
+function startEditor(
+  config: ServerConfig,
+  kube: KubeClient | undefined,
+  editable: (roleArn: string) => string | undefined,
+  logger: Logger,
+  metrics: ServerMetrics,
+  started: Started,
+) {
   const iam = createIamClient({
     region: config.awsRegion,
     endpoint: config.iamEndpoint,
     timeoutMs: config.iamTimeoutMs,
   });
-  closers.push(() => iam.destroy());
+  started.add(() => iam.destroy());
   const roles = createIamTrustPolicyStore(iam, {
     onCall: (operation, outcome) => metrics.iamCalls.inc({ operation, outcome }),
   });
@@ -196,104 +292,60 @@ export async function startServer(
     editable,
     { logger, metrics },
   );
+  return { editor, roles };
+}
 
-  const cleanup = createCleanup({
-    editor,
-    store,
-    grants,
-    liveness: kube ? kubernetesLiveness(kube, config.computeNamespace) : undefined,
-    format: config.subjectFormat,
-    computeNamespace: config.computeNamespace,
-    graceMs: config.cleanupGraceMs,
-    syncLeaseMs: config.runLeaseMs,
-    logger,
-    metrics,
-  });
-  if (config.cleanupIntervalMs > 0) cleanup.start(config.cleanupIntervalMs);
-
-  const app = createApp({
-    activity: cleanup,
-    users,
-    workloads,
-    runs,
-    serviceAccounts,
-    store,
-    grants,
-    now: () => Date.now(),
-    editor,
-    editable,
-    audit,
-    policies: {
-      read: (roleArn) => roles.getTrustPolicy(parseRoleArn(roleArn).name),
-      providerArnFor: (roleArn) => {
-        const role = parseRoleArn(roleArn);
-        return oidcProviderArn(role.account, config.oidcProvider, role.partition);
-      },
-      audience: config.audience,
-      quota: config.trustPolicyQuota,
-    },
-    ownership: {
-      computeNamespace: config.computeNamespace,
-      runIdPattern: config.runIdPattern,
-      userBasedServiceAccounts: config.userBasedServiceAccounts,
-      trustPodTokenAlone: config.trustPodTokenAlone,
-      format: config.subjectFormat,
-    },
-    webIdentityTokenFile: WEB_IDENTITY_TOKEN_FILE,
-    logger,
-    metrics,
-    api: new ApiDescription(),
-  });
-
+/** Serves the app (and, on its own port, the metrics); stopping it undoes everything started. */
+async function listen(
+  config: ServerConfig,
+  fetch: (request: Request) => Response | Promise<Response>,
+  tls: { cert?: string; key?: string },
+  metrics: ServerMetrics,
+  logger: Logger,
+  started: Started,
+): Promise<RunningServer> {
   const ac = new AbortController();
-  let resolveUrl: (url: string) => void;
-  const listening = new Promise<string>((r) => (resolveUrl = r));
   const servers: Promise<void>[] = [];
-  try {
-    const server = Deno.serve({
-      hostname: config.host,
-      port: config.port,
-      signal: ac.signal,
-      ...tls,
-      onListen: ({ hostname, port }) => {
-        const url = `${config.tls ? "https" : "http"}://${
-          hostname.includes(":") ? `[${hostname}]` : hostname
-        }:${port}`;
-        logger.info("irsa server listening", {
-          url,
-          verifier: config.verifier,
-          mapping_store: config.mappingStore,
-          kubernetes: Boolean(config.kubernetes),
-        });
-        resolveUrl(url);
-      },
-    }, app.fetch);
-    servers.push(server.finished);
-    if (config.metricsPort > 0) {
-      const metricsServer = Deno.serve(
-        { hostname: config.host, port: config.metricsPort, signal: ac.signal, onListen: () => {} },
-        (req) =>
-          new URL(req.url).pathname === "/metrics"
-            ? new Response(renderMetrics(metrics), {
-              headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
-            })
-            : new Response("Not found\n", { status: 404 }),
-      );
-      servers.push(metricsServer.finished);
-    }
-  } catch (error) {
-    // A port that cannot be bound: undo what started before it, the cleanup loop and the clients.
+  started.add(async () => {
     ac.abort();
     await Promise.all(servers);
-    await cleanup.stop();
-    closers.forEach((close) => close());
-    throw error;
+  });
+  let resolveUrl: (url: string) => void;
+  const listening = new Promise<string>((r) => (resolveUrl = r));
+  const server = Deno.serve({
+    hostname: config.host,
+    port: config.port,
+    signal: ac.signal,
+    ...tls,
+    onListen: ({ hostname, port }) => {
+      const url = `${config.tls ? "https" : "http"}://${
+        hostname.includes(":") ? `[${hostname}]` : hostname
+      }:${port}`;
+      logger.info("irsa server listening", {
+        url,
+        verifier: config.verifier,
+        mapping_store: config.mappingStore,
+        kubernetes: Boolean(config.kubernetes),
+      });
+      resolveUrl(url);
+    },
+  }, fetch);
+  servers.push(server.finished);
+  if (config.metricsPort > 0) {
+    const metricsServer = Deno.serve(
+      { hostname: config.host, port: config.metricsPort, signal: ac.signal, onListen: () => {} },
+      (req) =>
+        new URL(req.url).pathname === "/metrics"
+          ? new Response(renderMetrics(metrics), {
+            headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
+          })
+          : new Response("Not found\n", { status: 404 }),
+    );
+    servers.push(metricsServer.finished);
   }
   const url = await listening;
-  const finished = Promise.all(servers).then(async () => {
-    await cleanup.stop();
-    closers.forEach((close) => close());
-  });
+  // Once the listeners end (a signal, or stop()), the loop and the clients are undone too.
+  const finished = Promise.all(servers).then(() => started.undo());
   return {
     url,
     finished,
