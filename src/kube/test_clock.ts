@@ -1,4 +1,4 @@
-/** A clock for tests of code that takes `now` and `sleep`: time moves only when the test moves it. */
+/** A clock for tests of code that takes `now` and `sleep`: time moves only when a test moves it. */
 
 /** The clock, and the handles a test moves it by. */
 export interface TestClock {
