@@ -1,4 +1,4 @@
-/** Batch planning: what a batch of add and remove requests does to a trust policy, request by request. */
+/** Batch planning: what a batch of adds and removes does to a trust policy, request by request. */
 
 import { AppError } from "../lib/errors.ts";
 import { editTrustPolicy, type TrustPolicyEdit, type TrustPolicyOptions } from "./trust_policy.ts";
@@ -22,7 +22,7 @@ export interface BatchResult {
   readonly subjects: number;
 }
 
-/** A batch planned: the edit of the policy (write its document if it `changed`), one result per request. */
+/** A batch planned: the policy's edit (to write if it `changed`), one result per request. */
 export interface BatchPlan {
   readonly edit: TrustPolicyEdit;
   readonly results: BatchResult[];

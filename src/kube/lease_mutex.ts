@@ -65,7 +65,7 @@ export interface LeaseMutex {
   heldByOther(l: Lease): boolean;
   /** The Lease, or undefined when it does not exist. */
   get(name: string): Promise<Lease | undefined>;
-  /** Writes `annotations` on `l` at its resourceVersion; {@link KubeConflictError} when it moved. */
+  /** Writes `annotations` on `l` at its resourceVersion: {@link KubeConflictError} if it moved. */
   annotate(l: Lease, annotations: Annotations): Promise<Lease>;
   /** Waits the `attempt`th pause of a retry: exponential, jittered, at most about 750 ms. */
   backOff(attempt: number): Promise<void>;

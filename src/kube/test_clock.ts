@@ -1,4 +1,4 @@
-/** A clock for tests of code that takes `now` and `sleep`: time moves only when the test moves it. */
+/** A clock for tests of code that takes `now` and `sleep`: time moves only when a test moves it. */
 
 /** The clock, and the handles a test moves it by. */
 export interface TestClock {
@@ -10,8 +10,9 @@ export interface TestClock {
   /**
    * Settles `p`, moving time on by `stepMs` at each turn of the event loop until then: code that
    * sleeps on this clock while it waits on real I/O (an API server) goes on as if time flew.
+   * Throws once `limitMs` of the clock have passed without `p` settling (default two minutes).
    */
-  run<T>(p: Promise<T>, stepMs?: number): Promise<T>;
+  run<T>(p: Promise<T>, stepMs?: number, limitMs?: number): Promise<T>;
 }
 
 interface Sleeper {
@@ -53,13 +54,16 @@ export function createTestClock(start = Date.now()): TestClock {
       time += ms;
       wakeDue();
     },
-    async run(p, stepMs = 5) {
+    async run(p, stepMs = 5, limitMs = 120_000) {
+      const limit = time + limitMs;
       let settled = false;
       p.then(() => settled = true, () => settled = true);
       while (!settled) {
         // A real turn of the event loop, so that I/O in flight gets on.
         await new Promise((resolve) => setTimeout(resolve, 1));
-        if (!settled) clock.advance(stepMs);
+        if (settled) break;
+        if (time >= limit) throw new Error(`Not settled within ${limitMs} ms of the test clock`);
+        clock.advance(stepMs);
       }
       return await p;
     },

@@ -1,6 +1,9 @@
 /**
- * The hand-off protocol over a role's Lease: a replica whose batch finds the Lease held appends its
- * edits to an annotation, and the holder applies them and records each one's result in another.
+ * The hand-off over a role's Lease: edits handed to its holder, their results, their bounds.
+ *
+ * A replica whose batch finds the Lease held appends its edits to one annotation; the holder
+ * applies them and records each one's result in another, which the replica reads. All of it is
+ * pure: the role lock (role_lock.ts) reads and writes the Lease.
  */
 
 import type { BatchEdit, EditStatus } from "../core/batch_plan.ts";

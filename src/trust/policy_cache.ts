@@ -1,4 +1,4 @@
-/** The trust editor's cache: each role's policy as last read from or written to IAM, its version and size. */
+/** The trust editor's cache: each role's policy as last read or written, its version and size. */
 
 import type { RolePolicyStore } from "../aws/iam.ts";
 import { parseRoleArn } from "../core/arn.ts";

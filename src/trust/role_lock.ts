@@ -1,13 +1,16 @@
 /**
- * Per-role locks for trust-policy edits. IAM has no compare-and-swap, so two writers that read,
- * edit and write one role at once lose an edit: in one process a queue prevents it; across
- * replicas a `coordination.k8s.io/v1` Lease per role does. The lock also carries the version of the
- * policy its last holder saw, so a cached policy can be trusted without asking IAM.
+ * Per-role locks for trust-policy edits: the RoleLock contract, the local lock, the Lease lock.
+ *
+ * IAM has no compare-and-swap, so two writers that read, edit and write one role at once lose an
+ * edit: in one process a queue prevents it; across replicas a `coordination.k8s.io/v1` Lease per
+ * role does (src/kube/lease_mutex.ts). The lock also carries the version of the policy its last
+ * holder saw, so a cached policy can be trusted without asking IAM.
  *
  * A replica whose batch finds the Lease held does not queue for it: it hands its edits to the
  * holder through the Lease (an annotation, appended at the Lease's resourceVersion), and the holder
- * applies them in the same IAM write as its own and records each one's result there. So a burst
- * spread over replicas still costs about one write per role, and IAM keeps one writer per role.
+ * applies them in the same IAM write as its own and records each one's result there
+ * (src/trust/handoff.ts). So a burst spread over replicas still costs about one write per role,
+ * and IAM keeps one writer per role.
  */
 
 import { AppError } from "../lib/errors.ts";
@@ -127,6 +130,9 @@ interface Batch {
   readonly full?: boolean;
 }
 
+/** A batch handed over, whole or in part. */
+type HandedBatch = Batch & { readonly ids: readonly string[] };
+
 /** Where a batch stands in {@link RoleLock.applyEdits} on a Lease; each step says the next. */
 type Step =
   /** Try the Lease once: ours → hold; held → collect, hand over, or wait. */
@@ -136,11 +142,12 @@ type Step =
   /** Append the batch to the holder's Lease: → await; no room → acquire, then wait. */
   | { readonly kind: "handOver"; readonly batch: Batch }
   /** Handed over: poll for the holder's results, handing it newcomers too; released → acquire. */
-  | { readonly kind: "await"; readonly batch: Batch & { readonly ids: readonly string[] } }
+  | { readonly kind: "await"; readonly batch: HandedBatch }
   /** Back off, then look again: → await when handed over, else → acquire. */
   | { readonly kind: "wait"; readonly batch: Batch }
   /** The Lease is ours: apply the batch with the edits other replicas handed over. */
   | { readonly kind: "hold"; readonly taken: Taken; readonly batch?: Batch }
+  /** Finished: the results of this replica's batch, in order. */
   | { readonly kind: "done"; readonly results: readonly EditResult[] };
 
 /** One call of {@link RoleLock.applyEdits}. */
@@ -195,10 +202,8 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
         if (now() > run.deadline) throw stayedHeld(run);
         await mutex.backOff(attempt);
         const { batch } = step;
-        return batch.ids ? { kind: "await", batch: { ...batch, ids: batch.ids } } : {
-          kind: "acquire",
-          batch,
-        };
+        if (batch.ids) return { kind: "await", batch: { ...batch, ids: batch.ids } };
+        return { kind: "acquire", batch };
       }
       case "hold":
         return { kind: "done", results: await holdAndApply(run, step.taken, step.batch) };
@@ -237,10 +242,7 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
   }
 
   /** One look at the Lease for the results of a batch handed over. */
-  async function awaitResults(
-    run: Run,
-    batch: Batch & { readonly ids: readonly string[] },
-  ): Promise<Step> {
+  async function awaitResults(run: Run, batch: HandedBatch): Promise<Step> {
     const l = await mutex.get(run.name).catch((e) => {
       if (isTransient(e)) return "retry" as const;
       throw e;

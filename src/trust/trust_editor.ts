@@ -1,10 +1,12 @@
 /**
- * Edits proxy roles' trust policies: every edit of one role goes through one queue. A batch opens
- * with its first request, takes the role's lock and reads the policy (or trusts the cache) while
- * it collects for `windowMs`, then applies everything it collected in one UpdateAssumeRolePolicy;
- * requests that arrive during the write go together in the next batch. Each role's policy is
- * cached; a subject already present costs no IAM call as long as the role's lock says no one has
- * written since.
+ * The trust editor: a queue per role, its window, each batch applied under the role's lock.
+ *
+ * Every edit of one role goes through one queue. A batch opens with its first request, takes the
+ * role's lock and reads the policy (or trusts the cache) while it collects for `windowMs`, then
+ * applies everything it collected (as src/core/batch_plan.ts plans it) in one
+ * UpdateAssumeRolePolicy; requests that arrive during the write go together in the next batch.
+ * Each role's policy is cached (policy_cache.ts); a subject already present costs no IAM call as
+ * long as the role's lock says no one has written since.
  */
 
 import type { RolePolicyStore } from "../aws/iam.ts";
