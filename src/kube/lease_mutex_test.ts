@@ -4,7 +4,7 @@ import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
 import { startKubeFaultProxy } from "../../tests/kube_fault_proxy.ts";
 import { createKubeClient, type KubeClient, type Lease } from "./client.ts";
 import { createLeaseMutex } from "./lease_mutex.ts";
-import { createTestClock, type TestClock } from "./test_clock.ts";
+import { createTestClock, type TestClock } from "../../tests/fixtures/test_clock.ts";
 
 // The API server keeps Leases as plain objects: whether one is held or expired is judged by the
 // mutex, on its clock. So these tests move a test clock, and never wait for a Lease to expire.

@@ -3,7 +3,7 @@ import { subjectsOf } from "../core/trust_policy.ts";
 import { silentLogger } from "../lib/log.ts";
 import { createServerMetrics } from "../observe/metrics.ts";
 import { createKubeClient, type KubeClient, type Lease } from "../kube/client.ts";
-import { createTestClock, type TestClock } from "../kube/test_clock.ts";
+import { createTestClock, type TestClock } from "../../tests/fixtures/test_clock.ts";
 import { FakeIamRoles } from "../../tests/fakes/iam_roles.ts";
 import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
 import { startKubeFaultProxy } from "../../tests/kube_fault_proxy.ts";
