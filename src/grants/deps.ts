@@ -1,4 +1,4 @@
-/** What the server's routes are given: every dependency, passed in by main or by a test. */
+/** What the use cases and the routes are given: every dependency, passed in by the composition root or by a test. */
 
 import type { UserVerifier, WorkloadVerifier } from "../auth/caller.ts";
 import type { RunLookup } from "../kube/run_lookup.ts";
