@@ -10,20 +10,7 @@ import { startKubeFaultProxy } from "../../tests/kube_fault_proxy.ts";
 import { HANDED_ANNOTATION, handedOf, leaseName, RESULTS_ANNOTATION } from "./handoff.ts";
 import { createLeaseRoleLock, type RoleLock } from "./role_lock.ts";
 import { createTrustEditor } from "./trust_editor.ts";
-
-const HOST = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
-const ROLE = "arn:aws:iam::111111111111:role/acme-list-bucket-role";
-const FRESH = Deno.readTextFileSync(
-  new URL("../../tests/testdata/fresh_proxy_trust_policy.json", import.meta.url),
-);
-const OPTS = {
-  providerArn: `arn:aws:iam::111111111111:oidc-provider/${HOST}`,
-  audience: "sts.amazonaws.com",
-  format: "wildcard" as const,
-  quota: 2048,
-};
-const run = (i: number) => `*:domino-compute:run-${i.toString(16).padStart(24, "0")}`;
-const AUDIT = { user: "jdoe" };
+import { AUDIT, FRESH, HOST, OPTS, ROLE, run } from "../../tests/fixtures/example_trust.ts";
 
 type LeaseCalls = Pick<KubeClient, "getLease" | "createLease" | "replaceLease">;
 

@@ -13,20 +13,7 @@ import { createKubeClient } from "../kube/client.ts";
 import { FakeIamRoles } from "../../tests/fakes/iam_roles.ts";
 import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
 import type { MappingStore } from "../store/mapping_store.ts";
-
-const HOST = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
-const ROLE = "arn:aws:iam::111111111111:role/acme-list-bucket-role";
-const FRESH = Deno.readTextFileSync(
-  new URL("../../tests/testdata/fresh_proxy_trust_policy.json", import.meta.url),
-);
-const OPTS = {
-  providerArn: `arn:aws:iam::111111111111:oidc-provider/${HOST}`,
-  audience: "sts.amazonaws.com",
-  format: "wildcard" as const,
-  quota: 2048,
-};
-const run = (i: number) => `*:domino-compute:run-${i.toString(16).padStart(24, "0")}`;
-const AUDIT = { user: "jdoe" };
+import { AUDIT, FRESH, HOST, OPTS, ROLE, run } from "../../tests/fixtures/example_trust.ts";
 
 function editorWith(
   iam: FakeIamRoles,
