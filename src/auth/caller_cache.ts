@@ -18,9 +18,12 @@ export interface CallerCacheOptions {
 
 /** A {@link UserVerifier} with a cache; `cacheKeys()` shows what it holds (digests, never tokens). */
 export interface CachedUserVerifier extends UserVerifier {
-  /** SHA-256 hex digests of the cached credentials, oldest first; for tests. */
+  /** The cached entries' keys, `<kind>:<SHA-256 hex of the credential>`, oldest first; for tests. */
   cacheKeys(): readonly string[];
 }
+
+/** What a cached credential is: a bearer token or a platform API key. */
+type CredentialKind = "token" | "api-key";
 
 interface Entry {
   readonly caller: Promise<Caller>;
@@ -36,11 +39,11 @@ export function cacheCallers(inner: UserVerifier, opts: CallerCacheOptions): Cac
   const clock = opts.clock ?? Date.now;
   const maxEntries = opts.maxEntries ?? 10_000;
   const cache = new Map<string, Entry>();
-  // One cache for tokens and API keys; a key's digest covers its header name too, so a key never
-  // shares an entry with an equal token.
-  const check = (prefix: string, credential: string, ask: () => Promise<Caller>) => {
+  // One cache for tokens and API keys, keyed by the credential's kind and its digest: the kind is
+  // not part of the hashed text, so no token, whatever it holds, can name an API key's entry.
+  const check = (kind: CredentialKind, credential: string, ask: () => Promise<Caller>) => {
     // A synchronous digest: the cached path stays a few microseconds (WebCrypto's is async).
-    const key = createHash("sha256").update(prefix + credential).digest("hex");
+    const key = `${kind}:${createHash("sha256").update(credential).digest("hex")}`;
     const hit = cache.get(key);
     if (hit && (hit.expiresAt === undefined || clock() < hit.expiresAt)) return hit.caller;
     cache.delete(key);
@@ -59,9 +62,9 @@ export function cacheCallers(inner: UserVerifier, opts: CallerCacheOptions): Cac
   };
   const apiKeys = inner.verifyApiKey?.bind(inner);
   return {
-    verify: (token) => check("", token, () => inner.verify(token)),
+    verify: (token) => check("token", token, () => inner.verify(token)),
     ...(apiKeys
-      ? { verifyApiKey: (key: string) => check("X-Domino-Api-Key:", key, () => apiKeys(key)) }
+      ? { verifyApiKey: (key: string) => check("api-key", key, () => apiKeys(key)) }
       : {}),
     ready: () => inner.ready(),
     cacheKeys: () => [...cache.keys()],

@@ -86,7 +86,10 @@ Deno.test("the cache holds at most maxEntries, oldest out first, keyed by SHA-25
   const inner = countingVerifier(new Set(creds));
   const cached = cacheCallers(inner.verifier, { ttlMs: 60_000, maxEntries: 2 });
   for (const c of creds) await cached.verify(c);
-  assert.deepEqual(cached.cacheKeys(), [await sha256("key-2"), await sha256("key-3")]);
+  assert.deepEqual(cached.cacheKeys(), [
+    `token:${await sha256("key-2")}`,
+    `token:${await sha256("key-3")}`,
+  ]);
   await cached.verify("key-1");
   assert.equal(inner.calls.length, 4, "the evicted credential is verified again");
 });
@@ -95,4 +98,20 @@ Deno.test("jwtExpiryMs reads only a JWT's numeric exp", () => {
   assert.equal(jwtExpiryMs("an-api-key"), undefined);
   assert.equal(jwtExpiryMs("a.b.c"), undefined);
   assert.equal(jwtExpiryMs(jwtWithExp(Number.NaN)), undefined);
+});
+
+Deno.test("an API key's entry is never the answer to a bearer token, whatever the token says", async () => {
+  const admin: Caller = { username: "admin", organizations: [], isAdmin: true };
+  const inner: UserVerifier = {
+    verify: () => Promise.reject(new AppError("unauthorized", "Token is not accepted")),
+    verifyApiKey: (key) =>
+      key === "admin-key"
+        ? Promise.resolve(admin)
+        : Promise.reject(new AppError("unauthorized", "Key is not accepted")),
+    ready: () => Promise.resolve(true),
+  };
+  const cached = cacheCallers(inner, { ttlMs: 60_000 });
+  assert.equal((await cached.verifyApiKey!("admin-key")).username, "admin");
+  // The platform refuses this token; a cache keyed by "X-Domino-Api-Key:" + key answered it.
+  await assert.rejects(() => cached.verify("X-Domino-Api-Key:admin-key"), /not accepted/);
 });
