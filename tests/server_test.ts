@@ -325,7 +325,7 @@ Deno.test("domino verifier, ConfigMap store, run-lookup proof, over the Kubernet
       body: JSON.stringify({ run_id: OTHER_RUN }),
     });
     assert.equal(theirs.status, 403);
-    assert.match((await theirs.json()).message, /was not started by "jdoe"/);
+    assert.match((await theirs.json()).message, /has no live pod started by "jdoe"/);
     const wild = await server.fetch("/map_iam_roles_to_pod_sa", {
       method: "POST",
       headers: user,

@@ -39,7 +39,7 @@ const SHARED_SERVICE_ACCOUNTS = new Set(["default"]);
 
 /**
  * The run's live pods, checked to be the caller's: every one must carry the caller as its starting
- * user. Throws 403 when there is none or one is someone else's.
+ * user. Throws 403 when there is none or one is someone else's, with the same message for both.
  */
 async function callersRunPods(
   caller: Caller,
@@ -50,21 +50,21 @@ async function callersRunPods(
   const pods = (await runs.findRunPods(runId)).filter((p) =>
     p.phase === undefined || LIVE_PHASES.has(p.phase)
   );
-  if (pods.length === 0) {
-    throw new AppError(
-      "forbidden",
-      `Run ${JSON.stringify(runId)} has no live pod in ${JSON.stringify(o.computeNamespace)}`,
+  const ours = pods.length > 0 &&
+    pods.every((p) =>
+      caller.userId !== undefined
+        ? p.startingUserId === caller.userId
+        : p.startingUsername === caller.username
     );
-  }
-  const ours = pods.every((p) =>
-    caller.userId !== undefined
-      ? p.startingUserId === caller.userId
-      : p.startingUsername === caller.username
-  );
   if (!ours) {
+    // One answer for a run that does not exist and a run that is someone else's, so that no
+    // caller learns which runs are live, or whose; the log tells them apart.
     throw new AppError(
       "forbidden",
-      `Run ${JSON.stringify(runId)} was not started by ${JSON.stringify(caller.username)}`,
+      `Run ${JSON.stringify(runId)} has no live pod started by ${
+        JSON.stringify(caller.username)
+      } in ${JSON.stringify(o.computeNamespace)}`,
+      { live_pods: pods.length },
     );
   }
   return pods;

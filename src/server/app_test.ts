@@ -258,12 +258,18 @@ Deno.test("a run_id alone is proven by the run's pod and its starting user", asy
     body: { run_id: OTHER_RUN },
   });
   assert.equal(theirs.status, 403);
-  assert.match((await theirs.json()).message, /was not started by "jdoe"/);
+  const refusal = (await theirs.json()).message;
+  assert.match(refusal, /has no live pod started by "jdoe"/);
   const missing = await w.call("POST", "/map_iam_roles_to_pod_sa", {
     token: w.jdoe,
     body: { run_id: "0".repeat(24) },
   });
   assert.equal(missing.status, 403);
+  // No oracle: another user's live run and a run that does not exist answer alike.
+  assert.equal(
+    (await missing.json()).message,
+    refusal.replace(OTHER_RUN, "0".repeat(24)),
+  );
   assert.deepEqual(w.subjects(ROLES[0]), [SUBJECT]);
 });
 
@@ -985,7 +991,7 @@ Deno.test("a start whose pod is not proven answers 403 even while the mappings c
     headers: { "X-Irsa-Workload-Token": w.sa },
   });
   assert.equal(stranger.status, 403);
-  assert.match((await stranger.json()).message, /was not started by "asmith"/);
+  assert.match((await stranger.json()).message, /has no live pod started by "asmith"/);
   // The pod's own user gets the store's error, which names the file.
   const own = await w.call("POST", "/map_iam_roles_to_pod_sa", {
     token: w.jdoe,
@@ -1011,7 +1017,7 @@ Deno.test("a pod token is bound to its user: another user's pod token answers 40
       headers: { "X-Irsa-Workload-Token": w.sa },
     });
     assert.equal(res.status, 403, method);
-    assert.match((await res.json()).message, /was not started by "asmith"/);
+    assert.match((await res.json()).message, /has no live pod started by "asmith"/);
   }
   for (const role of ROLES) assert.deepEqual(w.subjects(role), []);
   // A token of a pod that is not the run's (another pod running as the run's account).
