@@ -481,6 +481,12 @@ Deno.test("the admin routes' answers keep to /openapi.json (the real server proc
   assert.equal((await call("/trust", { proxy_iam_role_arn: proxyArn(LIST_ROLE) })).status, 200);
   assert.equal((await call("/trust", { proxy_iam_role_arn: "nope" })).status, 400);
   assert.equal((await call("/trust", { proxy_iam_role_arn: proxyArn("missing") })).status, 404);
+  // Another account's role of the same name (the asset role): never read as this account's.
+  const asset = `arn:aws:iam::${EXAMPLE.assetsAccount}:role/${LIST_ROLE}`;
+  const elsewhere = await call("/trust", { proxy_iam_role_arn: asset });
+  assert.equal(elsewhere.status, 400, JSON.stringify(elsewhere.json));
+  assert.equal(elsewhere.json.code, "role_not_editable");
+  assert.match(elsewhere.json.message, /222222222222/);
   assert.equal((await call("/explain", { user: "jdoe", run_id: RUNS.jdoe })).status, 200);
   assert.equal((await call("/explain", { user: "nobody" })).status, 200);
   assert.equal((await call("/explain", { user: "jdoe" }, "user-token-jdoe")).status, 403);

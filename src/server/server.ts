@@ -144,7 +144,17 @@ export async function startServer(
       editable,
       audit,
       policies: {
-        read: (roleArn) => roles.getTrustPolicy(parseRoleArn(roleArn).name),
+        // IAM reads a role by name in the credentials' account: a role outside the editable set
+        // (another account's of the same name, say) is refused, never read as this one.
+        read: (roleArn) => {
+          const reason = editable(roleArn);
+          if (reason !== undefined) {
+            throw new AppError("role_not_editable", `Cannot read role ${roleArn}: ${reason}`, {
+              role: roleArn,
+            });
+          }
+          return roles.getTrustPolicy(parseRoleArn(roleArn).name);
+        },
         providerArnFor: (roleArn) => {
           const role = parseRoleArn(roleArn);
           return oidcProviderArn(role.account, config.oidcProvider, role.partition);
