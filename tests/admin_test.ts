@@ -502,6 +502,13 @@ Deno.test("the admin routes' answers keep to /openapi.json (the real server proc
       .status,
     400,
   );
+  // Names a parser would drop are refused, not lost: the document is applied whole or not at all.
+  for (const name of ["__proto__", "prototype", "toString"]) {
+    const doc = JSON.parse(`{${JSON.stringify(name)}: ${JSON.stringify(pairJson(LIST_ROLE))}}`);
+    const refused = await call("/apply_role_mappings", { all_role_mappings: doc, prune: true });
+    assert.equal(refused.status, 400, name);
+    assert.match(refused.json.message, new RegExp(name.replace(/_/g, "_")), name);
+  }
   const res = await w.server.fetch("/capacity", {
     headers: { Authorization: "Bearer user-token-boss" },
   });

@@ -12,6 +12,16 @@ const roleArn = (field: string) =>
     v.metadata({ pattern: ROLE_ARN_PATTERN, maxLength: ROLE_ARN_MAX_LENGTH }),
   );
 
+/**
+ * Organization names that are refused in every path (updates, applied documents, the stores):
+ * the properties every JavaScript object has, which a parser drops or a lookup answers with the
+ * prototype's own. One rule, so that a document read back is a document applied back.
+ */
+export const RESERVED_ORGANIZATION_NAMES: readonly string[] = [
+  ...Object.getOwnPropertyNames(Object.prototype),
+  "prototype",
+].sort();
+
 /** Platform organization names as the ConfigMap can hold them (ConfigMap keys). */
 export const OrganizationName = v.pipe(
   v.string("domino_org must be a string"),
@@ -24,7 +34,17 @@ export const OrganizationName = v.pipe(
     (s) => s !== "." && !s.startsWith(".."),
     'domino_org must not be "." or start with ".."',
   ),
-  v.metadata({ not: { pattern: "^(?:\\.|\\.\\..*)$" } }),
+  // Names that objects already have: a parser or a lookup would drop them or find the prototype's.
+  v.check(
+    (s) => !RESERVED_ORGANIZATION_NAMES.includes(s),
+    (i) =>
+      `domino_org ${JSON.stringify(i.input)} is reserved: it names a property every object has`,
+  ),
+  v.metadata({
+    not: {
+      anyOf: [{ pattern: "^(?:\\.|\\.\\..*)$" }, { enum: RESERVED_ORGANIZATION_NAMES }],
+    },
+  }),
 );
 
 /**

@@ -21,6 +21,14 @@ export async function jsonBody<T extends v.GenericSchema>(
         : "Request body is not valid JSON",
     );
   }
+  const key = prototypeKeyIn(json);
+  if (key !== undefined) {
+    throw new AppError(
+      "bad_request",
+      `Invalid key ${JSON.stringify(key.name)} at "${key.path || "(body)"}": ` +
+        `"__proto__", "constructor" and "prototype" are not accepted as keys anywhere in a body`,
+    );
+  }
   const result = v.safeParse(schema, json);
   if (!result.success) {
     const issue = result.issues[0];
@@ -31,4 +39,21 @@ export async function jsonBody<T extends v.GenericSchema>(
     );
   }
   return result.output;
+}
+
+/**
+ * Keys a schema's object parser would drop without a word (valibot skips them, to keep objects'
+ * prototypes safe): refused at the door instead, so that no name sent is silently lost.
+ */
+const PROTOTYPE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+
+/** The first such key in a parsed JSON value, with its dotted path. */
+function prototypeKeyIn(json: unknown, path = ""): { name: string; path: string } | undefined {
+  if (typeof json !== "object" || json === null) return undefined;
+  for (const [name, value] of Object.entries(json)) {
+    if (PROTOTYPE_KEYS.has(name)) return { name, path };
+    const inner = prototypeKeyIn(value, path === "" ? name : `${path}.${name}`);
+    if (inner) return inner;
+  }
+  return undefined;
 }
