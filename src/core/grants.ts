@@ -36,7 +36,9 @@ export type RevocationReason =
   /** A mapping was changed or deleted: no current mapping entitles the subject to the role. */
   | "mapping"
   /** The cleanup loop: the run has ended. */
-  | "run_ended";
+  | "run_ended"
+  /** An admin deleted the per-user ServiceAccount whose subject it was. */
+  | "service_account_deleted";
 
 /** One subject to take off one role. */
 export interface Revocation {

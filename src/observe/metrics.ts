@@ -114,7 +114,7 @@ export function createServerMetrics() {
     ),
     revokedSubjects: new Counter(
       "irsa_revoked_subjects_total",
-      "Subjects taken off a proxy role, by reason: sync, stop, mapping or run_ended.",
+      "Subjects taken off a proxy role, by reason: sync, stop, mapping, run_ended or service_account_deleted.",
     ),
     batchSize: new Histogram(
       "irsa_trust_policy_batch_size",

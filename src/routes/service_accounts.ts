@@ -8,26 +8,17 @@ import {
 } from "../api/service_accounts.ts";
 import type { AuthEnv } from "../auth/bearer.ts";
 import type { ServerDeps } from "../grants/deps.ts";
+import { createServiceAccount, deleteServiceAccount } from "../grants/service_accounts.ts";
 import { type Route, route } from "../http/route.ts";
-import { AppError } from "../lib/errors.ts";
 
 const errors = {
   409: "The ServiceAccount exists and was not created by irsa",
-  502: "The Kubernetes API answered badly",
+  502: "The Kubernetes API answered badly, or (DELETE) a trust policy could not be edited",
   503: "No Kubernetes API, it cannot be reached, or the token's verifier cannot",
 };
 
 /** The service-account routes. */
 export function serviceAccountRoutes(deps: ServerDeps): Route<AuthEnv>[] {
-  const accounts = () => {
-    if (!deps.serviceAccounts) {
-      throw new AppError(
-        "unavailable",
-        "Cannot manage service accounts: this server has no Kubernetes API (set --kubernetes-api / IRSA_KUBERNETES_API, or run it in the cluster)",
-      );
-    }
-    return deps.serviceAccounts;
-  };
   // Both methods: the change, one audit line, the answer.
   const answer = (
     c: Context<AuthEnv>,
@@ -60,14 +51,14 @@ export function serviceAccountRoutes(deps: ServerDeps): Route<AuthEnv>[] {
       },
       errors,
       async handle(c, { service_account_name: name }) {
-        return answer(c, "created", name, await accounts().create(name));
+        return answer(c, "created", name, await createServiceAccount(deps, name));
       },
     }),
     route({
       method: "delete",
       path: "/service_account",
       summary:
-        'Deletes a ServiceAccount that irsa created; "status" is "deleted", or "absent" when there was none (still 200).',
+        'Takes the ServiceAccount\'s subject off every trust policy, then deletes it if irsa created it; "status" is "deleted", or "absent" when there was none (still 200).',
       access: "admin",
       body: ServiceAccountBody,
       responses: {
@@ -75,7 +66,8 @@ export function serviceAccountRoutes(deps: ServerDeps): Route<AuthEnv>[] {
       },
       errors,
       async handle(c, { service_account_name: name }) {
-        return answer(c, "deleted", name, await accounts().remove(name));
+        const by = { user: c.get("caller").username, requestId: c.get("requestId") };
+        return answer(c, "deleted", name, await deleteServiceAccount(deps, by, name));
       },
     }),
   ];

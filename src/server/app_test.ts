@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createApp } from "./app.ts";
 import type { RunLookup, RunPod } from "../kube/run_lookup.ts";
+import type { ServiceAccountAdmin } from "../kube/service_accounts.ts";
 import { createJwtVerifier } from "../auth/jwt_verifier.ts";
 import { createWorkloadVerifier } from "../auth/workload_verifier.ts";
 import { ROLE_ARN_MAX_LENGTH, ROLE_ARN_PATTERN } from "../core/arn.ts";
@@ -54,7 +55,7 @@ const OPTS = {
  */
 async function world(
   pods: Record<string, RunPod[]> = {},
-  options: { userBasedServiceAccounts?: boolean } = {},
+  options: { userBasedServiceAccounts?: boolean; serviceAccounts?: ServiceAccountAdmin } = {},
 ) {
   const issuer = await startOidcIssuer();
   const cluster = await sharedKubeApiServer();
@@ -111,6 +112,7 @@ async function world(
     users,
     workloads,
     runs,
+    serviceAccounts: options.serviceAccounts,
     store: createFileStore(`${dir}/mappings.json`),
     grants: createFileGrantStore(`${dir}/irsa-grants.json`),
     now: () => Date.now(),
@@ -984,6 +986,42 @@ Deno.test("per-user service accounts: the subject is the pod's own service accou
   const refused = await map(w.jdoe, { "X-Irsa-Workload-Token": other });
   assert.equal(refused.status, 403);
   assert.match(refused.body.message, /no live pod of run/);
+});
+
+Deno.test("deleting a per-user ServiceAccount takes its subject off every trust policy first", async () => {
+  const pod = {
+    name: `run-${RUN}-pu123`,
+    serviceAccountName: "aws-test",
+    startingUsername: "jdoe",
+    phase: "Running",
+  };
+  const deleted: { name: string; subjectsLeft: string[][] }[] = [];
+  let w!: Awaited<ReturnType<typeof world>>;
+  const serviceAccounts: ServiceAccountAdmin = {
+    create: () => Promise.resolve("created"),
+    remove: (name) => {
+      deleted.push({ name, subjectsLeft: ROLES.map((r) => w.subjects(r)) });
+      return Promise.resolve("deleted");
+    },
+  };
+  w = await world({ [RUN]: [pod] }, { userBasedServiceAccounts: true, serviceAccounts });
+  try {
+    const mapped = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+      token: w.jdoe,
+      body: { run_id: RUN },
+    });
+    assert.equal(mapped.status, 200);
+    assert.deepEqual(w.subjects(ROLES[0]), ["*:domino-compute:aws-test"]);
+    const res = await w.call("DELETE", "/service_account", {
+      token: w.admin,
+      body: { service_account_name: "aws-test" },
+    });
+    assert.equal(res.status, 200);
+    // A later account of the same name inherits nothing: the subject left before the account did.
+    assert.deepEqual(deleted, [{ name: "aws-test", subjectsLeft: [[], [], []] }]);
+  } finally {
+    await w[Symbol.asyncDispose]();
+  }
 });
 
 Deno.test("per-user service accounts: a run on the shared default service account or an ended pod proves nothing", async () => {
