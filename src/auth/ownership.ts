@@ -50,12 +50,7 @@ async function callersRunPods(
   const pods = (await runs.findRunPods(runId)).filter((p) =>
     p.phase === undefined || LIVE_PHASES.has(p.phase)
   );
-  const ours = pods.length > 0 &&
-    pods.every((p) =>
-      caller.userId !== undefined
-        ? p.startingUserId === caller.userId
-        : p.startingUsername === caller.username
-    );
+  const ours = pods.length > 0 && pods.every((p) => startedBy(caller, p));
   if (!ours) {
     // One answer for a run that does not exist and a run that is someone else's, so that no
     // caller learns which runs are live, or whose; the log tells them apart.
@@ -68,6 +63,36 @@ async function callersRunPods(
     );
   }
   return pods;
+}
+
+/**
+ * Refuses a per-user service account that live pods of another user run as: its subject would
+ * carry this caller's roles to their pods, and this caller's syncs and stop would take theirs.
+ */
+async function checkOnlyCallersPods(
+  caller: Caller,
+  name: string,
+  runs: RunLookup,
+): Promise<void> {
+  const others = (await runs.findPodsRunningAs(name)).filter((p) =>
+    (p.phase === undefined || LIVE_PHASES.has(p.phase)) && !startedBy(caller, p)
+  );
+  if (others.length > 0) {
+    throw new AppError(
+      "forbidden",
+      `Service account ${
+        JSON.stringify(name)
+      } is not yours alone: live pods of another user run as it, so irsa grants no roles to it`,
+      { other_pods: others.length },
+    );
+  }
+}
+
+/** Whether the platform labelled `pod` as started by `caller` (by id when the caller has one). */
+function startedBy(caller: Caller, pod: RunPod): boolean {
+  return caller.userId !== undefined
+    ? pod.startingUserId === caller.userId
+    : pod.startingUsername === caller.username;
 }
 
 /** Refuses a per-user service account that is not one: empty, or shared by unmapped pods. */
@@ -163,6 +188,9 @@ export async function provePod(
           }, which no live pod of run ${JSON.stringify(runId)} runs as`,
         );
       }
+      if (o.userBasedServiceAccounts) {
+        await checkOnlyCallersPods(caller, serviceAccount.name, deps.runs);
+      }
     } else if (!o.trustPodTokenAlone) {
       throw new AppError(
         "forbidden",
@@ -200,8 +228,10 @@ export async function provePod(
     );
   }
   const name = names[0];
-  if (o.userBasedServiceAccounts) checkPerUserName(name, `Run ${JSON.stringify(runId)}`);
-  else if (name !== runAccount) {
+  if (o.userBasedServiceAccounts) {
+    checkPerUserName(name, `Run ${JSON.stringify(runId)}`);
+    await checkOnlyCallersPods(caller, name, deps.runs);
+  } else if (name !== runAccount) {
     throw new AppError(
       "forbidden",
       `Run ${JSON.stringify(runId)} does not run as service account ${JSON.stringify(runAccount)}`,

@@ -47,7 +47,7 @@ export interface KubeClient {
     metadata?: Pick<ConfigMapSnapshot, "labels" | "annotations">,
   ): Promise<ConfigMapSnapshot>;
   /** The pods matching a label selector (a selected list, never a full listing). */
-  listPods(namespace: string, labelSelector: string): Promise<KubePod[]>;
+  listPods(namespace: string, labelSelector: string, fieldSelector?: string): Promise<KubePod[]>;
   /** A `coordination.k8s.io/v1` Lease, or undefined when it does not exist. */
   getLease(namespace: string, name: string): Promise<Lease | undefined>;
   /** Creates a Lease; throws {@link KubeConflictError} (`AlreadyExists`) if another writer made it first. */
@@ -268,9 +268,12 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
       return snapshot(target)(json);
     },
 
-    async listPods(namespace, labelSelector) {
+    async listPods(namespace, labelSelector, fieldSelector) {
       const target: Target = { verb: "list", resource: "pods", namespace };
-      const query = new URLSearchParams({ labelSelector });
+      const query = new URLSearchParams({
+        labelSelector,
+        ...(fieldSelector === undefined ? {} : { fieldSelector }),
+      });
       const { json } = await call(target, "GET", `${resourcePath("pods", namespace)}?${query}`);
       return (parse(PodListWire, json, target).items ?? []).map(toPod);
     },

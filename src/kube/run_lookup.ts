@@ -1,5 +1,6 @@
 /** Finds a run's pods by their execution-id label, with one label-selector query. */
 
+import { DNS_1123_LABEL } from "../core/kube_names.ts";
 import { coalesce } from "../lib/coalesce.ts";
 import { AppError } from "../lib/errors.ts";
 import type { KubeClient, KubePod } from "./client.ts";
@@ -13,9 +14,12 @@ export interface RunPod {
   readonly phase?: string;
 }
 
-/** Looks up the pods of a run in the compute namespace by label `dominodatalab.com/execution-id`. */
+/** Looks up pods in the compute namespace: a run's, or every run pod that runs as a service account. */
 export interface RunLookup {
+  /** The pods labelled with the run id (`dominodatalab.com/execution-id`). */
   findRunPods(runId: string): Promise<readonly RunPod[]>;
+  /** The run pods (any run) whose `spec.serviceAccountName` is `name`. */
+  findPodsRunningAs(name: string): Promise<readonly RunPod[]>;
 }
 
 /** Options of {@link createRunLookup}. */
@@ -81,6 +85,20 @@ export function createRunLookup(
         );
       }
       return lookup(runId);
+    },
+    async findPodsRunningAs(name: string): Promise<readonly RunPod[]> {
+      if (!DNS_1123_LABEL.test(name)) {
+        throw new AppError(
+          "bad_request",
+          `Invalid service account name ${JSON.stringify(name)}: expected a DNS-1123 label`,
+        );
+      }
+      const pods = await kube.listPods(
+        namespace,
+        EXECUTION_ID_LABEL,
+        `spec.serviceAccountName=${name}`,
+      );
+      return pods.map(toRunPod);
     },
   };
 }

@@ -168,3 +168,34 @@ Deno.test("run lookup: a burst of lookups shares a few set-based lists, each ans
     await proxy.close();
   }
 });
+
+Deno.test("run lookup: the run pods that run as a service account, by field selector, any run", async () => {
+  const cluster = await sharedKubeApiServer();
+  const compute = await cluster.createNamespace("compute");
+  const kube = createKubeClient({
+    apiUrl: cluster.url,
+    caCert: cluster.caCert,
+    token: () => cluster.adminToken,
+  });
+  try {
+    await cluster.createServiceAccount(compute, "aws-test");
+    await cluster.createPod(compute, {
+      ...runPod(`run-${RUN}-a`, RUN),
+      serviceAccountName: "aws-test",
+    });
+    await cluster.createPod(compute, {
+      ...runPod(`run-${OTHER}-b`, OTHER, { "dominodatalab.com/starting-user-username": "mallory" }),
+      serviceAccountName: "aws-test",
+    });
+    await cluster.createPod(compute, runPod(`run-${OTHER}-c`, OTHER));
+    const lookup = createRunLookup(kube, { namespace: compute });
+    const pods = await lookup.findPodsRunningAs("aws-test");
+    assert.deepEqual(pods.map((p) => [p.name, p.startingUsername]).sort(), [
+      [`run-${RUN}-a`, "jdoe"],
+      [`run-${OTHER}-b`, "mallory"],
+    ]);
+    await assert.rejects(lookup.findPodsRunningAs("a,b"), { code: "bad_request" });
+  } finally {
+    kube.close();
+  }
+});

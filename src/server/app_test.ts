@@ -98,7 +98,11 @@ async function world(
   const metrics = createServerMetrics();
   // jdoe's run, whose pod the world's pod token (`sa`) belongs to, unless a test says otherwise.
   const runPods: Record<string, RunPod[]> = { [RUN]: [JDOE_POD], ...pods };
-  const runs: RunLookup = { findRunPods: (id) => Promise.resolve(runPods[id] ?? []) };
+  const runs: RunLookup = {
+    findRunPods: (id) => Promise.resolve(runPods[id] ?? []),
+    findPodsRunningAs: (name) =>
+      Promise.resolve(Object.values(runPods).flat().filter((p) => p.serviceAccountName === name)),
+  };
   const editor = createTrustEditor({
     roles: iam,
     oidcProvider: HOST,
@@ -986,6 +990,38 @@ Deno.test("per-user service accounts: the subject is the pod's own service accou
   const refused = await map(w.jdoe, { "X-Irsa-Workload-Token": other });
   assert.equal(refused.status, 403);
   assert.match(refused.body.message, /no live pod of run/);
+});
+
+Deno.test("per-user service accounts: an account that another user's live pods run as is nobody's to map", async () => {
+  const OTHER = "646f604955daf764547c5b77";
+  // The platform mis-assigned mallory's run to jdoe's account "aws-test" (or mallory made the pod).
+  await using w = await world({
+    [RUN]: [{
+      name: `run-${RUN}-a`,
+      serviceAccountName: "aws-test",
+      startingUsername: "jdoe",
+      phase: "Running",
+    }],
+    [OTHER]: [{
+      name: `run-${OTHER}-b`,
+      serviceAccountName: "aws-test",
+      startingUsername: "mallory",
+      phase: "Running",
+    }],
+  }, { userBasedServiceAccounts: true });
+  const mallory = await w.issuer.userToken({
+    username: "mallory",
+    groups: ["irsa-iamrole-update-bucket"],
+  });
+  for (const [token, run] of [[mallory, OTHER], [w.jdoe, RUN]] as const) {
+    const res = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+      token,
+      body: { run_id: run },
+    });
+    assert.equal(res.status, 403, run);
+    assert.match((await res.json()).message, /is not yours alone/);
+  }
+  for (const role of ROLES) assert.deepEqual(w.subjects(role), [], role);
 });
 
 Deno.test("deleting a per-user ServiceAccount takes its subject off every trust policy first", async () => {
