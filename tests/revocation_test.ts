@@ -249,7 +249,7 @@ Deno.test("a pod token is bound to its user: another user with jdoe's pod token 
   const pod = { "X-Irsa-Workload-Token": token };
   const stolen = await w.sync("user-token-asmith", pod);
   assert.equal(stolen.status, 403);
-  assert.match(stolen.json.message, /not started by "asmith"/);
+  assert.match(stolen.json.message, /no live pod started by "asmith"/);
   assert.deepEqual(await w.held(LIST_ROLE), []);
   assert.equal((await w.sync("user-token-jdoe", pod)).status, 200);
   assert.deepEqual(await w.held(LIST_ROLE), [w.subject]);
