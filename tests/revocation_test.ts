@@ -143,13 +143,12 @@ async function startWorld() {
   const sync = (token = "user-token-jdoe", headers: Record<string, string> = {}, s = server) =>
     call(s, "POST", "/map_iam_roles_to_pod_sa", token, { run_id: RUN }, headers);
   /** The pod's chain to `role`'s asset role, asked once the propagation delay has passed. */
-  const chain = async (role: string): Promise<ChainOutcome> => {
+  const podToken = () =>
+    cluster.tokenRequest(compute, `run-${RUN}`, { audience: "sts.amazonaws.com", pod });
+  const chain = async (role: string, token?: string): Promise<ChainOutcome> => {
     await new Promise((r) => setTimeout(r, PROPAGATION_MS + 100));
-    const token = await cluster.tokenRequest(compute, `run-${RUN}`, {
-      audience: "sts.amazonaws.com",
-      pod,
-    });
-    return assumeChain(sts.endpoint, token, world.pairs.find((p) => p.name === role)!);
+    const pair = world.pairs.find((p) => p.name === role)!;
+    return assumeChain(sts.endpoint, token ?? await podToken(), pair);
   };
   const chained = (role: string) => ({
     ok: true,
@@ -170,6 +169,7 @@ async function startWorld() {
     map,
     sync,
     sts: sts.endpoint,
+    podToken,
     chain,
     chained,
     held: (role: string) => heldSubjects(iam, world, role),
@@ -269,6 +269,21 @@ Deno.test("a user removed from an organization loses its role at the next sync",
   assert.deepEqual(await w.held(READ_ROLE), []);
   assert.deepEqual(await w.chain(READ_ROLE), REFUSED);
   assert.deepEqual(await w.chain(LIST_ROLE), w.chained(LIST_ROLE));
+});
+
+Deno.test("a run that ended loses its roles at the next cleanup: its token, still valid, is refused by STS", async () => {
+  await using w = await startWorld();
+  assert.equal((await w.map(LIST_ORG, LIST_ROLE)).status, 200);
+  assert.equal((await w.sync()).status, 200);
+  const token = await w.podToken(); // as the kubelet mounted it while the run ran
+  assert.deepEqual(await w.chain(LIST_ROLE, token), w.chained(LIST_ROLE));
+  await w.cluster.setPodPhase(w.compute, w.pod, "Succeeded");
+  const ms = await within(
+    4 * CLEANUP_SECONDS * 1000 + 2000,
+    async () => (await w.held(LIST_ROLE)).length === 0,
+  );
+  console.error(`revoked by the cleanup ${ms} ms after the run's pod ended`);
+  assert.deepEqual(await w.chain(LIST_ROLE, token), REFUSED);
 });
 
 Deno.test("a restarted server still knows what was granted: the record survives, the next replica revokes", async () => {
