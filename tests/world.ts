@@ -129,10 +129,19 @@ export async function startWorkspace(
   return { sidecar: await startIrsaProcess("sidecar", [], env), configFile: env.AWS_CONFIG_FILE };
 }
 
+/** The AWS endpoints of a process whose IAM and STS calls go through the strict STS. */
+export function strictStsEnv(endpoint: string): Record<string, string> {
+  return {
+    AWS_ENDPOINT_URL: endpoint,
+    AWS_ENDPOINT_URL_IAM: endpoint,
+    AWS_ENDPOINT_URL_STS: endpoint,
+  };
+}
+
 /**
  * `irsa server` over HTTPS with the file store, as the e2e test and the demo run it; pod tokens
  * from `cluster`'s issuer (an API server of tests/fixtures/kube_apiserver.ts) when given, else
- * from the test issuer's cluster realm.
+ * from the test issuer's cluster realm; `env` last (e.g. {@link strictStsEnv}).
  */
 export function startFileStoreServer(
   moto: Moto,
@@ -141,6 +150,7 @@ export function startFileStoreServer(
   tls: TestTls,
   mappingFile: string,
   cluster?: { readonly issuer: string; readonly caCertPath: string },
+  env: Record<string, string> = {},
 ): Promise<ServerProcess> {
   return startIrsaProcess(
     "server",
@@ -158,7 +168,12 @@ export function startFileStoreServer(
       moto,
       world,
       issuer,
-      cluster ? { IRSA_CLUSTER_ISSUER: cluster.issuer, IRSA_CA_FILE: cluster.caCertPath } : {},
+      {
+        ...(cluster
+          ? { IRSA_CLUSTER_ISSUER: cluster.issuer, IRSA_CA_FILE: cluster.caCertPath }
+          : {}),
+        ...env,
+      },
     ),
     tls.caCert,
   );
