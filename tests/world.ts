@@ -99,6 +99,8 @@ export interface WorkspaceOptions {
   readonly groups: string[];
   /** The pod's projected token; by default the test issuer's (the demo runs without a cluster). */
   readonly podToken?: string;
+  /** Flags of `irsa sidecar`, e.g. `--propagation-deadline-seconds`. */
+  readonly args?: string[];
 }
 
 /**
@@ -126,7 +128,10 @@ export async function startWorkspace(
     username: o.username,
     sts: o.sts,
   });
-  return { sidecar: await startIrsaProcess("sidecar", [], env), configFile: env.AWS_CONFIG_FILE };
+  return {
+    sidecar: await startIrsaProcess("sidecar", o.args ?? [], env),
+    configFile: env.AWS_CONFIG_FILE,
+  };
 }
 
 /** The AWS endpoints of a process whose IAM and STS calls go through the strict STS. */
