@@ -315,6 +315,7 @@ Deno.test("a pod token is bound to its user: another user with jdoe's pod token 
   assert.equal(stolen.status, 403);
   assert.match(stolen.json.message, /not started by "asmith"/);
   assert.deepEqual(await w.held(LIST_ROLE), []);
+  assert.deepEqual(await w.chain(LIST_ROLE, token), REFUSED);
   assert.equal((await w.sync("user-token-jdoe", pod)).status, 200);
   assert.deepEqual(await w.held(LIST_ROLE), [w.subject]);
   const strip = await w.call(w.server, "DELETE", "/map_iam_roles_to_pod_sa", "user-token-asmith", {
