@@ -5,6 +5,7 @@
  * subprocesses, and the AWS SDK's own credential chain reading the written file.
  */
 import assert from "node:assert/strict";
+import { assumeChain } from "./chain.ts";
 import { startFakePlatformApi } from "./fakes/platform_api.ts";
 import { sharedKubeApiServer } from "./fixtures/kube_apiserver.ts";
 import { EXAMPLE, seedExampleRoles, startMoto } from "./fixtures/moto.ts";
@@ -150,6 +151,9 @@ Deno.test("a workspace starts, its profiles chain to the asset role through the 
     assert.match(second, /\[profile acme-update-bucket-role\]/);
     assert.match(second, /\[profile mine\]\nregion = eu-west-1\n/);
     assert.deepEqual(await subjects("acme-update-bucket-role"), [SUBJECT]);
+    await new Promise((r) => setTimeout(r, PROPAGATION_MS + 100));
+    const update = world.pairs.find((p) => p.name === "acme-update-bucket-role")!;
+    assert.equal((await assumeChain(sts.endpoint, podToken, update)).ok, true);
     const del = await server.fetch("/delete_role_mapping", {
       method: "DELETE",
       headers: { Authorization: `Bearer ${admin}` },
@@ -160,6 +164,13 @@ Deno.test("a workspace starts, its profiles chain to the asset role through the 
     const again = await sidecar.fetch("/refresh", { method: "POST" });
     assert.deepEqual((await again.json()).profiles, ["acme-list-bucket-role"]);
     assert.doesNotMatch(await Deno.readTextFile(configFile), /acme-update-bucket-role/);
+    // The deleted mapping's role, once the removal has reached STS, refuses the pod.
+    await new Promise((r) => setTimeout(r, PROPAGATION_MS + 100));
+    assert.deepEqual(await assumeChain(sts.endpoint, podToken, update), {
+      ok: false,
+      step: "AssumeRoleWithWebIdentity",
+      error: "AccessDenied",
+    });
 
     // 4. SIGTERM: the sidecar removes this pod's subject, then exits 0.
     sidecarStopped = true;
