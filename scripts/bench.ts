@@ -1,6 +1,6 @@
 /**
  * `deno task bench`: N simultaneous workspace starts over M shared proxy roles, against moto behind
- * the fault proxy set to IAM-like latencies, with 1 and with 3 server replicas; then the same
+ * the strict STS (no propagation delay, quota lifted) and the fault proxy set to IAM-like latencies, with 1 and with 3 server replicas; then the same
  * workload by the current service's per-request algorithm (for each request and role: read, edit,
  * write; no lock, as its replicas run) with 1, 5 and 16 concurrent workers, reporting the subjects
  * it loses; and the floor, measured: one read and one write per role, roles in parallel, through
@@ -28,6 +28,7 @@ import {
   startMoto,
 } from "../tests/fixtures/moto.ts";
 import { startOidcIssuer } from "../tests/fixtures/oidc_issuer.ts";
+import { startStrictSts } from "../tests/fixtures/strict_sts.ts";
 import { type ServerProcess, startServerProcess } from "../tests/server_process.ts";
 import { heldSubjects, serverEnv } from "../tests/world.ts";
 
@@ -84,7 +85,13 @@ async function startKubernetes() {
 
 const moto = await startMoto();
 const issuer = await startOidcIssuer();
-const proxy = startFaultProxy(moto.endpoint, { readLatencyMs: READ_MS, writeLatencyMs: WRITE_MS });
+// IAM goes through the strict STS of the tests (its quota lifted like irsa's, no propagation
+// delay), behind the latency proxy: the writes it takes are the ones AWS would take.
+const strict = startStrictSts({ motoEndpoint: moto.endpoint, quota: QUOTA });
+const proxy = startFaultProxy(strict.endpoint, {
+  readLatencyMs: READ_MS,
+  writeLatencyMs: WRITE_MS,
+});
 const dir = await Deno.makeTempDir({ prefix: "irsa-bench-" });
 const admin = moto.iamClient();
 const rows: Row[] = [];
@@ -526,6 +533,7 @@ try {
 } finally {
   admin.destroy();
   await proxy.close();
+  await strict.close();
   for (const close of closers) await close();
   await issuer.close();
   await moto.stop();

@@ -4,14 +4,27 @@
  * marker matching only its value, organization names Kubernetes refuses, and finished pods.
  */
 import assert from "node:assert/strict";
-import { CreateRoleCommand, GetRoleCommand, type IAMClient } from "@aws-sdk/client-iam";
+import {
+  CreateRoleCommand,
+  GetRoleCommand,
+  type IAMClient,
+  UpdateAssumeRolePolicyCommand,
+} from "@aws-sdk/client-iam";
 import { AssumeRoleCommand, STSClient } from "@aws-sdk/client-sts";
-import { EXAMPLE, inAccount, type Moto, MOTO_REGION, type SeededWorld } from "./fixtures/moto.ts";
+import {
+  EXAMPLE,
+  freshProxyTrustPolicy,
+  inAccount,
+  type Moto,
+  MOTO_REGION,
+  type SeededWorld,
+} from "./fixtures/moto.ts";
+import { policySize, startStrictSts } from "./fixtures/strict_sts.ts";
 import { sharedKubeApiServer } from "./fixtures/kube_apiserver.ts";
 import { type OidcIssuer, startOidcIssuer } from "./fixtures/oidc_issuer.ts";
 import type { TestTls } from "./fixtures/tls.ts";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
-import { pairJson, serverEnv, useMotoWorld } from "./world.ts";
+import { pairJson, serverEnv, strictStsEnv, useMotoWorld } from "./world.ts";
 
 const RUN = "646d27b817c28b5ea4b5b0c1";
 const ORG = "irsa-iamrole-list-bucket";
@@ -482,4 +495,66 @@ Deno.test("a role of the account that restricts sub with StringEquals is never g
     /restricts ".*:sub" with StringEquals, and irsa would add a StringLike statement next to it/,
   );
   assert.equal(await policyOf(other), before);
+});
+
+/** Fills `role`'s trust policy in moto with subjects as long as `subject`, until one more would not fit `quota`. */
+async function fillToQuota(role: string, subject: string, quota: number): Promise<void> {
+  const document = (n: number) => {
+    const policy = JSON.parse(freshProxyTrustPolicy(world.oidcProviderArn, EXAMPLE.oidcHost));
+    policy.Statement[0].Condition.StringLike[`${EXAMPLE.oidcHost}:sub`] = Array.from(
+      { length: n },
+      (_, i) => subject.replace(/.{4}$/, String(i).padStart(4, "0")),
+    );
+    return JSON.stringify(policy);
+  };
+  let n = 1;
+  while (policySize(document(n + 1)) <= quota) n++;
+  await iam.send(inAccount(
+    EXAMPLE.eksAccount,
+    new UpdateAssumeRolePolicyCommand({ RoleName: role, PolicyDocument: document(n) }),
+  ));
+}
+
+Deno.test("a start that would overflow a proxy role is refused by irsa's own quota check before IAM's", async () => {
+  const subject = `*:domino-compute:run-${RUN}`;
+  await fillToQuota(LIST_ROLE, subject, 2048);
+  const sts = startStrictSts({ motoEndpoint: moto.endpoint });
+  try {
+    const updates = async (w: World) => {
+      const metrics = await (await w.server.fetch("/metrics")).text();
+      return [...metrics.matchAll(
+        /irsa_iam_calls_total\{operation="UpdateAssumeRolePolicy",outcome="([^"]+)"\} (\d+)/g,
+      )].map((m) => `${m[1]} ${m[2]}`);
+    };
+    {
+      // IAM's quota (the strict IAM's, 2048) is irsa's default: irsa refuses without writing.
+      await using w = await startWorld({
+        mappings: { [ORG]: pairJson(LIST_ROLE) },
+        env: strictStsEnv(sts.endpoint),
+      });
+      const start = await w.call("POST", "/map_iam_roles_to_pod_sa", w.user, { run_id: RUN });
+      assert.equal(start.status, 409, JSON.stringify(start.json));
+      assert.equal(start.json.code, "policy_quota_exceeded");
+      assert.match(
+        start.json.message,
+        /the policy would be \d+ characters, over its quota of 2048/,
+      );
+      assert.deepEqual(await updates(w), []);
+    }
+    {
+      // With irsa's quota set above IAM's, the write reaches IAM, which refuses it as AWS does.
+      await using w = await startWorld({
+        mappings: { [ORG]: pairJson(LIST_ROLE) },
+        env: strictStsEnv(sts.endpoint),
+        args: ["--trust-policy-quota", "4096"],
+      });
+      const start = await w.call("POST", "/map_iam_roles_to_pod_sa", w.user, { run_id: RUN });
+      assert.equal(start.status, 409, JSON.stringify(start.json));
+      assert.equal(start.json.code, "policy_quota_exceeded");
+      assert.match(start.json.message, /over its IAM size quota of 2048 characters/);
+      assert.deepEqual(await updates(w), ["policy_quota_exceeded 1"]);
+    }
+  } finally {
+    await sts.close();
+  }
 });

@@ -1,20 +1,31 @@
 /**
- * The whole chain with real parts: moto, the test OIDC issuer (user tokens), the real API server
- * (the pod's token, from TokenRequest), the real server and the real sidecar as subprocesses, and
- * the AWS SDK's own credential chain reading the written file.
+ * The whole chain with real parts: moto behind the strict STS (which verifies the pod's token and
+ * judges both trust policies, with a propagation delay), the test OIDC issuer (user tokens), the
+ * real API server (the pod's token, from TokenRequest), the real server and the real sidecar as
+ * subprocesses, and the AWS SDK's own credential chain reading the written file.
  */
 import assert from "node:assert/strict";
+import { assumeChain } from "./chain.ts";
 import { startFakePlatformApi } from "./fakes/platform_api.ts";
 import { sharedKubeApiServer } from "./fixtures/kube_apiserver.ts";
 import { EXAMPLE, seedExampleRoles, startMoto } from "./fixtures/moto.ts";
 import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
+import { startStrictSts } from "./fixtures/strict_sts.ts";
 import { makeTestTls } from "./fixtures/tls.ts";
 import { baseEnv, RUN_PERMISSIONS } from "./server_process.ts";
-import { heldSubjects, pairJson as pair, startFileStoreServer, startWorkspace } from "./world.ts";
+import {
+  heldSubjects,
+  pairJson as pair,
+  startFileStoreServer,
+  startWorkspace,
+  strictStsEnv,
+} from "./world.ts";
 
 const RUN = "646d27b817c28b5ea4b5b0c1";
 const SUBJECT = `*:domino-compute:run-${RUN}`;
 const CLIENT = decodeURIComponent(new URL("./e2e_client.ts", import.meta.url).pathname);
+/** How long a trust policy takes to reach the strict STS here. */
+const PROPAGATION_MS = 1_000;
 
 /** Polls until `fn` is true or the deadline passes. */
 async function until(what: string, fn: () => Promise<boolean>, ms = 20_000) {
@@ -48,6 +59,12 @@ Deno.test("a workspace starts, its profiles chain to the asset role through the 
       serviceAccountName: `run-${RUN}`,
     });
     const podToken = await cluster.tokenRequest(compute, `run-${RUN}`, { pod: `run-${RUN}-abcde` });
+    const sts = startStrictSts({
+      motoEndpoint: moto.endpoint,
+      propagationMs: PROPAGATION_MS,
+      issuers: { [EXAMPLE.oidcHost]: { url: cluster.issuer, caCert: cluster.caCert } },
+    });
+    stopped.push(() => sts.close());
     const server = await startFileStoreServer(
       moto,
       world,
@@ -55,6 +72,7 @@ Deno.test("a workspace starts, its profiles chain to the asset role through the 
       tls,
       `${dir}/mappings.json`,
       cluster,
+      strictStsEnv(sts.endpoint),
     );
     stopped.push(() => server.stop());
 
@@ -64,7 +82,7 @@ Deno.test("a workspace starts, its profiles chain to the asset role through the 
       platform,
       server,
       caFile: tls.caCertPath,
-      sts: moto.endpoint,
+      sts: sts.endpoint,
       dir,
       runId: RUN,
       username: "jdoe",
@@ -94,19 +112,21 @@ Deno.test("a workspace starts, its profiles chain to the asset role through the 
     );
 
     // 2. The AWS SDK's own chain: AssumeRoleWithWebIdentity on the proxy role, then AssumeRole on the asset role.
-    const client = await new Deno.Command(Deno.execPath(), {
-      args: ["run", ...RUN_PERMISSIONS, CLIENT, "acme-list-bucket-role"],
-      env: {
-        ...baseEnv(),
-        AWS_CONFIG_FILE: configFile,
-        AWS_SHARED_CREDENTIALS_FILE: `${dir}/none`,
-        AWS_ENDPOINT_URL_STS: moto.endpoint,
-        AWS_REGION: "us-east-1",
-      },
-      clearEnv: true,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    const sdkChain = () =>
+      new Deno.Command(Deno.execPath(), {
+        args: ["run", ...RUN_PERMISSIONS, CLIENT, "acme-list-bucket-role"],
+        env: {
+          ...baseEnv(),
+          AWS_CONFIG_FILE: configFile,
+          AWS_SHARED_CREDENTIALS_FILE: `${dir}/none`,
+          AWS_ENDPOINT_URL_STS: sts.endpoint,
+          AWS_REGION: "us-east-1",
+        },
+        clearEnv: true,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    const client = await sdkChain();
     assert.equal(client.code, 0, new TextDecoder().decode(client.stderr));
     const identity = JSON.parse(new TextDecoder().decode(client.stdout));
     assert.equal(identity.Account, EXAMPLE.assetsAccount);
@@ -131,6 +151,9 @@ Deno.test("a workspace starts, its profiles chain to the asset role through the 
     assert.match(second, /\[profile acme-update-bucket-role\]/);
     assert.match(second, /\[profile mine\]\nregion = eu-west-1\n/);
     assert.deepEqual(await subjects("acme-update-bucket-role"), [SUBJECT]);
+    await new Promise((r) => setTimeout(r, PROPAGATION_MS + 100));
+    const update = world.pairs.find((p) => p.name === "acme-update-bucket-role")!;
+    assert.equal((await assumeChain(sts.endpoint, podToken, update)).ok, true);
     const del = await server.fetch("/delete_role_mapping", {
       method: "DELETE",
       headers: { Authorization: `Bearer ${admin}` },
@@ -141,12 +164,27 @@ Deno.test("a workspace starts, its profiles chain to the asset role through the 
     const again = await sidecar.fetch("/refresh", { method: "POST" });
     assert.deepEqual((await again.json()).profiles, ["acme-list-bucket-role"]);
     assert.doesNotMatch(await Deno.readTextFile(configFile), /acme-update-bucket-role/);
+    // The deleted mapping's role, once the removal has reached STS, refuses the pod.
+    await new Promise((r) => setTimeout(r, PROPAGATION_MS + 100));
+    assert.deepEqual(await assumeChain(sts.endpoint, podToken, update), {
+      ok: false,
+      step: "AssumeRoleWithWebIdentity",
+      error: "AccessDenied",
+    });
 
     // 4. SIGTERM: the sidecar removes this pod's subject, then exits 0.
     sidecarStopped = true;
     assert.equal(await sidecar.stop(), 0);
     assert.deepEqual(await subjects("acme-list-bucket-role"), []);
     assert.ok(sidecar.logs.some((l) => l.includes("released this pod's subject")));
+    // Once the removal has reached STS, the same chain is refused at its first step.
+    await new Promise((r) => setTimeout(r, PROPAGATION_MS + 100));
+    const refused = await sdkChain();
+    assert.notEqual(refused.code, 0);
+    assert.match(
+      new TextDecoder().decode(refused.stderr),
+      /Not authorized to perform sts:AssumeRoleWithWebIdentity/,
+    );
   } finally {
     for (const stop of stopped.reverse()) await stop();
     iam.destroy();

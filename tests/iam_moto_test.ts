@@ -1,4 +1,5 @@
-// Tests the IAM adapter against a real moto, and its retries and timeouts against a scripted fake.
+// Tests the IAM adapter against a real moto (bare, and behind the strict STS's quota and rate), and
+// its retries and timeouts against a scripted fake.
 
 import assert from "node:assert/strict";
 import { GetRoleCommand, IAMClient, LimitExceededException } from "@aws-sdk/client-iam";
@@ -12,6 +13,7 @@ import {
 } from "../src/aws/iam.ts";
 import { AppError } from "../src/lib/errors.ts";
 import {
+  accountMiddleware,
   EXAMPLE,
   freshProxyTrustPolicy,
   inAccount,
@@ -21,6 +23,7 @@ import {
   startMoto,
   TEST_CREDENTIALS,
 } from "./fixtures/moto.ts";
+import { startStrictSts } from "./fixtures/strict_sts.ts";
 
 const ROLE = "acme-list-bucket-role";
 const TWO_RUNS = JSON.stringify({
@@ -417,4 +420,45 @@ Deno.test("IamRetryStrategy refuses LimitExceeded and grants Throttling a retry"
   const throttled = Object.assign(new Error("Rate exceeded"), { name: "Throttling" });
   const next = await strategy.refreshRetryTokenForRetry(token, throttling(throttled));
   assert.equal(next.getRetryCount(), 1);
+});
+
+Deno.test("strict IAM: its Throttling is retried until a write fits the rate, its LimitExceeded fails at once", async () => {
+  const admin = moto.iamClient();
+  const sts = startStrictSts({ motoEndpoint: moto.endpoint, throttlePerSecond: 1 });
+  const waits: number[] = [];
+  const client = createIamClient({
+    region: MOTO_REGION,
+    endpoint: sts.endpoint,
+    credentials: TEST_CREDENTIALS,
+    maxAttempts: 5,
+    backoff: {
+      computeNextBackoffDelay: (attempt) => (waits.push(attempt), 400),
+      setDelayBase: () => {},
+    },
+  });
+  client.middlewareStack.add(accountMiddleware(EXAMPLE.eksAccount), { step: "build" });
+  try {
+    await seedExampleRoles(admin);
+    const store = createIamTrustPolicyStore(client);
+    await store.putTrustPolicy(ROLE, TWO_RUNS);
+    await store.putTrustPolicy(ROLE, TWO_RUNS); // within the same second: throttled, then retried
+    assert.ok(waits.length >= 1 && waits.length <= 3, `waits: ${waits}`);
+    assert.equal(await store.getTrustPolicy(ROLE), TWO_RUNS);
+
+    await new Promise((r) => setTimeout(r, 1_000));
+    waits.length = 0;
+    const over = JSON.parse(TWO_RUNS);
+    over.Statement[0].Condition.StringLike[`${EXAMPLE.oidcHost}:sub`] = Array.from(
+      { length: 60 },
+      (_, i) => `*:domino-compute:run-${String(i).padStart(24, "0")}`,
+    );
+    const error = await rejection(store.putTrustPolicy(ROLE, JSON.stringify(over)));
+    assert.equal(error.code, "policy_quota_exceeded");
+    assert.equal(error.details.attempts, 1);
+    assert.deepEqual(waits, []);
+  } finally {
+    client.destroy();
+    admin.destroy();
+    await sts.close();
+  }
 });

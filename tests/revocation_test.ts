@@ -1,7 +1,8 @@
 /**
- * Grants that end: the real server process over HTTPS, moto for IAM, a real kube-apiserver for
- * the run pods, the ConfigMaps and the grant record. Each test is one way access used to outlive
- * its entitlement, with the bound it is taken back within, measured.
+ * Grants that end: the real server process over HTTPS, moto for IAM behind the strict STS, a real
+ * kube-apiserver for the run pods, the ConfigMaps and the grant record. Each test is one way access
+ * used to outlive its entitlement, with the bound it is taken back within, measured; and the pod's
+ * own chain to the asset role, refused by STS once the propagation delay has passed.
  */
 import assert from "node:assert/strict";
 import type { IAMClient } from "@aws-sdk/client-iam";
@@ -9,6 +10,8 @@ import { startFakePlatformApi } from "./fakes/platform_api.ts";
 import { type KubeApiServer, sharedKubeApiServer } from "./fixtures/kube_apiserver.ts";
 import { EXAMPLE, type Moto, type SeededWorld } from "./fixtures/moto.ts";
 import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
+import { startStrictSts } from "./fixtures/strict_sts.ts";
+import { assumeChain, type ChainOutcome } from "./chain.ts";
 import type { TestTls } from "./fixtures/tls.ts";
 import { type ServerProcess, startIrsaProcess, startServerProcess } from "./server_process.ts";
 import {
@@ -25,6 +28,14 @@ const LIST_ORG = "irsa-iamrole-list-bucket";
 const READ_ORG = "irsa-iamrole-read-bucket";
 const [LIST_ROLE, READ_ROLE] = EXAMPLE.roleNames;
 const CLEANUP_SECONDS = 1;
+/** How long a trust policy takes to reach the strict STS here. */
+const PROPAGATION_MS = 700;
+/** What the strict STS answers a chain whose subject left the proxy role's trust policy. */
+const REFUSED: ChainOutcome = {
+  ok: false,
+  step: "AssumeRoleWithWebIdentity",
+  error: "AccessDenied",
+};
 
 let moto: Moto;
 let iam: IAMClient;
@@ -39,6 +50,13 @@ async function startWorld() {
   const compute = await cluster.createNamespace("compute");
   const platform = startFakePlatformApi();
   const issuer = await startOidcIssuer();
+  // IAM writes and STS calls go through the strict STS: it keeps the written documents and refuses
+  // a chain its trust policies do not allow, once the propagation delay has passed.
+  const sts = startStrictSts({
+    motoEndpoint: moto.endpoint,
+    propagationMs: PROPAGATION_MS,
+    issuers: { [EXAMPLE.oidcHost]: { url: cluster.issuer, caCert: cluster.caCert } },
+  });
   const dir = await Deno.makeTempDir();
   const jdoe = {
     token: "user-token-jdoe",
@@ -82,6 +100,9 @@ async function startWorld() {
         ...configMapStoreArgs(cluster),
       ],
       serverEnv(moto, world, issuer, {
+        AWS_ENDPOINT_URL: sts.endpoint,
+        AWS_ENDPOINT_URL_IAM: sts.endpoint,
+        AWS_ENDPOINT_URL_STS: sts.endpoint,
         DOMINO_USER_HOST: platform.url,
         DEFAULT_FIELD_NS: field,
         DEFAULT_COMPUTE_NS: compute,
@@ -121,6 +142,18 @@ async function startWorld() {
     });
   const sync = (token = "user-token-jdoe", headers: Record<string, string> = {}, s = server) =>
     call(s, "POST", "/map_iam_roles_to_pod_sa", token, { run_id: RUN }, headers);
+  /** The pod's chain to `role`'s asset role, asked once the propagation delay has passed. */
+  const podToken = () =>
+    cluster.tokenRequest(compute, `run-${RUN}`, { audience: "sts.amazonaws.com", pod });
+  const chain = async (role: string, token?: string): Promise<ChainOutcome> => {
+    await new Promise((r) => setTimeout(r, PROPAGATION_MS + 100));
+    const pair = world.pairs.find((p) => p.name === role)!;
+    return assumeChain(sts.endpoint, token ?? await podToken(), pair);
+  };
+  const chained = (role: string) => ({
+    ok: true,
+    arn: `arn:aws:sts::${EXAMPLE.assetsAccount}:assumed-role/${role}/jdoe`,
+  });
   return {
     cluster,
     field,
@@ -135,9 +168,14 @@ async function startWorld() {
     call,
     map,
     sync,
+    sts: sts.endpoint,
+    podToken,
+    chain,
+    chained,
     held: (role: string) => heldSubjects(iam, world, role),
     async [Symbol.asyncDispose]() {
       for (const s of servers) await s.stop();
+      await sts.close();
       await platform.close();
       await issuer.close();
       await Deno.remove(dir, { recursive: true });
@@ -162,6 +200,8 @@ Deno.test("a deleted mapping takes the subject off its role at once, and a stop 
   assert.equal((await w.sync()).status, 200);
   assert.deepEqual(await w.held(LIST_ROLE), [w.subject]);
   assert.deepEqual(await w.held(READ_ROLE), [w.subject]);
+  assert.deepEqual(await w.chain(LIST_ROLE), w.chained(LIST_ROLE));
+  assert.deepEqual(await w.chain(READ_ROLE), w.chained(READ_ROLE));
 
   const deleted = await w.call(w.server, "DELETE", "/delete_role_mapping", "user-token-boss", {
     domino_org: LIST_ORG,
@@ -170,6 +210,8 @@ Deno.test("a deleted mapping takes the subject off its role at once, and a stop 
   assert.equal(deleted.json.revoked_subjects, 1);
   assert.deepEqual(await w.held(LIST_ROLE), []);
   assert.deepEqual(await w.held(READ_ROLE), [w.subject]);
+  assert.deepEqual(await w.chain(LIST_ROLE), REFUSED);
+  assert.deepEqual(await w.chain(READ_ROLE), w.chained(READ_ROLE));
 
   // The stop visits every role irsa ever edited, mapped or not.
   assert.equal((await w.map(LIST_ORG, LIST_ROLE)).status, 200);
@@ -184,6 +226,8 @@ Deno.test("a deleted mapping takes the subject off its role at once, and a stop 
   assert.equal(stop.status, 200);
   assert.deepEqual(await w.held(LIST_ROLE), []);
   assert.deepEqual(await w.held(READ_ROLE), []);
+  assert.deepEqual(await w.chain(LIST_ROLE), REFUSED);
+  assert.deepEqual(await w.chain(READ_ROLE), REFUSED);
   const metrics = await (await w.server.fetch("/metrics")).text();
   assert.match(metrics, /irsa_revoked_subjects_total\{reason="mapping"\} 2/);
   assert.match(metrics, /irsa_revoked_subjects_total\{reason="stop"\} 1/);
@@ -205,6 +249,7 @@ Deno.test("a mapping changed behind the server's back (kubectl edit) is enforced
   console.error(
     `revoked by the cleanup ${ms} ms after the mapping was deleted (interval ${CLEANUP_SECONDS} s)`,
   );
+  assert.deepEqual(await w.chain(LIST_ROLE), REFUSED);
 });
 
 Deno.test("a user removed from an organization loses its role at the next sync", async () => {
@@ -213,6 +258,7 @@ Deno.test("a user removed from an organization loses its role at the next sync",
   assert.equal((await w.map(READ_ORG, READ_ROLE)).status, 200);
   assert.equal((await w.sync()).status, 200);
   assert.deepEqual(await w.held(READ_ROLE), [w.subject]);
+  assert.deepEqual(await w.chain(READ_ROLE), w.chained(READ_ROLE));
   w.platform.addUser({ ...w.jdoe, organizations: [LIST_ORG] });
   // The principal and caller caches (1 s here, 30 s by default).
   await new Promise((r) => setTimeout(r, 1100));
@@ -221,6 +267,23 @@ Deno.test("a user removed from an organization loses its role at the next sync",
   assert.deepEqual(synced.json.roles.map((r: { profile: string }) => r.profile), [LIST_ROLE]);
   assert.deepEqual(await w.held(LIST_ROLE), [w.subject]);
   assert.deepEqual(await w.held(READ_ROLE), []);
+  assert.deepEqual(await w.chain(READ_ROLE), REFUSED);
+  assert.deepEqual(await w.chain(LIST_ROLE), w.chained(LIST_ROLE));
+});
+
+Deno.test("a run that ended loses its roles at the next cleanup: its token, still valid, is refused by STS", async () => {
+  await using w = await startWorld();
+  assert.equal((await w.map(LIST_ORG, LIST_ROLE)).status, 200);
+  assert.equal((await w.sync()).status, 200);
+  const token = await w.podToken(); // as the kubelet mounted it while the run ran
+  assert.deepEqual(await w.chain(LIST_ROLE, token), w.chained(LIST_ROLE));
+  await w.cluster.setPodPhase(w.compute, w.pod, "Succeeded");
+  const ms = await within(
+    4 * CLEANUP_SECONDS * 1000 + 2000,
+    async () => (await w.held(LIST_ROLE)).length === 0,
+  );
+  console.error(`revoked by the cleanup ${ms} ms after the run's pod ended`);
+  assert.deepEqual(await w.chain(LIST_ROLE, token), REFUSED);
 });
 
 Deno.test("a restarted server still knows what was granted: the record survives, the next replica revokes", async () => {
@@ -237,6 +300,7 @@ Deno.test("a restarted server still knows what was granted: the record survives,
     async () => (await w.held(LIST_ROLE)).length === 0,
   );
   console.error(`revoked by the new replica ${ms} ms after it started`);
+  assert.deepEqual(await w.chain(LIST_ROLE), REFUSED);
 });
 
 Deno.test("a pod token is bound to its user: another user with jdoe's pod token answers 403 and changes nothing", async () => {
@@ -251,6 +315,7 @@ Deno.test("a pod token is bound to its user: another user with jdoe's pod token 
   assert.equal(stolen.status, 403);
   assert.match(stolen.json.message, /no live pod started by "asmith"/);
   assert.deepEqual(await w.held(LIST_ROLE), []);
+  assert.deepEqual(await w.chain(LIST_ROLE, token), REFUSED);
   assert.equal((await w.sync("user-token-jdoe", pod)).status, 200);
   assert.deepEqual(await w.held(LIST_ROLE), [w.subject]);
   const strip = await w.call(w.server, "DELETE", "/map_iam_roles_to_pod_sa", "user-token-asmith", {
@@ -287,15 +352,17 @@ Deno.test("a workspace's sidecar stopped after its mapping was deleted takes its
       dir,
       runId: RUN,
       username: "jdoe",
-      sts: moto.endpoint,
+      sts: w.sts,
     }),
   );
   try {
     await within(10_000, async () => (await w.held(LIST_ROLE)).length === 1);
+    assert.deepEqual(await w.chain(LIST_ROLE), w.chained(LIST_ROLE));
     // The admin deletes the mapping, out of band, while the workspace runs; then it stops.
     await w.cluster.setConfigMap(w.field, "domino-org-iamrole-mapping", {});
   } finally {
     assert.equal(await sidecar.stop("SIGTERM"), 0);
   }
   assert.deepEqual(await w.held(LIST_ROLE), []);
+  assert.deepEqual(await w.chain(LIST_ROLE), REFUSED);
 });

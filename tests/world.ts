@@ -99,6 +99,8 @@ export interface WorkspaceOptions {
   readonly groups: string[];
   /** The pod's projected token; by default the test issuer's (the demo runs without a cluster). */
   readonly podToken?: string;
+  /** Flags of `irsa sidecar`, e.g. `--propagation-deadline-seconds`. */
+  readonly args?: string[];
 }
 
 /**
@@ -126,13 +128,25 @@ export async function startWorkspace(
     username: o.username,
     sts: o.sts,
   });
-  return { sidecar: await startIrsaProcess("sidecar", [], env), configFile: env.AWS_CONFIG_FILE };
+  return {
+    sidecar: await startIrsaProcess("sidecar", o.args ?? [], env),
+    configFile: env.AWS_CONFIG_FILE,
+  };
+}
+
+/** The AWS endpoints of a process whose IAM and STS calls go through the strict STS. */
+export function strictStsEnv(endpoint: string): Record<string, string> {
+  return {
+    AWS_ENDPOINT_URL: endpoint,
+    AWS_ENDPOINT_URL_IAM: endpoint,
+    AWS_ENDPOINT_URL_STS: endpoint,
+  };
 }
 
 /**
  * `irsa server` over HTTPS with the file store, as the e2e test and the demo run it; pod tokens
  * from `cluster`'s issuer (an API server of tests/fixtures/kube_apiserver.ts) when given, else
- * from the test issuer's cluster realm.
+ * from the test issuer's cluster realm; `env` last (e.g. {@link strictStsEnv}).
  */
 export function startFileStoreServer(
   moto: Moto,
@@ -141,6 +155,7 @@ export function startFileStoreServer(
   tls: TestTls,
   mappingFile: string,
   cluster?: { readonly issuer: string; readonly caCertPath: string },
+  env: Record<string, string> = {},
 ): Promise<ServerProcess> {
   return startIrsaProcess(
     "server",
@@ -158,7 +173,12 @@ export function startFileStoreServer(
       moto,
       world,
       issuer,
-      cluster ? { IRSA_CLUSTER_ISSUER: cluster.issuer, IRSA_CA_FILE: cluster.caCertPath } : {},
+      {
+        ...(cluster
+          ? { IRSA_CLUSTER_ISSUER: cluster.issuer, IRSA_CA_FILE: cluster.caCertPath }
+          : {}),
+        ...env,
+      },
     ),
     tls.caCert,
   );
