@@ -446,6 +446,18 @@ Deno.test("my_role_mappings shows only the caller's organizations", async () => 
   });
 });
 
+Deno.test("a request id is echoed only when it is sane, replaced otherwise", async () => {
+  await using w = await world();
+  const sane = await w.call("GET", "/healthz", { headers: { "X-Request-Id": "abc-123.x" } });
+  await sane.body?.cancel();
+  assert.equal(sane.headers.get("x-request-id"), "abc-123.x");
+  const forged = await w.call("GET", "/healthz", {
+    headers: { "X-Request-Id": 'x" {"level":"error"}' },
+  });
+  await forged.body?.cancel();
+  assert.match(forged.headers.get("x-request-id")!, /^[0-9a-f-]{36}$/);
+});
+
 Deno.test("bad bodies answer 4xx naming the problem, never 500", async () => {
   await using w = await world();
   const post = (path: string, body: unknown, token = w.admin) =>
@@ -455,6 +467,15 @@ Deno.test("bad bodies answer 4xx naming the problem, never 500", async () => {
     assert.match((await res.json()).message, pattern);
   };
   await expect(await post("/update_role_mapping", "{nope"), 400, /not valid JSON/);
+  // A key a parser would drop is refused, wherever it sits.
+  await expect(
+    await post(
+      "/update_role_mapping",
+      `{"domino_org": "o", "iam_role_arn": "x", "proxy_iam_role_arn": "y", "__proto__": {"isAdmin": true}}`,
+    ),
+    400,
+    /Invalid key "__proto__"/,
+  );
   await expect(await post("/update_role_mapping", ""), 400, /empty/);
   await expect(
     await post("/update_role_mapping", { domino_org: 5, ...pairOf("r") }),
