@@ -1053,32 +1053,32 @@ Deno.test("deleting a per-user ServiceAccount takes its subject off every trust 
     phase: "Running",
   };
   const deleted: { name: string; subjectsLeft: string[][] }[] = [];
-  let w!: Awaited<ReturnType<typeof world>>;
+  let subjectsNow = (): string[][] => [];
   const serviceAccounts: ServiceAccountAdmin = {
     create: () => Promise.resolve("created"),
     remove: (name) => {
-      deleted.push({ name, subjectsLeft: ROLES.map((r) => w.subjects(r)) });
+      deleted.push({ name, subjectsLeft: subjectsNow() });
       return Promise.resolve("deleted");
     },
   };
-  w = await world({ [RUN]: [pod] }, { userBasedServiceAccounts: true, serviceAccounts });
-  try {
-    const mapped = await w.call("POST", "/map_iam_roles_to_pod_sa", {
-      token: w.jdoe,
-      body: { run_id: RUN },
-    });
-    assert.equal(mapped.status, 200);
-    assert.deepEqual(w.subjects(ROLES[0]), ["*:domino-compute:aws-test"]);
-    const res = await w.call("DELETE", "/service_account", {
-      token: w.admin,
-      body: { service_account_name: "aws-test" },
-    });
-    assert.equal(res.status, 200);
-    // A later account of the same name inherits nothing: the subject left before the account did.
-    assert.deepEqual(deleted, [{ name: "aws-test", subjectsLeft: [[], [], []] }]);
-  } finally {
-    await w[Symbol.asyncDispose]();
-  }
+  await using w = await world({ [RUN]: [pod] }, {
+    userBasedServiceAccounts: true,
+    serviceAccounts,
+  });
+  subjectsNow = () => ROLES.map((r) => w.subjects(r));
+  const mapped = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: w.jdoe,
+    body: { run_id: RUN },
+  });
+  assert.equal(mapped.status, 200);
+  assert.deepEqual(w.subjects(ROLES[0]), ["*:domino-compute:aws-test"]);
+  const res = await w.call("DELETE", "/service_account", {
+    token: w.admin,
+    body: { service_account_name: "aws-test" },
+  });
+  assert.equal(res.status, 200);
+  // A later account of the same name inherits nothing: the subject left before the account did.
+  assert.deepEqual(deleted, [{ name: "aws-test", subjectsLeft: [[], [], []] }]);
 });
 
 Deno.test("per-user service accounts: a run on the shared default service account or an ended pod proves nothing", async () => {
