@@ -132,8 +132,8 @@ Deno.test("the record round-trips as JSON; a malformed one is an error, never an
 });
 
 // Property: for random sequences of starts and syncs, stops, mapping changes, membership changes
-// and cleanup passes, applied as the server applies them (src/routes/pod_roles.ts,
-// src/routes/role_mappings.ts, src/cleanup.ts), every subject a role admits (judged by the
+// and cleanup passes, applied as the server applies them (src/grants/map_pod.ts,
+// src/grants/mappings.ts, src/grants/cleanup.ts), every subject a role admits (judged by the
 // independent evaluator) is one its pod's organizations at its last sync entitle it to under the
 // current mappings: nothing outlives a mapping change, and a membership change lasts until the
 // pod's next sync (its resync interval bounds it). A role outside the editable set is never
