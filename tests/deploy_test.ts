@@ -550,8 +550,10 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
       assert.equal(tlsVolume.secret.secretName, serving.spec.secretName);
 
       // The ConfigMaps it edits (the mappings and the grant record) are the chart's, and the only
-      // ones RBAC lets it touch.
-      const configMaps = docs!.filter((d) => d.kind === "ConfigMap");
+      // ones RBAC lets it touch; the Grafana dashboard's is read by Grafana, never by the server.
+      const configMaps = docs!.filter((d) =>
+        d.kind === "ConfigMap" && !Object.hasOwn(d.metadata.labels ?? {}, "grafana_dashboard")
+      );
       assert.deepEqual(
         configMaps.map((c) => c.metadata.name).sort(),
         [config.mappingConfigMap, "irsa-grants"].sort(),
