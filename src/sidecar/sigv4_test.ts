@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { SignatureV4 } from "npm:@smithy/signature-v4@5.7.5";
-import { Sha256 } from "npm:@aws-crypto/sha256-js@5.2.0";
+import { SignatureV4 } from "@smithy/signature-v4";
+import { Sha256 } from "@aws-crypto/sha256-js";
 import { signFormPost } from "./sigv4.ts";
 
 const credentials = {
