@@ -83,6 +83,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger): Promi
       ? {
         credentialProcess: (profile: string) => `/bin/sh ${helper} ${profile}`,
         onSynced: (profiles) => cache.setProfiles(profiles),
+        defaultSection: { profile: config.defaultProfile },
       }
       : {}),
   });

@@ -39,6 +39,12 @@ export interface SyncerDeps {
   readonly credentialProcess?: (profile: string) => string;
   /** Told the profiles served after each successful sync (the credential endpoint's list). */
   readonly onSynced?: (profiles: readonly ServedProfile[]) => void;
+  /**
+   * Write `[default]` as a copy of the pod's default profile (the one named, else the only one)
+   * when the user's part of the file has no `[default]`: botocore and the CLI then reach it with
+   * no profile named, before the pod's AWS_WEB_IDENTITY_TOKEN_FILE stops them.
+   */
+  readonly defaultSection?: { readonly profile?: string };
 }
 
 /** Whether a profile's proxy role can be assumed yet. */
@@ -156,7 +162,11 @@ export function createSyncer(deps: SyncerDeps): Syncer {
             : p
         )
       );
-      const changed = await writeConfig(s.configFile, profiles, deps.fs);
+      const wanted = deps.defaultSection &&
+        (deps.defaultSection.profile ?? (chains.length === 1 ? chains[0].name : undefined));
+      const source = profiles.find((p) => p.name === wanted);
+      const fallback = source && { name: "default", settings: source.settings };
+      const changed = await writeConfig(s.configFile, profiles, deps.fs, fallback);
       goodPairs = pairs;
       lastSuccessAt = clock.now();
       const gen = ++generation;
