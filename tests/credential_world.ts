@@ -60,7 +60,7 @@ export async function startCredentialWorld(o: CredentialWorldOptions): Promise<C
   const dir = await Deno.makeTempDir();
   const iam = moto.iamClient();
   const closing: (() => Promise<unknown>)[] = [
-    async () => iam.destroy(),
+    () => Promise.resolve(iam.destroy()),
     () => platform.close(),
     () => issuer.close(),
     () => moto.stop(),
