@@ -17,6 +17,15 @@ export const RUN = "646d27b817c28b5ea4b5b0c1";
 export const OBJECT_KEY = "data/hello.csv";
 export const OBJECT_BODY = "greeting,who\nhello,acme\n";
 
+/** An S3 request seen by the proxy; `mark` is the last mark a client sent before it. */
+export interface S3Request {
+  readonly mark: string;
+  readonly method: string;
+  readonly path: string;
+  /** Undefined for an unsigned request. */
+  readonly accessKeyId?: string;
+}
+
 /** Options of {@link startCredentialWorld}. */
 export interface CredentialWorldOptions {
   /** Organizations of the user, each mapped to the role of the same suffix. */
@@ -31,12 +40,12 @@ export interface CredentialWorld {
   readonly dir: string;
   readonly configFile: string;
   readonly authTokenFile: string;
-  /** moto's endpoint (STS). */
-  readonly sts: string;
-  /** S3 as the clients see it: moto behind a proxy that records the access key of each request. */
-  readonly s3: string;
-  /** Access key ids of the S3 requests so far, in order. */
-  readonly s3AccessKeys: string[];
+  /** STS and S3 as clients see them: moto behind the recording proxy. */
+  readonly aws: string;
+  /** The S3 requests so far, in order. */
+  readonly s3Requests: readonly S3Request[];
+  /** Who holds an access key that STS handed out here (moto's GetCallerIdentity). */
+  identityOfKey(accessKeyId: string): Promise<{ arn: string; account: string }>;
   /** The environment of the run container (the Mutation's variables, pointed at local parts). */
   runEnv(extra?: Record<string, string>): Record<string, string>;
   /** GET on the sidecar with the authorization token (or `token`). */
@@ -82,19 +91,48 @@ export async function startCredentialWorld(o: CredentialWorldOptions): Promise<C
       if (!res.ok) throw new Error(`moto S3 PUT ${path}: ${res.status} ${await res.text()}`);
       await res.body?.cancel();
     }
-    const s3AccessKeys: string[] = [];
-    const proxy = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
-      const key = /Credential=([^/]+)\//.exec(req.headers.get("authorization") ?? "")?.[1];
-      s3AccessKeys.push(key ?? "(unsigned)");
-      const url = new URL(req.url);
-      return fetch(`${moto.endpoint}${url.pathname}${url.search}`, {
-        method: req.method,
-        headers: req.headers,
-        body: req.body,
-      });
-    });
+    // Between every client (the sidecar included) and moto: records the credentials each STS
+    // answer hands out, and the access key of each S3 request, after the marks clients send.
+    const issued = new Map<
+      string,
+      { accessKeyId: string; secretAccessKey: string; sessionToken: string }
+    >();
+    const s3Requests: S3Request[] = [];
+    let mark = "";
+    const proxy = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      async (req) => {
+        const url = new URL(req.url);
+        if (url.pathname.startsWith("/__mark__/")) {
+          mark = decodeURIComponent(url.pathname.slice("/__mark__/".length));
+          return new Response("marked\n");
+        }
+        const upstream = await fetch(`${moto.endpoint}${url.pathname}${url.search}`, {
+          method: req.method,
+          headers: req.headers,
+          body: req.body,
+        });
+        if (url.pathname !== "/") {
+          const key = /Credential=([^/]+)\//.exec(req.headers.get("authorization") ?? "")?.[1] ??
+            url.searchParams.get("X-Amz-Credential")?.split("/")[0];
+          s3Requests.push({ mark, method: req.method, path: url.pathname, accessKeyId: key });
+          return upstream;
+        }
+        const text = await upstream.text();
+        const tag = (name: string) => new RegExp(`<${name}>([^<]*)</${name}>`).exec(text)?.[1];
+        const accessKeyId = tag("AccessKeyId");
+        if (accessKeyId) {
+          issued.set(accessKeyId, {
+            accessKeyId,
+            secretAccessKey: tag("SecretAccessKey")!,
+            sessionToken: tag("SessionToken")!,
+          });
+        }
+        return new Response(text, { status: upstream.status, headers: upstream.headers });
+      },
+    );
     closing.unshift(() => proxy.shutdown());
-    const s3 = `http://127.0.0.1:${proxy.addr.port}`;
+    const aws = `http://127.0.0.1:${proxy.addr.port}`;
 
     await Deno.writeTextFile(
       `${dir}/mappings.json`,
@@ -119,7 +157,7 @@ export async function startCredentialWorld(o: CredentialWorldOptions): Promise<C
       dir,
       runId: RUN,
       username: "jdoe",
-      sts: moto.endpoint,
+      sts: aws,
     });
     const sidecar = await startIrsaProcess("sidecar", [...(o.sidecarArgs ?? [])], env);
     closing.unshift(() => sidecar.stop());
@@ -147,9 +185,19 @@ export async function startCredentialWorld(o: CredentialWorldOptions): Promise<C
       dir,
       configFile: env.AWS_CONFIG_FILE,
       authTokenFile,
-      sts: moto.endpoint,
-      s3,
-      s3AccessKeys,
+      aws,
+      s3Requests,
+      async identityOfKey(accessKeyId) {
+        const c = issued.get(accessKeyId);
+        if (!c) throw new Error(`access key ${accessKeyId} was not handed out by STS here`);
+        const sts = new STSClient({ endpoint: moto.endpoint, region: "us-east-1", credentials: c });
+        try {
+          const who = await sts.send(new GetCallerIdentityCommand({}));
+          return { arn: who.Arn!, account: who.Account! };
+        } finally {
+          sts.destroy();
+        }
+      },
       runEnv: (extra = {}) => ({
         HOME: dir,
         PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
@@ -163,8 +211,8 @@ export async function startCredentialWorld(o: CredentialWorldOptions): Promise<C
         AWS_STS_REGIONAL_ENDPOINTS: "regional",
         DOMINO_IRSA_PROXY: sidecar.url,
         // Test only: a pod reaches the real STS and S3.
-        AWS_ENDPOINT_URL_STS: moto.endpoint,
-        AWS_ENDPOINT_URL_S3: s3,
+        AWS_ENDPOINT_URL_STS: aws,
+        AWS_ENDPOINT_URL_S3: aws,
         AWS_EC2_METADATA_DISABLED: "true",
         ...extra,
       }),

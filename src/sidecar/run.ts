@@ -115,7 +115,8 @@ export async function startSidecar(config: SidecarConfig, logger: Logger): Promi
     if (cache) {
       // Before the first sync writes a profile that names the helper. Readable by the workspace's
       // user (another uid); the volume is the pod's alone.
-      await writeFileAtomic(config.credentialsTokenFile, authToken + "\n", 0o644);
+      // No newline: botocore sends the file as it is, and a newline is not legal in a header.
+      await writeFileAtomic(config.credentialsTokenFile, authToken, 0o644);
       const local = `http://127.0.0.1:${new URL(url).port}/credentials`;
       await writeFileAtomic(helper, helperScript(local, config.credentialsTokenFile), 0o755);
     }
