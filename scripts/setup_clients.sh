@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real AWS clients that tests/clients_test.ts runs against the sidecar's credentials:
+# Installs the real AWS clients that tests/clients_test.ts runs against the sidecar's credentials
+# (and the AWS SDK for Java v2 from Maven Central, below):
 # boto3, pyarrow, DuckDB (with its httpfs and aws extensions, from PyPI's duckdb-ext packages, since
 # DuckDB would otherwise download them at run time) and polars into .venv/clients, and polars alone
 # (no boto3, so it uses Rust's object_store) into .venv/clients-noboto. Prints the first venv's
@@ -46,4 +47,14 @@ con.execute(f"SET extension_directory = '{extensions}'")
 con.execute("LOAD httpfs")
 con.execute("LOAD aws")
 PY
+
+# The JVM client: the AWS SDK for Java v2 from Maven Central into ~/.m2 (outside the clone), and
+# its classpath for `java -cp` (tests/clients/jvm/pom.xml pins it through the SDK's BOM).
+classpath="$repo_root/.venv/jvm-classpath.txt"
+pom="$repo_root/tests/clients/jvm/pom.xml"
+if [[ ! -s "$classpath" || "$pom" -nt "$classpath" ]]; then
+  command -v mvn >/dev/null 2>&1 || { echo "setup_clients: mvn is missing (Maven 3, with Java 17)" >&2; exit 1; }
+  "$repo_root/scripts/retry.sh" "mvn dependency:build-classpath" mvn -q -B -f "$pom" \
+    dependency:build-classpath "-Dmdep.outputFile=$classpath" >&2
+fi
 echo "$venv"

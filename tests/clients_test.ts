@@ -13,10 +13,14 @@ const LIST = "acme-list-bucket-role";
 const READ = "acme-read-bucket-role";
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const SCRIPT = `${ROOT}tests/clients/read_s3.py`;
+const JAVA_SOURCE = `${ROOT}tests/clients/jvm/ReadS3.java`;
 const PYTHON = `${ROOT}.venv/clients/bin/python`;
 const PYTHON_NO_BOTO3 = `${ROOT}.venv/clients-noboto/bin/python`;
+/** The AWS SDK for Java v2's classpath, resolved into ~/.m2 by scripts/setup_clients.sh. */
+const JVM_CLASSPATH = `${ROOT}.venv/jvm-classpath.txt`;
+const JAVA = "java";
 
-const missing = [PYTHON, PYTHON_NO_BOTO3].filter((p) => {
+const missing = [PYTHON, PYTHON_NO_BOTO3, JVM_CLASSPATH].filter((p) => {
   try {
     Deno.statSync(p);
     return false;
@@ -34,6 +38,7 @@ if (skip) {
 /** One client run: the tool, its interpreter, the profiles it reads with, what each must be. */
 interface Case {
   readonly tool: string;
+  /** The interpreter: a venv's python, or JAVA. */
   readonly python: string;
   /** Profile names, or [undefined] for the tool's default identity. */
   readonly profiles: readonly (string | undefined)[];
@@ -44,7 +49,7 @@ interface Case {
 
 Deno.test({
   name:
-    "boto3, pyarrow, DuckDB and polars (with and without boto3) read the bucket as the asset role, by profile and by default",
+    "boto3, pyarrow, DuckDB, polars (with and without boto3) and the Java SDK v2 read the bucket as the asset role, by profile and by default",
   ignore: skip,
   async fn() {
     // Two roles, the second named as the pod's default (the chart's value).
@@ -75,23 +80,31 @@ Deno.test({
         // Rust's object_store: the container provider, then a profile's credential_process.
         { tool: "polars", python: PYTHON_NO_BOTO3, profiles: [undefined], expect: [READ] },
         { tool: "polars-process", python: PYTHON_NO_BOTO3, profiles: [LIST], expect: [LIST] },
+        // The AWS SDK for Java v2: ProfileCredentialsProvider by name, the default chain without.
+        { tool: "java-sdk-v2", python: JAVA, profiles: [LIST, READ], expect: [LIST, READ] },
+        { tool: "java-sdk-v2", python: JAVA, profiles: [undefined], expect: [READ] },
       ];
+      const classpath = (await Deno.readTextFile(JVM_CLASSPATH)).trim();
       for (const c of cases) {
-        const label = `${c.tool} (${c.python === PYTHON ? "boto3 installed" : "no boto3"}) ` +
+        const where = c.python === JAVA
+          ? "JVM"
+          : c.python === PYTHON
+          ? "boto3 installed"
+          : "no boto3";
+        const label = `${c.tool} (${where}) ` +
           `${c.profiles.map((p) => p ?? "default").join(",")}${
             c.env ? " " + JSON.stringify(c.env) : ""
           }`;
+        // A mark no case uses: requests of a client that failed to mark count for none.
+        await (await fetch(`${w.aws}/__mark__/(none)`)).body?.cancel();
         const from = w.s3Requests.length;
         const env = w.runEnv(c.env ?? {});
         for (const [k, v] of Object.entries(env)) if (v === "") delete env[k];
+        const profiles = c.profiles[0] === undefined ? "-" : c.profiles.join(",");
         const out = await new Deno.Command(c.python, {
-          args: [
-            SCRIPT,
-            c.tool,
-            c.profiles[0] === undefined ? "-" : c.profiles.join(","),
-            EXAMPLE.bucket,
-            OBJECT_KEY,
-          ],
+          args: c.python === JAVA
+            ? ["-cp", classpath, JAVA_SOURCE, profiles, EXAMPLE.bucket, OBJECT_KEY]
+            : [SCRIPT, c.tool, profiles, EXAMPLE.bucket, OBJECT_KEY],
           env,
           clearEnv: true,
           stdout: "piped",
