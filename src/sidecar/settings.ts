@@ -1,7 +1,7 @@
 /** The settings of `irsa sidecar`, and the configuration built from them. */
 
 import * as v from "valibot";
-import { logLevelSetting, read, readSettings, setting } from "../lib/settings.ts";
+import { ConfigError, logLevelSetting, read, readSettings, setting } from "../lib/settings.ts";
 
 /** Settings of `irsa sidecar`; the variables are those the platform's mutation injects today. */
 export const sidecarSettings = {
@@ -185,6 +185,14 @@ export type SidecarConfig = ReturnType<typeof sidecarConfig>;
 /** Builds the sidecar's configuration from its settings, or throws a `ConfigError`. */
 export function sidecarConfig(args: readonly string[], env: (name: string) => string | undefined) {
   const s = readSettings(sidecarSettings, args, env);
+  // Credentials are for the pod's own processes: only a loopback listener serves them.
+  if (s.credentials && !["127.0.0.1", "::1", "localhost"].includes(s.host)) {
+    throw new ConfigError([{
+      setting: "--credentials (IRSA_CREDENTIALS)",
+      message:
+        `cannot serve credentials on --host "${s.host}": only a loopback address keeps them in the pod; use 127.0.0.1, or --credentials false`,
+    }]);
+  }
   const configDir = s.configFile.includes("/")
     ? s.configFile.slice(0, s.configFile.lastIndexOf("/")) || "/"
     : ".";
