@@ -4,7 +4,7 @@
  * authorization token; the answers are never logged.
  */
 
-import type { Hono } from "hono";
+import type { Context, Hono } from "hono";
 import { AppError, statusFor } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import type { CredentialCache } from "./credential_cache.ts";
@@ -21,10 +21,7 @@ export function mountCredentialRoutes(
   authToken: () => string,
   logger: Logger,
 ): void {
-  const answer = async (
-    c: { req: { header(n: string): string | undefined; query(n: string): string | undefined } },
-    profile: string | undefined,
-  ) => {
+  const answer = async (c: Context, profile: string | undefined) => {
     try {
       const given = c.req.header("Authorization");
       if (given === undefined || given === "") {
