@@ -78,3 +78,19 @@ Deno.test("the real sidecar vends each profile's asset-role credentials behind i
     await w.close();
   }
 });
+
+Deno.test("with --credentials false (the chart's sidecar.credentials.enabled: false) the sidecar writes the 1.8 profiles only and serves no credentials", async () => {
+  const w = await startCredentialWorld({ roles: [LIST], sidecarArgs: ["--credentials", "false"] });
+  try {
+    const config = await Deno.readTextFile(w.configFile);
+    assert.match(config, new RegExp(`\\[profile ${LIST}\\]\\nsource_profile = src_${LIST}\\n`));
+    assert.doesNotMatch(config, /credential_process|\[profile default\]/);
+    await assert.rejects(Deno.stat(w.authTokenFile), Deno.errors.NotFound);
+    const res = await w.credentials(`/credentials/${LIST}`, "anything");
+    assert.equal(res.status, 404);
+    assert.doesNotMatch(await res.text(), /AccessKeyId/);
+    assert.equal((await (await w.sidecar.fetch("/healthz")).json()).credentials, undefined);
+  } finally {
+    await w.close();
+  }
+});
