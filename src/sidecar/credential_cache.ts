@@ -44,6 +44,8 @@ export interface CredentialCache {
   get(name: string | undefined): Promise<{ profile: string; credentials: StsCredentials }>;
   /** Renews the credentials of every profile already asked for; failures are kept for get. */
   refreshAll(): Promise<void>;
+  /** Renews those within the margin of their expiry (a timer calls it, so requests rarely wait). */
+  refreshDue(): Promise<void>;
   /** Counts a refusal decided outside the cache (an unauthorized request). */
   refused(): void;
   stats(): CredentialStats;
@@ -163,6 +165,11 @@ export function createCredentialCache(deps: CredentialCacheDeps): CredentialCach
     async refreshAll() {
       const asked = [...cached.keys()].map((n) => profiles.get(n)).filter((p) => p !== undefined);
       await Promise.allSettled(asked.map((p) => fetchChain(p)));
+    },
+    async refreshDue() {
+      const due = [...cached].filter(([, c]) => !fresh(c)).map(([n]) => profiles.get(n))
+        .filter((p) => p !== undefined);
+      await Promise.allSettled(due.map((p) => fetchChain(p)));
     },
     refused: () => void refused++,
     stats: () => ({ vended, refused, chains, chainFailures, cached: cached.size }),

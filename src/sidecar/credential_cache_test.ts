@@ -83,6 +83,21 @@ Deno.test("credential cache: one chain per profile, reused until the margin befo
   });
 });
 
+Deno.test("credential cache: the timer's pass renews only what is within the margin", async () => {
+  const w = world();
+  w.cache.setProfiles([LIST, READ]);
+  await w.cache.get(LIST.name);
+  w.advance(300_000);
+  await w.cache.get(READ.name);
+  await w.cache.refreshDue();
+  assert.deepEqual(w.calls, [LIST.name, READ.name], "both fresh: nothing renewed");
+  w.advance(301_000); // LIST has 299 s left, READ 599 s
+  await w.cache.refreshDue();
+  assert.deepEqual(w.calls, [LIST.name, READ.name, LIST.name]);
+  assert.equal((await w.cache.get(LIST.name)).credentials.accessKeyId, "ASIA3", "no wait");
+  assert.equal(w.calls.length, 3);
+});
+
 Deno.test("credential cache: nothing before the first sync; the default is the named one, else the only one", async () => {
   const w = world();
   assert.equal(await code(w.cache.get(undefined)), "unavailable");
