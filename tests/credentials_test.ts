@@ -66,8 +66,42 @@ Deno.test("the real sidecar vends each profile's asset-role credentials behind i
       /\[profile default\]\nsource_profile = src_acme-list-bucket-role\n/,
     );
 
+    // The credential_process helper, as a container without python3 runs it: with curl, then
+    // with neither, when it names what is missing.
+    const helper = `${w.dir}/.aws/irsa-credential-process`;
+    const bin = `${w.dir}/bin`;
+    await Deno.mkdir(bin);
+    const runHelper = async (path: string) => {
+      const out = await new Deno.Command("/bin/sh", {
+        args: [helper, LIST],
+        env: { PATH: path },
+        clearEnv: true,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const d = new TextDecoder();
+      return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+    };
+    for (const tool of ["curl", "cat"]) {
+      const found = await new Deno.Command("/bin/sh", { args: ["-c", `command -v ${tool}`] })
+        .output();
+      await Deno.symlink(new TextDecoder().decode(found.stdout).trim(), `${bin}/${tool}`);
+    }
+    const withCurl = await runHelper(bin);
+    assert.equal(withCurl.code, 0, withCurl.stderr);
+    assert.equal(JSON.parse(withCurl.stdout).Version, 1);
+    const bare = await runHelper(`${w.dir}/nothing`);
+    assert.equal(bare.code, 127);
+    assert.match(bare.stderr, /neither python3 nor curl; one of them is needed/);
+    const withPython = await runHelper(Deno.env.get("PATH")!);
+    assert.equal(withPython.code, 0, withPython.stderr);
+    assert.equal(
+      JSON.parse(withPython.stdout).AccessKeyId,
+      JSON.parse(withCurl.stdout).AccessKeyId,
+    );
+
     const health = await (await w.sidecar.fetch("/healthz")).json();
-    assert.ok(health.credentials.vended >= 6, JSON.stringify(health.credentials));
+    assert.ok(health.credentials.vended >= 8, JSON.stringify(health.credentials));
     assert.equal(health.credentials.refused, 6);
     // Nothing credential-bearing in the log.
     const secrets = [token, process.SecretAccessKey, process.SessionToken];
