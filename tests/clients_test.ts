@@ -72,6 +72,25 @@ Deno.test({
           expect: [READ],
           env: { AWS_CONFIG_FILE: empty, AWS_WEB_IDENTITY_TOKEN_FILE: "" },
         },
+        // A second role through the container provider: its URI names the profile.
+        {
+          tool: "boto3",
+          python: PYTHON,
+          profiles: [undefined],
+          expect: [LIST],
+          env: {
+            AWS_CONFIG_FILE: empty,
+            AWS_WEB_IDENTITY_TOKEN_FILE: "",
+            AWS_CONTAINER_CREDENTIALS_FULL_URI: `${w.sidecar.url}/credentials/${LIST}`,
+          },
+        },
+        {
+          tool: "polars",
+          python: PYTHON_NO_BOTO3,
+          profiles: [undefined],
+          expect: [LIST],
+          env: { AWS_CONTAINER_CREDENTIALS_FULL_URI: `${w.sidecar.url}/credentials/${LIST}` },
+        },
         { tool: "pyarrow", python: PYTHON, profiles: [LIST, READ], expect: [LIST, READ] },
         { tool: "pyarrow", python: PYTHON, profiles: [undefined], expect: [READ] },
         { tool: "duckdb", python: PYTHON, profiles: [LIST, READ], expect: [LIST, READ] },
