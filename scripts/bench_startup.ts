@@ -62,9 +62,12 @@ const answer = async (req: Request) => {
   await req.body?.cancel();
   if (path === "/access-token") return new Response("user-token\n");
   if (path === "/sts") {
-    return new Response("<AssumeRoleWithWebIdentityResponse/>", {
-      headers: { "Content-Type": "text/xml" },
-    });
+    // Both role assumptions of a credential request get the same made-up credentials.
+    const expiration = new Date(Date.now() + 3_600_000).toISOString();
+    return new Response(
+      `<Response><Credentials><AccessKeyId>ASIABENCH</AccessKeyId><SecretAccessKey>secret</SecretAccessKey><SessionToken>token</SessionToken><Expiration>${expiration}</Expiration></Credentials></Response>`,
+      { headers: { "Content-Type": "text/xml" } },
+    );
   }
   if (path === "/map_iam_roles_to_pod_sa" && req.method === "POST") {
     return Response.json({
@@ -244,6 +247,7 @@ Deno.exit(await run(Deno.args, (name) => Deno.env.get(name)));
   console.error("reading the sidecar's memory after its first successful sync...");
   const { child, url, drained } = await start(sidecarCmd);
   let rss = { hwm: 0, now: 0, anon: 0, file: 0 };
+  const credential = { first: 0, cached: 0, requests: 200, hwm: 0 };
   try {
     const deadline = Date.now() + 30_000;
     for (;;) {
@@ -266,6 +270,24 @@ Deno.exit(await run(Deno.args, (name) => Deno.env.get(name)));
       anon: kib("RssAnon") / 1024,
       file: kib("RssFile") / 1024,
     };
+    // Then the credential endpoint: the first request runs the chain (both STS calls, the
+    // signer's import), the next ones are answered from memory.
+    const token = await Deno.readTextFile(`${dir}/aws/irsa-credentials-token`);
+    const ask = async () => {
+      const t0 = performance.now();
+      const res = await fetch(`${url}/credentials/acme-list-bucket-role`, {
+        headers: { Authorization: token },
+      });
+      if (res.status !== 200) throw new Error(`credential request: ${await res.text()}`);
+      await res.body?.cancel();
+      return performance.now() - t0;
+    };
+    credential.first = await ask();
+    const cached: number[] = [];
+    for (let i = 0; i < credential.requests; i++) cached.push(await ask());
+    credential.cached = median(cached);
+    const after = await proc(`/proc/${child.pid}/status`);
+    credential.hwm = Number(/VmHWM:\s+(\d+) kB/.exec(after)![1]) / 1024;
   } finally {
     child.kill("SIGTERM");
     await child.status;
@@ -290,6 +312,12 @@ Deno.exit(await run(Deno.args, (name) => Deno.env.get(name)));
       rss_file: rss.file,
     },
     ratio: sidecar / floor,
+    credential_request_ms: {
+      first: credential.first,
+      cached_median: credential.cached,
+      cached_requests: credential.requests,
+    },
+    vm_hwm_after_credentials_mib: credential.hwm,
   };
   const outPath = OUT.startsWith("/") ? OUT : `${ROOT}${OUT}`;
   await Deno.mkdir(outPath.slice(0, outPath.lastIndexOf("/")), { recursive: true });
@@ -305,6 +333,13 @@ Deno.exit(await run(Deno.args, (name) => Deno.env.get(name)));
     `  sidecar after its first sync:    VmHWM ${f(rss.hwm)} MiB, VmRSS ${f(rss.now)} MiB (RssAnon ${
       f(rss.anon)
     } MiB, RssFile ${f(rss.file)} MiB of the executable)`,
+  );
+  console.log(
+    `  credential request (HTTP, client to sidecar): cached ${
+      credential.cached.toFixed(2)
+    } ms (median of ${credential.requests}), first ${
+      f(credential.first)
+    } ms (both STS calls to the stub); VmHWM after ${f(credential.hwm)} MiB`,
   );
   console.log(`written ${OUT}`);
   console.log(

@@ -38,6 +38,12 @@ const RUN_LABELS: Record<string, string> = {
 /** docs/design.md's workspace variables that the Mutation gives the user's containers, with the current
  * chart's DOMINO_API_PROXY_PORT; the platform itself sets DOMINO_RUN_ID and DOMINO_STARTING_USERNAME
  * there. */
+/** The container credential provider's variables, given to the user's containers when the
+ * sidecar vends credentials (sidecar.credentials.enabled). */
+const CONTAINER_PROVIDER_VARIABLES = [
+  "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+  "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+];
 const WORKSPACE_VARIABLES = [
   "POD_INFO_PATH",
   "DOMINO_API_PROXY",
@@ -858,7 +864,14 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
         assert.deepEqual(mounts.containerSelector, userEnv.containerSelector);
         const user = { name: "run", volumeMounts: mounts.volumeMounts, env: userEnv.env };
         const userVariables = environmentOf(user);
-        assert.deepEqual([...userVariables.keys()].sort(), [...WORKSPACE_VARIABLES].sort());
+        // With the sidecar's credential endpoint on, the container provider's two variables too.
+        const sidecarSpec = mine.find((r) => r.insertContainer)?.insertContainer.spec;
+        const vends = sidecarSpec !== undefined &&
+          environmentOf(sidecarSpec).get("IRSA_CREDENTIALS") !== "false";
+        assert.deepEqual(
+          [...userVariables.keys()].sort(),
+          [...WORKSPACE_VARIABLES, ...(vends ? CONTAINER_PROVIDER_VARIABLES : [])].sort(),
+        );
         assert.equal(userVariables.get("OIDC_PROVIDER"), serverEnv.get("OIDC_PROVIDER"));
         assert.equal(userVariables.get("DOMINO_IRSA_PROXY"), "http://localhost:6003");
         assert.equal(userVariables.get("DOMINO_API_PROXY"), "http://localhost:8899");
@@ -913,6 +926,19 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
         assertUnder(config.podInfo, mountOf(sidecar, "podinfo"), "POD_INFO_PATH");
         assertUnder(config.caFile!, mountOf(sidecar, "irsa-ca"), "DOMINO_IRSA_SSL_CERT");
         assert.equal(config.configFile, userVariables.get("AWS_CONFIG_FILE"));
+        if (config.credentials) {
+          // The run container reaches the sidecar's endpoint and reads the token file it writes.
+          assert.equal(
+            userVariables.get("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+            `http://${config.host}:${config.port}/credentials`,
+          );
+          assert.equal(
+            userVariables.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
+            config.credentialsTokenFile,
+          );
+          assertUnder(config.credentialsTokenFile, mountOf(user, "aws-config-file"), "the token");
+          assertUnder(config.credentialHelperFile, mountOf(user, "aws-config-file"), "the helper");
+        }
         assert.equal(mountOf(sidecar, "irsa-client-tmp"), "/tmp");
         for (const m of sidecar.volumeMounts) volume(m.name);
         assert.equal(sidecar.securityContext.readOnlyRootFilesystem, true);

@@ -1,13 +1,27 @@
-/** The sidecar's own small Hono app: /healthz and /refresh, answered in JSON a person can read. */
+/** The sidecar's own small Hono app: /healthz, /refresh and /credentials, answered in JSON. */
 
 import { Hono } from "hono";
 import type { Logger } from "../lib/log.ts";
 import type { Syncer } from "./syncer.ts";
+import type { CredentialCache } from "./credential_cache.ts";
+import { mountCredentialRoutes } from "./credential_routes.ts";
+
+/** The credential endpoint, when it is on. */
+export interface SidecarCredentials {
+  readonly cache: CredentialCache;
+  /** The authorization token of this start (known once the token file is written). */
+  readonly authToken: () => string;
+}
 
 const pretty = (value: unknown) => JSON.stringify(value, null, 2) + "\n";
 
 /** Builds the sidecar app around a syncer. */
-export function createSidecarApp(syncer: Syncer, configFile: string, logger: Logger): Hono {
+export function createSidecarApp(
+  syncer: Syncer,
+  configFile: string,
+  logger: Logger,
+  credentials?: SidecarCredentials,
+): Hono {
   const app = new Hono();
   const health = () => {
     const s = syncer.state();
@@ -21,6 +35,7 @@ export function createSidecarApp(syncer: Syncer, configFile: string, logger: Log
       usable: s.usable,
       last_error: s.lastError,
       config_file: configFile,
+      ...(credentials ? { credentials: credentials.cache.stats() } : {}),
     };
   };
   app.get("/healthz", (c) => {
@@ -32,6 +47,7 @@ export function createSidecarApp(syncer: Syncer, configFile: string, logger: Log
   const refresh = async () => {
     try {
       const profiles = await syncer.sync("refresh");
+      await credentials?.cache.refreshAll();
       return new Response(pretty({ status: "Refreshed", profiles, config_file: configFile }), {
         headers: { "Content-Type": "application/json" },
       });
@@ -48,8 +64,9 @@ export function createSidecarApp(syncer: Syncer, configFile: string, logger: Log
   };
   app.get("/refresh", refresh);
   app.post("/refresh", refresh);
+  if (credentials) mountCredentialRoutes(app, credentials.cache, credentials.authToken, logger);
   app.notFound((c) =>
-    c.body(pretty({ status: "NotFound", message: "Try /healthz or /refresh" }), 404, {
+    c.body(pretty({ status: "NotFound", message: "Try /healthz, /refresh or /credentials" }), 404, {
       "Content-Type": "application/json",
     })
   );

@@ -1,6 +1,6 @@
 /** Writes the AWS config file atomically, merged into what a user may have added by hand. */
 
-import { mergeConfig } from "../core/aws_config.ts";
+import { BEGIN_MARKER, END_MARKER, mergeConfig, sectionName } from "../core/aws_config.ts";
 import type { Profile } from "../core/role_chain.ts";
 
 /** The file operations the writer uses, passed in so tests can inject failures. */
@@ -21,14 +21,28 @@ export const denoFs: WriterFs = {
   mkdir: (p) => Deno.mkdir(p, { recursive: true }),
 };
 
+/** True when a section outside irsa's block names `profile` (a section the user wrote). */
+export function userHasSection(text: string, profile: string): boolean {
+  let inBlock = false;
+  for (const line of text.split("\n")) {
+    const trimmed = line.trim();
+    if (trimmed === BEGIN_MARKER) inBlock = true;
+    else if (trimmed === END_MARKER) inBlock = false;
+    else if (!inBlock && sectionName(line) === profile) return true;
+  }
+  return false;
+}
+
 /**
  * Merges `profiles` into the file at `path` and replaces it in one rename, so a reader sees the
- * old file or the new one, never half of one. Returns false when the content did not change.
+ * old file or the new one, never half of one. `fallbackDefault`, a `[default]` section, is added
+ * only when the user's part of the file has none. Returns false when the content did not change.
  */
 export async function writeConfig(
   path: string,
   profiles: readonly Profile[],
   fs: WriterFs = denoFs,
+  fallbackDefault?: Profile,
 ): Promise<boolean> {
   let existing = "";
   try {
@@ -36,7 +50,10 @@ export async function writeConfig(
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
-  const merged = mergeConfig(existing, profiles);
+  const withDefault = fallbackDefault && !userHasSection(existing, "default")
+    ? [...profiles, fallbackDefault]
+    : profiles;
+  const merged = mergeConfig(existing, withDefault);
   if (merged === existing) return false;
   const slash = path.lastIndexOf("/");
   const dir = slash > 0 ? path.slice(0, slash) : ".";

@@ -1,7 +1,7 @@
 /** The settings of `irsa sidecar`, and the configuration built from them. */
 
 import * as v from "valibot";
-import { logLevelSetting, read, readSettings, setting } from "../lib/settings.ts";
+import { ConfigError, logLevelSetting, read, readSettings, setting } from "../lib/settings.ts";
 
 /** Settings of `irsa sidecar`; the variables are those the platform's mutation injects today. */
 export const sidecarSettings = {
@@ -129,6 +129,53 @@ export const sidecarSettings = {
     help: "How long the first sync retries while the token endpoint or the server is not up.",
     schema: read.positiveInt,
   }),
+  credentials: setting({
+    flag: "credentials",
+    env: ["IRSA_CREDENTIALS"],
+    default: "true",
+    help:
+      "Serve each profile's credentials on GET /credentials/<profile> (loopback only, with the token file) and add credential_process to the profiles.",
+    schema: read.boolean,
+  }),
+  defaultProfile: setting({
+    flag: "default-profile",
+    env: ["IRSA_DEFAULT_PROFILE"],
+    default: "",
+    help:
+      "The profile GET /credentials answers (AWS_CONTAINER_CREDENTIALS_FULL_URI); default: the only profile, when there is one.",
+    schema: read.optionalString,
+  }),
+  sessionDurationSeconds: setting({
+    flag: "session-duration-seconds",
+    env: ["IRSA_SESSION_DURATION_SECONDS"],
+    default: "3600",
+    help:
+      "Lifetime of the credentials the sidecar vends, 900 to 3600 (AWS caps a chained role at one hour); a revoked role's credentials live this long at most.",
+    schema: v.pipe(
+      read.positiveInt,
+      v.minValue(900, "expected at least 900 seconds"),
+      v.maxValue(
+        3600,
+        "expected at most 3600 seconds (AWS caps a chained role session at one hour)",
+      ),
+    ),
+  }),
+  credentialsTokenFile: setting({
+    flag: "credentials-token-file",
+    env: ["IRSA_CREDENTIALS_TOKEN_FILE"],
+    default: "",
+    help:
+      "Where the sidecar writes the credential endpoint's authorization token, new at each start (default: irsa-credentials-token beside the config file).",
+    schema: read.optionalString,
+  }),
+  credentialHelperFile: setting({
+    flag: "credential-helper-file",
+    env: ["IRSA_CREDENTIAL_HELPER_FILE"],
+    default: "",
+    help:
+      "Where the sidecar writes the credential_process helper script (default: irsa-credential-process beside the config file).",
+    schema: read.optionalString,
+  }),
   logLevel: logLevelSetting,
 };
 
@@ -138,6 +185,17 @@ export type SidecarConfig = ReturnType<typeof sidecarConfig>;
 /** Builds the sidecar's configuration from its settings, or throws a `ConfigError`. */
 export function sidecarConfig(args: readonly string[], env: (name: string) => string | undefined) {
   const s = readSettings(sidecarSettings, args, env);
+  // Credentials are for the pod's own processes: only a loopback listener serves them.
+  if (s.credentials && !["127.0.0.1", "::1", "localhost"].includes(s.host)) {
+    throw new ConfigError([{
+      setting: "--credentials (IRSA_CREDENTIALS)",
+      message:
+        `cannot serve credentials on --host "${s.host}": only a loopback address keeps them in the pod; use 127.0.0.1, or --credentials false`,
+    }]);
+  }
+  const configDir = s.configFile.includes("/")
+    ? s.configFile.slice(0, s.configFile.lastIndexOf("/")) || "/"
+    : ".";
   return Object.freeze({
     host: s.host,
     port: s.port,
@@ -156,6 +214,11 @@ export function sidecarConfig(args: readonly string[], env: (name: string) => st
     propagationDeadlineMs: s.propagationDeadlineSeconds * 1000,
     syncIntervalMs: s.syncIntervalSeconds * 1000,
     startDeadlineMs: s.startDeadlineSeconds * 1000,
+    credentials: s.credentials,
+    defaultProfile: s.defaultProfile || undefined,
+    sessionDurationSeconds: s.sessionDurationSeconds,
+    credentialsTokenFile: s.credentialsTokenFile || `${configDir}/irsa-credentials-token`,
+    credentialHelperFile: s.credentialHelperFile || `${configDir}/irsa-credential-process`,
     logLevel: s.logLevel,
   });
 }

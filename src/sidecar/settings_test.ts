@@ -31,3 +31,24 @@ Deno.test("sidecarConfig: the platform's variables, the region's STS endpoint, t
   assert.equal(config.propagationCheck, false);
   assert.equal(config.logLevel, "debug");
 });
+
+Deno.test("sidecarConfig: credentials on a loopback listener only, 900 to 3600 s, their files beside the config file", () => {
+  const config = sidecarConfig([], () => undefined);
+  assert.equal(config.credentials, true);
+  assert.equal(config.sessionDurationSeconds, 3600);
+  assert.equal(config.credentialsTokenFile, "/var/run/.aws/irsa-credentials-token");
+  assert.equal(config.credentialHelperFile, "/var/run/.aws/irsa-credential-process");
+  assert.throws(() => sidecarConfig(["--host", "0.0.0.0"], () => undefined), /only a loopback/);
+  assert.equal(
+    sidecarConfig(["--host", "0.0.0.0", "--credentials", "false"], () => undefined).host,
+    "0.0.0.0",
+  );
+  assert.throws(
+    () => sidecarConfig(["--session-duration-seconds", "899"], () => undefined),
+    /at least 900/,
+  );
+  assert.throws(
+    () => sidecarConfig(["--session-duration-seconds", "3601"], () => undefined),
+    /at most 3600/,
+  );
+});

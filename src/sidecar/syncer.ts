@@ -10,6 +10,7 @@ import type { WriterFs } from "./config_writer.ts";
 import { writeConfig } from "./config_writer.ts";
 import { backoffDelay, realClock, retry, type RetryClock } from "../lib/backoff.ts";
 import type { AssumeResult } from "./sts_check.ts";
+import type { ServedProfile } from "./credential_cache.ts";
 
 /** What the syncer needs from the sidecar's configuration. */
 export interface SyncSettings {
@@ -34,6 +35,16 @@ export interface SyncerDeps {
   readonly assume: (roleArn: string, token: string, sessionName: string) => Promise<AssumeResult>;
   readonly logger: Logger;
   readonly clock?: RetryClock;
+  /** The `credential_process` line of a profile, added to each profile users name. */
+  readonly credentialProcess?: (profile: string) => string;
+  /** Told the profiles served after each successful sync (the credential endpoint's list). */
+  readonly onSynced?: (profiles: readonly ServedProfile[]) => void;
+  /**
+   * Write `[default]` as a copy of the pod's default profile (the one named, else the only one)
+   * when the user's part of the file has no `[default]`: botocore and the CLI then reach it with
+   * no profile named, before the pod's AWS_WEB_IDENTITY_TOKEN_FILE stops them.
+   */
+  readonly defaultSection?: { readonly profile?: string };
 }
 
 /** Whether a profile's proxy role can be assumed yet. */
@@ -143,11 +154,29 @@ export function createSyncer(deps: SyncerDeps): Syncer {
         stsRegionalEndpoints: s.stsRegionalEndpoints,
         roleSessionName: session,
       });
-      const changed = await writeConfig(s.configFile, chains.flatMap((c) => c.profiles), deps.fs);
+      const process = deps.credentialProcess;
+      const profiles = chains.flatMap((c) =>
+        c.profiles.map((p) =>
+          process && p.name === c.name
+            ? { ...p, settings: [...p.settings, ["credential_process", process(c.name)] as const] }
+            : p
+        )
+      );
+      const wanted = deps.defaultSection &&
+        (deps.defaultSection.profile ?? (chains.length === 1 ? chains[0].name : undefined));
+      const source = profiles.find((p) => p.name === wanted);
+      const fallback = source && { name: "default", settings: source.settings };
+      const changed = await writeConfig(s.configFile, profiles, deps.fs, fallback);
       goodPairs = pairs;
       lastSuccessAt = clock.now();
       const gen = ++generation;
       const names = chains.map((c) => c.name);
+      deps.onSynced?.(chains.map((c) => ({
+        name: c.name,
+        assetRoleArn: c.pair.assetRoleArn,
+        ...(c.pair.proxyRoleArn ? { proxyRoleArn: c.pair.proxyRoleArn } : {}),
+        sessionName: session ?? "irsa",
+      })));
       const check = s.propagationCheck && chains.length > 0;
       state = {
         state: "synced",
