@@ -1,14 +1,16 @@
 /**
  * A workspace pod for the credential endpoint's tests: moto (IAM, STS and S3), the test issuer,
  * the real server and the real sidecar as subprocesses, an object in the assets account's bucket,
- * and the run container's environment as the chart's Mutation sets it. moto's STS accepts any web
- * identity token for any role: these tests prove the chain and the answers, not STS's checks.
+ * and the run container's environment as the chart's Mutation sets it. STS calls go through the
+ * strict STS of the tests (tests/fixtures/strict_sts.ts), which checks the pod's token and both
+ * trust policies as AWS does; moto's own STS would accept any token for any role.
  */
 
 import { GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
 import { startFakePlatformApi } from "./fakes/platform_api.ts";
 import { EXAMPLE, MOTO_ACCOUNT_HEADER, seedExampleRoles, startMoto } from "./fixtures/moto.ts";
 import { startOidcIssuer } from "./fixtures/oidc_issuer.ts";
+import { startStrictSts } from "./fixtures/strict_sts.ts";
 import { makeTestTls } from "./fixtures/tls.ts";
 import { type ServerProcess, startIrsaProcess } from "./server_process.ts";
 import { pairJson, sidecarEnv, startFileStoreServer } from "./world.ts";
@@ -91,6 +93,13 @@ export async function startCredentialWorld(o: CredentialWorldOptions): Promise<C
       if (!res.ok) throw new Error(`moto S3 PUT ${path}: ${res.status} ${await res.text()}`);
       await res.body?.cancel();
     }
+    // STS that checks what it is asked: the pod token against the cluster issuer's keys, the
+    // proxy role's trust policy, the asset role's trust and the proxy role's permission.
+    const strict = startStrictSts({
+      motoEndpoint: moto.endpoint,
+      issuers: { [EXAMPLE.oidcHost]: { url: issuer.clusterIssuer } },
+    });
+    closing.unshift(() => strict.close());
     // Between every client (the sidecar included) and moto: records the credentials each STS
     // answer hands out, and the access key of each S3 request, after the marks clients send.
     const issued = new Map<
@@ -107,7 +116,9 @@ export async function startCredentialWorld(o: CredentialWorldOptions): Promise<C
           mark = decodeURIComponent(url.pathname.slice("/__mark__/".length));
           return new Response("marked\n");
         }
-        const upstream = await fetch(`${moto.endpoint}${url.pathname}${url.search}`, {
+        // STS's Query API posts to "/"; everything else is S3.
+        const base = url.pathname === "/" ? strict.endpoint : moto.endpoint;
+        const upstream = await fetch(`${base}${url.pathname}${url.search}`, {
           method: req.method,
           headers: req.headers,
           body: req.body,

@@ -1,6 +1,6 @@
 /**
  * The sidecar's credential endpoint as a process: the chain proxy role → asset role performed by
- * the sidecar against moto (whose STS accepts any token for any role), the authorization token,
+ * the sidecar through the strict STS (the pod's token and both trust policies checked), the authorization token,
  * and refusals, including a role unmapped and resynced.
  */
 import assert from "node:assert/strict";
