@@ -695,7 +695,8 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
         { apiGroups: [""], resources: ["events"], verbs: ["create"] },
       ]);
       assert.deepEqual(compute.rules, [
-        { apiGroups: [""], resources: ["pods"], verbs: ["list"] },
+        // Run lookups and the cleanup list pods; the pod watch watches them.
+        { apiGroups: [""], resources: ["pods"], verbs: ["list", "watch"] },
         // POST and DELETE /service_account, with per-user service accounts (on by default, as 1.8).
         ...(userBased
           ? [{

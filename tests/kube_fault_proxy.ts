@@ -92,12 +92,22 @@ export function startKubeFaultProxy(
     const body = request.method === "GET" || request.method === "HEAD"
       ? undefined
       : await request.arrayBuffer();
+    // A watch streams until the client goes: pass it on as it comes, and end it with the client.
+    const watching = url.searchParams.get("watch") === "1";
     const response = await fetch(upstream.url + url.pathname + url.search, {
       method: request.method,
       headers,
       body,
       client,
+      ...(watching ? { signal: request.signal } : {}),
     });
+    if (watching) {
+      log(response.status, false);
+      const passed = new Headers(response.headers);
+      passed.delete("content-encoding");
+      passed.delete("content-length");
+      return new Response(response.body, { status: response.status, headers: passed });
+    }
     const answer = await response.arrayBuffer();
     log(response.status, false);
     // fetch has already decoded a gzipped answer (the API server compresses large ones): pass

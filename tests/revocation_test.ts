@@ -44,7 +44,7 @@ let world: SeededWorld;
 useMotoWorld((w) => ({ moto, iam, tls, world } = w));
 
 /** A cluster namespace pair, the platform's users, and a way to start servers on them. */
-async function startWorld() {
+async function startWorld(options: { cleanupSeconds?: number } = {}) {
   const cluster: KubeApiServer = await sharedKubeApiServer();
   const field = await cluster.createNamespace("field");
   const compute = await cluster.createNamespace("compute");
@@ -108,7 +108,7 @@ async function startWorld() {
         DEFAULT_COMPUTE_NS: compute,
         IRSA_CLUSTER_ISSUER: cluster.issuer,
         IRSA_CA_FILE: cluster.caCertPath,
-        IRSA_CLEANUP_INTERVAL_SECONDS: String(CLEANUP_SECONDS),
+        IRSA_CLEANUP_INTERVAL_SECONDS: String(options.cleanupSeconds ?? CLEANUP_SECONDS),
         IRSA_CLEANUP_GRACE_SECONDS: "1",
         IRSA_PRINCIPAL_CACHE_SECONDS: "1",
         IRSA_CALLER_CACHE_SECONDS: "1",
@@ -283,6 +283,18 @@ Deno.test("a run that ended loses its roles at the next cleanup: its token, stil
     async () => (await w.held(LIST_ROLE)).length === 0,
   );
   console.error(`revoked by the cleanup ${ms} ms after the run's pod ended`);
+  assert.deepEqual(await w.chain(LIST_ROLE, token), REFUSED);
+});
+
+Deno.test("a run's end revokes at once, as the pod watch sees it, with no cleanup pass due for an hour", async () => {
+  await using w = await startWorld({ cleanupSeconds: 3600 });
+  assert.equal((await w.map(LIST_ORG, LIST_ROLE)).status, 200);
+  assert.equal((await w.sync()).status, 200);
+  const token = await w.podToken();
+  assert.deepEqual(await w.chain(LIST_ROLE, token), w.chained(LIST_ROLE));
+  await w.cluster.setPodPhase(w.compute, w.pod, "Succeeded");
+  const ms = await within(5_000, async () => (await w.held(LIST_ROLE)).length === 0);
+  console.error(`revoked by the pod watch ${ms} ms after the run's pod ended`);
   assert.deepEqual(await w.chain(LIST_ROLE, token), REFUSED);
 });
 

@@ -9,7 +9,9 @@ import {
   ConfigMapWire,
   leaseBody,
   LeaseWire,
+  PodEventWire,
   PodListWire,
+  PodWire,
   type Resource,
   resourcePath,
   ServiceAccountWire,
@@ -48,6 +50,21 @@ export interface KubeClient {
   ): Promise<ConfigMapSnapshot>;
   /** The pods matching a label selector (a selected list, never a full listing). */
   listPods(namespace: string, labelSelector: string, fieldSelector?: string): Promise<KubePod[]>;
+  /** The pods of a label selector and the resourceVersion the list was read at, to watch from. */
+  listPodsAt(
+    namespace: string,
+    labelSelector: string,
+  ): Promise<{ pods: KubePod[]; resourceVersion: string }>;
+  /**
+   * The changes to those pods after `resourceVersion`, with bookmarks, until the server ends the
+   * watch (a few minutes) or `signal` aborts; an `ERROR` with code 410 means: list again.
+   */
+  watchPods(
+    namespace: string,
+    labelSelector: string,
+    resourceVersion: string,
+    signal: AbortSignal,
+  ): AsyncIterable<PodEvent>;
   /** A `coordination.k8s.io/v1` Lease, or undefined when it does not exist. */
   getLease(namespace: string, name: string): Promise<Lease | undefined>;
   /** Creates a Lease; throws {@link KubeConflictError} (`AlreadyExists`) if another writer made it first. */
@@ -72,6 +89,16 @@ export interface KubeClient {
   /** Releases the TLS client, if one was made. */
   close(): void;
 }
+
+/** A pod watch's event: a pod added, changed or deleted, a bookmark, or the server's error. */
+export type PodEvent =
+  | {
+    readonly type: "ADDED" | "MODIFIED" | "DELETED";
+    readonly pod: KubePod;
+    readonly resourceVersion?: string;
+  }
+  | { readonly type: "BOOKMARK"; readonly resourceVersion?: string }
+  | { readonly type: "ERROR"; readonly code?: number; readonly message?: string };
 
 /** An action in RBAC's terms: `update` `configmaps` (group "") named `x` in namespace `ns`. */
 export interface KubeAction {
@@ -143,27 +170,31 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
     ? undefined
     : Deno.createHttpClient({ caCerts: [options.caCert] });
 
+  async function requestHeaders(): Promise<Headers> {
+    const headers = new Headers({ Accept: "application/json", "User-Agent": "irsa" });
+    if (!options.token) return headers;
+    let token: string;
+    try {
+      token = (await options.token()).trim();
+    } catch (error) {
+      throw new AppError(
+        "unavailable",
+        "Cannot read the service account token for the Kubernetes API",
+        { error },
+      );
+    }
+    headers.set("Authorization", `Bearer ${token}`);
+    return headers;
+  }
+
   async function call(
     target: Target,
     method: string,
     path: string,
     body?: unknown,
   ): Promise<{ status: number; json: unknown }> {
-    const headers = new Headers({ Accept: "application/json", "User-Agent": "irsa" });
+    const headers = await requestHeaders();
     if (body !== undefined) headers.set("Content-Type", "application/json");
-    if (options.token) {
-      let token: string;
-      try {
-        token = (await options.token()).trim();
-      } catch (error) {
-        throw new AppError(
-          "unavailable",
-          "Cannot read the service account token for the Kubernetes API",
-          { error },
-        );
-      }
-      headers.set("Authorization", `Bearer ${token}`);
-    }
 
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), timeoutMs);
@@ -276,6 +307,63 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
       });
       const { json } = await call(target, "GET", `${resourcePath("pods", namespace)}?${query}`);
       return (parse(PodListWire, json, target).items ?? []).map(toPod);
+    },
+
+    async listPodsAt(namespace, labelSelector) {
+      const target: Target = { verb: "list", resource: "pods", namespace };
+      const query = new URLSearchParams({ labelSelector });
+      const { json } = await call(target, "GET", `${resourcePath("pods", namespace)}?${query}`);
+      const list = parse(PodListWire, json, target);
+      return {
+        pods: (list.items ?? []).map(toPod),
+        resourceVersion: list.metadata?.resourceVersion ?? "",
+      };
+    },
+
+    async *watchPods(namespace, labelSelector, resourceVersion, signal) {
+      const target: Target = { verb: "watch", resource: "pods", namespace };
+      const query = new URLSearchParams({
+        labelSelector,
+        watch: "1",
+        resourceVersion,
+        allowWatchBookmarks: "true",
+        // The server ends each watch after this long; the caller watches again from where it was.
+        timeoutSeconds: "300",
+      });
+      const response = await fetch(`${apiUrl}${resourcePath("pods", namespace)}?${query}`, {
+        headers: await requestHeaders(),
+        signal,
+        ...(httpClient ? { client: httpClient } : {}),
+      }).catch((error) => {
+        throw new AppError(
+          "unavailable",
+          `Cannot reach the Kubernetes API to ${describe(target)}: ${(error as Error).message}`,
+          { apiUrl },
+        );
+      });
+      if (!response.ok || response.body === null) {
+        const body = await response.json().catch(() => undefined);
+        throw statusError(target, response.status, body);
+      }
+      // One JSON object a line.
+      let buffered = "";
+      for await (const chunk of response.body.pipeThrough(new TextDecoderStream())) {
+        buffered += chunk;
+        const lines = buffered.split("\n");
+        buffered = lines.pop()!;
+        for (const line of lines.filter((l) => l.trim() !== "")) {
+          const e = parse(PodEventWire, JSON.parse(line), target);
+          const rv = e.object.metadata?.resourceVersion;
+          if (e.type === "ERROR") {
+            yield { type: "ERROR", code: e.object.code, message: e.object.message };
+          } else if (e.type === "BOOKMARK") yield { type: "BOOKMARK", resourceVersion: rv };
+          else {yield {
+              type: e.type,
+              pod: toPod(parse(PodWire, e.object, target)),
+              resourceVersion: rv,
+            };}
+        }
+      }
     },
 
     getLease(namespace, name) {

@@ -20,7 +20,7 @@ export class KubeConflictError extends KubeApiError {}
 
 // What a request is about, for error messages in RBAC's terms: `get configmaps "x" in "ns"`.
 export interface Target {
-  readonly verb: "get" | "create" | "update" | "list" | "delete";
+  readonly verb: "get" | "create" | "update" | "list" | "watch" | "delete";
   readonly resource: string;
   readonly namespace: string;
   readonly name?: string;

@@ -50,8 +50,14 @@ export function requiredPermissions(use: KubeUse): KubeAction[] {
     resource: "leases",
     namespace: field,
   }));
-  const pods = { verb: "list", group: "", resource: "pods", namespace: use.computeNamespace };
-  return [...configMap, ...leases, pods, ...serviceAccounts];
+  // Run lookups list pods; the pod watch lists and watches them.
+  const pods = ["list", "watch"].map((verb) => ({
+    verb,
+    group: "",
+    resource: "pods",
+    namespace: use.computeNamespace,
+  }));
+  return [...configMap, ...leases, ...pods, ...serviceAccounts];
 }
 
 /** `update configmaps "x" in "ns"`, `create leases.coordination.k8s.io in "ns"`: RBAC's terms. */

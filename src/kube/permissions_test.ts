@@ -23,11 +23,12 @@ Deno.test("requiredPermissions: the ConfigMap by name only with the ConfigMap st
     'create leases.coordination.k8s.io in "f"',
     'update leases.coordination.k8s.io in "f"',
     'list pods in "c"',
+    'watch pods in "c"',
   ]);
   const { mappingConfigMap: _, ...fileStore } = USE;
   assert.deepEqual(
     requiredPermissions(fileStore).map((a) => a.resource),
-    ["configmaps", "configmaps", "leases", "leases", "leases", "pods"],
+    ["configmaps", "configmaps", "leases", "leases", "leases", "pods", "pods"],
   );
   assert.deepEqual(
     requiredPermissions({ ...USE, serviceAccounts: true }).slice(-3).map(describeAction),
@@ -45,7 +46,7 @@ Deno.test("checkPermissions: the API server's answers for a Role missing rules n
   const compute = await cluster.createNamespace("compute");
   await cluster.createServiceAccount(field, "irsa");
   const subject = { namespace: field, serviceAccount: "irsa" };
-  // Everything but the ConfigMap update and the pod list.
+  // Everything but the ConfigMap update and the pod list and watch.
   await cluster.bindRole(field, "irsa", subject, [
     { apiGroups: [""], resources: ["configmaps"], resourceNames: ["m"], verbs: ["get"] },
     { apiGroups: [""], resources: ["configmaps"], resourceNames: ["g"], verbs: ["get", "update"] },
@@ -75,12 +76,12 @@ Deno.test("checkPermissions: the API server's answers for a Role missing rules n
       assert.equal(
         e.message,
         `Cannot start: the Kubernetes service account may not update configmaps "m" in "${field}", ` +
-          `list pods in "${compute}"; grant them in its Role (the chart's rbac.yaml does)`,
+          `list pods in "${compute}", watch pods in "${compute}"; grant them in its Role (the chart's rbac.yaml does)`,
       );
       return true;
     });
     await cluster.bindRole(compute, "irsa", subject, [
-      { apiGroups: [""], resources: ["pods"], verbs: ["list"] },
+      { apiGroups: [""], resources: ["pods"], verbs: ["list", "watch"] },
     ]);
     await cluster.bindRole(field, "irsa-update", subject, [
       { apiGroups: [""], resources: ["configmaps"], resourceNames: ["m"], verbs: ["update"] },

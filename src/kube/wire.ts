@@ -57,7 +57,7 @@ export const ConfigMapWire = v.object({
   data: v.optional(v.nullable(StringMap)),
 });
 
-const PodWire = v.object({
+export const PodWire = v.object({
   metadata: v.object({
     name: v.string(),
     namespace: v.optional(v.string()),
@@ -75,7 +75,20 @@ export const ServiceAccountWire = v.object({
   }),
 });
 
-export const PodListWire = v.object({ items: v.nullable(v.array(PodWire)) });
+export const PodListWire = v.object({
+  metadata: v.optional(v.object({ resourceVersion: v.optional(v.string()) })),
+  items: v.nullable(v.array(PodWire)),
+});
+
+/** One line of a pod watch: an event and its object (a pod, a bookmark's metadata, or a Status). */
+export const PodEventWire = v.object({
+  type: v.picklist(["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]),
+  object: v.looseObject({
+    metadata: v.optional(v.looseObject({ resourceVersion: v.optional(v.string()) })),
+    code: v.optional(v.number()),
+    message: v.optional(v.string()),
+  }),
+});
 
 export const LeaseWire = v.object({
   metadata: v.object({

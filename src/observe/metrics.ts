@@ -112,6 +112,10 @@ export function createServerMetrics() {
       "irsa_cleanup_removed_subjects_total",
       "Subjects of ended runs removed by the cleanup loop.",
     ),
+    podWatchLists: new Counter(
+      "irsa_pod_watch_lists_total",
+      "Lists of the run pods by the pod watch: its start, and every relist after a 410 or a failure.",
+    ),
     revokedSubjects: new Counter(
       "irsa_revoked_subjects_total",
       "Subjects taken off a proxy role, by reason: sync, stop, mapping, run_ended or service_account_deleted.",

@@ -40,6 +40,9 @@ import {
 import { type MappingStore, withSharedReads } from "../store/mapping_store.ts";
 import { createTrustEditor } from "../trust/trust_editor.ts";
 import { createCleanup, kubernetesLiveness } from "../grants/cleanup.ts";
+import type { ServerDeps } from "../grants/deps.ts";
+import { revokeEndedRun } from "../grants/run_end.ts";
+import { watchRunEnds } from "../kube/pod_watch.ts";
 import { createLeaseRoleLock, createLocalRoleLock } from "../trust/role_lock.ts";
 
 /** The file system reads the server needs, passed in by main. */
@@ -131,7 +134,7 @@ export async function startServer(
     if (config.cleanupIntervalMs > 0) cleanup.start(config.cleanupIntervalMs);
     started.add(() => cleanup.stop());
 
-    const app = createApp({
+    const deps: ServerDeps = {
       activity: cleanup,
       users,
       workloads,
@@ -173,7 +176,19 @@ export async function startServer(
       logger,
       metrics,
       api: new ApiDescription(),
-    });
+    };
+    const app = createApp(deps);
+    if (kube) {
+      // A run's end, seen as it happens, revokes at once; the cleanup loop stays the safety net.
+      const watch = watchRunEnds({
+        kube,
+        namespace: config.computeNamespace,
+        onRunEnded: (run) => revokeEndedRun(deps, run),
+        onList: () => metrics.podWatchLists.inc(),
+        logger,
+      });
+      started.add(() => watch.stop());
+    }
     return await listen(config, app.fetch, tls, metrics, logger, started);
   } catch (error) {
     await started.undo();
