@@ -41,6 +41,7 @@ import { type MappingStore, withSharedReads } from "../store/mapping_store.ts";
 import { createTrustEditor } from "../trust/trust_editor.ts";
 import { createCleanup, kubernetesLiveness } from "../grants/cleanup.ts";
 import { createLeaseRoleLock, createLocalRoleLock } from "../trust/role_lock.ts";
+import { type HandoffKey, importHandoffKey } from "../trust/handoff_seal.ts";
 
 /** The file system reads the server needs, passed in by main. */
 export interface ServerIo {
@@ -97,6 +98,10 @@ export async function startServer(
       key: await io.readTextFile(config.tls.keyFile),
     }
     : {};
+  // Only replicas share Leases: without Kubernetes there is no hand-off to seal.
+  const handoffKey = config.kubernetes && config.handoffKeyFile
+    ? await importHandoffKey(await io.readTextFile(config.handoffKeyFile))
+    : undefined;
   const started = new Started();
   try {
     const { users, workloads } = startVerifiers(config, metrics, caCert, started);
@@ -115,7 +120,15 @@ export async function startServer(
     const grants: GrantStore = kube
       ? createConfigMapGrantStore(kube, { namespace: config.fieldNamespace, logger })
       : createFileGrantStore(grantFileBeside(config.mappingFile));
-    const { editor, roles } = startEditor(config, kube, editable, logger, metrics, started);
+    const { editor, roles } = startEditor(
+      config,
+      kube,
+      handoffKey,
+      editable,
+      logger,
+      metrics,
+      started,
+    );
     const cleanup = createCleanup({
       editor,
       store,
@@ -252,6 +265,7 @@ async function startKubernetes(
 function startEditor(
   config: ServerConfig,
   kube: KubeClient | undefined,
+  handoffKey: HandoffKey | undefined,
   editable: (roleArn: string) => string | undefined,
   logger: Logger,
   metrics: ServerMetrics,
@@ -273,8 +287,15 @@ function startEditor(
       identity: `irsa-${crypto.randomUUID()}`,
       leaseDurationSeconds: config.leaseDurationSeconds,
       logger,
+      handoffKey,
+      metrics,
     })
     : createLocalRoleLock();
+  if (kube && !handoffKey) {
+    logger.warn(
+      "no hand-off key (--handoff-key-file): a replica that finds a role's Lease held waits for it instead of handing its edits over",
+    );
+  }
   // Every path to IAM goes through the guard: routes, DELETE, the cleanup and /capacity.
   const editor = guardEditor(
     createTrustEditor({

@@ -10,6 +10,7 @@
  * once its result is on the Lease.
  */
 
+import { AppError } from "../lib/errors.ts";
 import type { Lease } from "../kube/client.ts";
 import type { Logger } from "../lib/log.ts";
 import type { ServerMetrics } from "../observe/metrics.ts";
@@ -43,8 +44,9 @@ export interface Refused {
 export async function importHandoffKey(text: string): Promise<HandoffKey> {
   const bytes = new TextEncoder().encode(text.trim());
   if (bytes.length < HANDOFF_KEY_MIN_BYTES) {
-    throw new Error(
-      `The hand-off key is ${bytes.length} bytes long, under the ${HANDOFF_KEY_MIN_BYTES} required`,
+    throw new AppError(
+      "bad_request",
+      `Cannot use the hand-off key: it is ${bytes.length} bytes long, under the ${HANDOFF_KEY_MIN_BYTES} required`,
     );
   }
   const key = await crypto.subtle.importKey(

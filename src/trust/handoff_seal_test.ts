@@ -106,5 +106,5 @@ Deno.test("the guard logs each refusal once, as an audit line without the seal, 
 });
 
 Deno.test("a key shorter than 32 bytes is refused", async () => {
-  await assert.rejects(() => importHandoffKey(" short \n"), /5 bytes long, under the 32/);
+  await assert.rejects(() => importHandoffKey(" short \n"), /it is 5 bytes long, under the 32/);
 });
