@@ -120,7 +120,9 @@ Deno.test("replicas sharing the hand-off key hand edits over and lose no subject
     assert.equal(audit[0].audit, true);
     assert.equal(audit[0].add, stranger);
     assert.ok(!lines.some((l) => l.msg === "handed result refused"), "no replica's result refused");
-    // Replicas did hand edits over: their sealed results are on the Leases, believed.
+    // Edits handed over leave their sealed results on the Leases. Whether a burst hands any over
+    // depends on how its batches meet (in runs here, 0 to 30 a role): src/trust/role_lock_test.ts
+    // orders a hand-off for certain.
     const leases = await cluster.must(
       "GET",
       `/apis/coordination.k8s.io/v1/namespaces/${field}/leases`,
@@ -128,7 +130,6 @@ Deno.test("replicas sharing the hand-off key hand edits over and lose no subject
     const results = leases.items.map((l: { metadata: { annotations?: Record<string, string> } }) =>
       Object.keys(JSON.parse(l.metadata.annotations?.[RESULTS_ANNOTATION] ?? "{}")).length
     );
-    assert.ok(results.some((n: number) => n > 0), "no edit was handed over");
     const writes = await Promise.all(
       servers.map((s) =>
         metric(s, /irsa_iam_calls_total\{operation="UpdateAssumeRolePolicy",outcome="ok"\} (\d+)/)

@@ -40,8 +40,13 @@ import {
 import { type MappingStore, withSharedReads } from "../store/mapping_store.ts";
 import { createTrustEditor } from "../trust/trust_editor.ts";
 import { createCleanup, kubernetesLiveness } from "../grants/cleanup.ts";
-import { createLeaseRoleLock, createLocalRoleLock } from "../trust/role_lock.ts";
-import { type HandoffKey, importHandoffKey } from "../trust/handoff_seal.ts";
+import {
+  createLeaseRoleLock,
+  createLocalRoleLock,
+  type LeaseLockOptions,
+} from "../trust/role_lock.ts";
+import { entitledByRecord } from "../trust/handoff_guard.ts";
+import { importHandoffKey } from "../trust/handoff_seal.ts";
 
 /** The file system reads the server needs, passed in by main. */
 export interface ServerIo {
@@ -120,10 +125,12 @@ export async function startServer(
     const grants: GrantStore = kube
       ? createConfigMapGrantStore(kube, { namespace: config.fieldNamespace, logger })
       : createFileGrantStore(grantFileBeside(config.mappingFile));
+    // A handed add is applied only if the grant record entitles its subject to the role.
+    const handoff = handoffKey && { handoffKey, entitles: entitledByRecord(grants) };
     const { editor, roles } = startEditor(
       config,
       kube,
-      handoffKey,
+      handoff,
       editable,
       logger,
       metrics,
@@ -265,7 +272,7 @@ async function startKubernetes(
 function startEditor(
   config: ServerConfig,
   kube: KubeClient | undefined,
-  handoffKey: HandoffKey | undefined,
+  handoff: Pick<LeaseLockOptions, "handoffKey" | "entitles"> | undefined,
   editable: (roleArn: string) => string | undefined,
   logger: Logger,
   metrics: ServerMetrics,
@@ -287,11 +294,11 @@ function startEditor(
       identity: `irsa-${crypto.randomUUID()}`,
       leaseDurationSeconds: config.leaseDurationSeconds,
       logger,
-      handoffKey,
+      ...handoff,
       metrics,
     })
     : createLocalRoleLock();
-  if (kube && !handoffKey) {
+  if (kube && !handoff) {
     logger.warn(
       "no hand-off key (--handoff-key-file): a replica that finds a role's Lease held waits for it instead of handing its edits over",
     );

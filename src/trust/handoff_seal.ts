@@ -11,10 +11,7 @@
  */
 
 import { AppError } from "../lib/errors.ts";
-import type { Lease } from "../kube/client.ts";
-import type { Logger } from "../lib/log.ts";
-import type { ServerMetrics } from "../observe/metrics.ts";
-import { type EditResult, type Handed, handedOf, type Results, resultsOf } from "./handoff.ts";
+import type { EditResult, Handed, Results } from "./handoff.ts";
 
 /** A handed edit older than this (by the holder's clock) is refused: its replica gave up on it. */
 export const HANDED_MAX_AGE_MS = 60_000;
@@ -28,7 +25,14 @@ export interface HandoffKey {
 }
 
 /** Why a handed edit or a result was refused. */
-export type RefusedReason = "malformed" | "unsealed" | "bad_seal" | "stale" | "replayed";
+export type RefusedReason =
+  | "malformed"
+  | "unsealed"
+  | "bad_seal"
+  | "stale"
+  | "replayed"
+  /** A sealed add whose subject the grant record does not entitle to the role. */
+  | "not_entitled";
 
 /** Something on a Lease that was refused, for the audit line. */
 export interface Refused {
@@ -192,71 +196,8 @@ export async function openResults(
   return { valid, refused };
 }
 
-/** What the role lock seals, and checks on a role's Lease before it acts on anything there. */
-export interface HandoffGuard {
-  /** Edits to hand over on `roleArn`'s Lease, sealed. */
-  seal(roleArn: string, edits: readonly Omit<Handed, "mac">[]): Promise<Handed[]>;
-  /** Results to record on `roleArn`'s Lease, sealed. */
-  sealResults(roleArn: string, results: Results): Promise<Results>;
-  /**
-   * The edits handed over on `l` whose seal holds, but for those in `skip`; the ids of those
-   * refused join `skip`, so that they leave the Lease with those applied. `seen` keeps what was
-   * logged already.
-   */
-  handed(roleArn: string, l: Lease, skip: Set<string>, seen: Set<string>): Promise<Handed[]>;
-  /** The results recorded on `l` for `ids` whose seal holds. */
-  believed(roleArn: string, ids: readonly string[], l: Lease, seen: Set<string>): Promise<Results>;
-}
-
-/** Options of {@link createHandoffGuard}. */
-export interface HandoffGuardOptions {
-  readonly key: HandoffKey;
-  readonly logger: Logger;
-  readonly metrics?: Pick<ServerMetrics, "handoffRefused">;
-  readonly now: () => number;
-}
-
-/**
- * The guard on `key`: what it refuses is logged as an audit line (the role, the edit or result
- * refused and why; never a seal) and counted in `irsa_handoff_refused_total`, once per `seen`.
- */
-export function createHandoffGuard(options: HandoffGuardOptions): HandoffGuard {
-  const { key, logger, metrics, now } = options;
-  const refuse = (
-    roleArn: string,
-    what: "edit" | "result",
-    refused: readonly Refused[],
-    seen: Set<string>,
-  ) => {
-    for (const r of refused) {
-      const once = `${what} ${r.reason} ${r.id}`;
-      if (seen.has(once)) continue;
-      seen.add(once);
-      metrics?.handoffRefused.inc({ what, reason: r.reason });
-      logger.warn(`handed ${what} refused`, { audit: true, role: roleArn, ...r });
-    }
-  };
-  return {
-    seal: (roleArn, edits) => sealEdits(key, roleArn, edits),
-    sealResults: (roleArn, results) => sealResults(key, roleArn, results),
-    async handed(roleArn, l, skip, seen) {
-      const entries = handedOf(l).filter((e) => !skip.has(idOf(e)));
-      // An edit whose result is on the Lease was applied: only a sealed result says so.
-      const done = await openResults(key, roleArn, entries.map(idOf), resultsOf(l));
-      const { valid, refused } = await openEdits(key, roleArn, entries, done.valid, now());
-      refuse(roleArn, "edit", refused, seen);
-      refused.forEach((r) => skip.add(r.id));
-      return valid;
-    },
-    async believed(roleArn, ids, l, seen) {
-      const { valid, refused } = await openResults(key, roleArn, ids, resultsOf(l));
-      refuse(roleArn, "result", refused, seen);
-      return valid;
-    },
-  };
-}
-
-const idOf = (e: unknown): string => {
+/** The id of an entry of the handed edits, "" when it has none. */
+export const idOf = (e: unknown): string => {
   const id = (e as { id?: unknown } | null)?.id;
   return typeof id === "string" ? id : "";
 };

@@ -39,7 +39,8 @@ import {
   withHanded,
   withoutId,
 } from "./handoff.ts";
-import { createHandoffGuard, type HandoffKey } from "./handoff_seal.ts";
+import { createHandoffGuard } from "./handoff_guard.ts";
+import type { HandoffKey } from "./handoff_seal.ts";
 
 /** What a holder of the lock returns: its result, and the policy version to record for others. */
 export interface LockedResult<T> {
@@ -126,6 +127,8 @@ export interface LeaseLockOptions extends Omit<LeaseMutexOptions, "kind"> {
   readonly handoffKey?: HandoffKey;
   /** Counts what the seal refused. */
   readonly metrics?: Pick<ServerMetrics, "handoffRefused">;
+  /** Whether the grant record entitles a subject to a role: a handed add is applied only then. */
+  readonly entitles?: (subject: string, roleArn: string) => Promise<boolean>;
 }
 
 /** This replica's batch once taken: its edits in order, and the ids of those handed over. */
@@ -177,8 +180,8 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const mutex = createLeaseMutex({ ...options, kind: "role" });
   const { logger } = options;
-  const guard = options.handoffKey &&
-    createHandoffGuard({ key: options.handoffKey, logger, metrics: options.metrics, now });
+  const { handoffKey: key, metrics, entitles } = options;
+  const guard = key && createHandoffGuard({ key, logger, metrics, now, entitles });
   let handedCount = 0;
 
   const stayedHeld = (run: Pick<Run, "roleArn" | "name">) =>
