@@ -78,7 +78,7 @@ export function createHandoffGuard(options: HandoffGuardOptions): HandoffGuard {
       const done = await openResults(key, roleArn, entries.map(idOf), resultsOf(l));
       const opened = await openEdits(key, roleArn, entries, done.valid, now());
       const { valid, refused } = entitles
-        ? await onlyEntitled(opened.valid, roleArn, entitles)
+        ? await onlyEntitled(opened.valid, roleArn, entitles, logger)
         : { valid: opened.valid, refused: [] };
       refused.unshift(...opened.refused);
       refuse(roleArn, "edit", refused, seen);
@@ -113,13 +113,22 @@ async function onlyEntitled(
   edits: readonly Handed[],
   roleArn: string,
   entitles: (subject: string, roleArn: string) => Promise<boolean>,
+  logger: Logger,
 ): Promise<{ valid: Handed[]; refused: Refused[] }> {
-  const allowed = await Promise.all(
-    edits.map((e) => e.add === undefined || entitles(e.add, roleArn)),
-  );
+  const allowed = await Promise.all(edits.map(async (e) => {
+    if (e.add === undefined) return true;
+    try {
+      return await entitles(e.add, roleArn);
+    } catch (error) {
+      // Unknown, not refused: it stays on the Lease, and its replica applies it once the Lease is
+      // released, as it does when a holder dies; the holder's own edits are not failed for it.
+      logger.warn("cannot check a handed add against the grant record", { role: roleArn, error });
+      return undefined;
+    }
+  }));
   return {
-    valid: edits.filter((_, i) => allowed[i]),
-    refused: edits.filter((_, i) => !allowed[i])
+    valid: edits.filter((_, i) => allowed[i] === true),
+    refused: edits.filter((_, i) => allowed[i] === false)
       .map((e) => ({ id: e.id, reason: "not_entitled" as const, add: e.add })),
   };
 }

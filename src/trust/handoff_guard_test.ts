@@ -4,7 +4,7 @@ import { createServerMetrics } from "../observe/metrics.ts";
 import { createMemoryGrantStore } from "../store/grant_store.ts";
 import { HANDED_ANNOTATION, RESULTS_ANNOTATION } from "./handoff.ts";
 import { createHandoffGuard, entitledByRecord } from "./handoff_guard.ts";
-import { importHandoffKey } from "./handoff_seal.ts";
+import { importHandoffKey, sealEdits } from "./handoff_seal.ts";
 
 const ROLE = "arn:aws:iam::111111111111:role/acme-list-bucket-role";
 const SUBJECT = "*:domino-compute:run-000000000000000000000001";
@@ -63,4 +63,26 @@ Deno.test("the grant record entitles a subject to the roles its grant lists; che
     [true, false, false],
   );
   assert.ok(reads <= 2, `${reads} reads`);
+});
+
+Deno.test("a handed add the grant record cannot be asked about is neither applied nor refused: it stays for its replica", async () => {
+  const lines: Record<string, unknown>[] = [];
+  const guard = createHandoffGuard({
+    key,
+    logger: createLogger({ write: (l) => lines.push(JSON.parse(l)) }),
+    now: () => AT,
+    entitles: () => Promise.reject(new Error("the API server answered 500")),
+  });
+  const handed = await sealEdits(key, ROLE, [
+    { id: "r1/1", at: AT, add: SUBJECT, user: "jdoe" },
+    { id: "r1/2", at: AT, remove: SUBJECT, user: "jdoe" },
+  ]);
+  const lease = { name: "l", annotations: { [HANDED_ANNOTATION]: JSON.stringify(handed) } };
+  const skip = new Set<string>();
+  const valid = await guard.handed(ROLE, lease, skip, new Set());
+  assert.deepEqual(valid.map((e) => e.id), ["r1/2"], "a remove needs no entitlement");
+  assert.deepEqual([...skip], [], "nothing refused leaves the Lease");
+  assert.deepEqual(lines.map((l) => [l.msg, l.audit]), [
+    ["cannot check a handed add against the grant record", undefined],
+  ]);
 });

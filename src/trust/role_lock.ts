@@ -179,8 +179,7 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
   const now = options.now ?? (() => Date.now());
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const mutex = createLeaseMutex({ ...options, kind: "role" });
-  const { logger } = options;
-  const { handoffKey: key, metrics, entitles } = options;
+  const { logger, handoffKey: key, metrics, entitles } = options;
   const guard = key && createHandoffGuard({ key, logger, metrics, now, entitles });
   let handedCount = 0;
 
