@@ -105,7 +105,7 @@ export async function startServer(
     : {};
   // Only replicas share Leases: without Kubernetes there is no hand-off to seal.
   const handoffKey = config.kubernetes && config.handoffKeyFile
-    ? await importHandoffKey(await io.readTextFile(config.handoffKeyFile))
+    ? await importHandoffKey(await io.readTextFile(config.handoffKeyFile), config.handoffKeyFile)
     : undefined;
   const started = new Started();
   try {

@@ -66,7 +66,7 @@ Deno.test("a server with Kubernetes whose hand-off key is short fails before it 
         ...["--insecure-http", "--host", "127.0.0.1", "--port", "0"],
         ...["--kubernetes-api", "http://127.0.0.1:9", "--handoff-key-file", `${dir}/handoff-key`],
       ]),
-      /Cannot use the hand-off key: it is 9 bytes long, under the 32 required/,
+      /Cannot use the hand-off key in ".*\/handoff-key": it is 9 bytes long, under the 32 required/,
     );
   });
 });

@@ -44,13 +44,15 @@ export interface Refused {
   readonly status?: unknown;
 }
 
-/** The key from the text of the key file (its surrounding white space trimmed). */
-export async function importHandoffKey(text: string): Promise<HandoffKey> {
+/** The key from the text of the key file `path` (its surrounding white space trimmed). */
+export async function importHandoffKey(text: string, path?: string): Promise<HandoffKey> {
   const bytes = new TextEncoder().encode(text.trim());
   if (bytes.length < HANDOFF_KEY_MIN_BYTES) {
     throw new AppError(
       "bad_request",
-      `Cannot use the hand-off key: it is ${bytes.length} bytes long, under the ${HANDOFF_KEY_MIN_BYTES} required`,
+      `Cannot use the hand-off key${
+        path ? ` in ${JSON.stringify(path)}` : ""
+      }: it is ${bytes.length} bytes long, under the ${HANDOFF_KEY_MIN_BYTES} required`,
     );
   }
   const key = await crypto.subtle.importKey(
