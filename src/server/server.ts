@@ -45,7 +45,6 @@ import {
   createLocalRoleLock,
   type LeaseLockOptions,
 } from "../trust/role_lock.ts";
-import { entitledByRecord } from "../trust/handoff_guard.ts";
 import { importHandoffKey } from "../trust/handoff_seal.ts";
 
 /** The file system reads the server needs, passed in by main. */
@@ -125,12 +124,10 @@ export async function startServer(
     const grants: GrantStore = kube
       ? createConfigMapGrantStore(kube, { namespace: config.fieldNamespace, logger })
       : createFileGrantStore(grantFileBeside(config.mappingFile));
-    // A handed add is applied only if the grant record entitles its subject to the role.
-    const handoff = handoffKey && { handoffKey, entitles: entitledByRecord(grants) };
     const { editor, roles } = startEditor(
       config,
       kube,
-      handoff,
+      handoffKey,
       editable,
       logger,
       metrics,
@@ -272,7 +269,7 @@ async function startKubernetes(
 function startEditor(
   config: ServerConfig,
   kube: KubeClient | undefined,
-  handoff: Pick<LeaseLockOptions, "handoffKey" | "entitles"> | undefined,
+  handoffKey: LeaseLockOptions["handoffKey"],
   editable: (roleArn: string) => string | undefined,
   logger: Logger,
   metrics: ServerMetrics,
@@ -294,11 +291,11 @@ function startEditor(
       identity: `irsa-${crypto.randomUUID()}`,
       leaseDurationSeconds: config.leaseDurationSeconds,
       logger,
-      ...handoff,
+      handoffKey,
       metrics,
     })
     : createLocalRoleLock();
-  if (kube && !handoff) {
+  if (kube && !handoffKey) {
     logger.warn(
       "no hand-off key (--handoff-key-file): a replica that finds a role's Lease held waits for it instead of handing its edits over",
     );

@@ -30,9 +30,7 @@ export type RefusedReason =
   | "unsealed"
   | "bad_seal"
   | "stale"
-  | "replayed"
-  /** A sealed add whose subject the grant record does not entitle to the role. */
-  | "not_entitled";
+  | "replayed";
 
 /** Something on a Lease that was refused, for the audit line. */
 export interface Refused {

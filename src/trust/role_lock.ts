@@ -127,8 +127,6 @@ export interface LeaseLockOptions extends Omit<LeaseMutexOptions, "kind"> {
   readonly handoffKey?: HandoffKey;
   /** Counts what the seal refused. */
   readonly metrics?: Pick<ServerMetrics, "handoffRefused">;
-  /** Whether the grant record entitles a subject to a role: a handed add is applied only then. */
-  readonly entitles?: (subject: string, roleArn: string) => Promise<boolean>;
 }
 
 /** This replica's batch once taken: its edits in order, and the ids of those handed over. */
@@ -179,8 +177,8 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
   const now = options.now ?? (() => Date.now());
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const mutex = createLeaseMutex({ ...options, kind: "role" });
-  const { logger, handoffKey: key, metrics, entitles } = options;
-  const guard = key && createHandoffGuard({ key, logger, metrics, now, entitles });
+  const { logger, handoffKey: key, metrics } = options;
+  const guard = key && createHandoffGuard({ key, logger, metrics, now });
   let handedCount = 0;
 
   const stayedHeld = (run: Pick<Run, "roleArn" | "name">) =>
