@@ -40,12 +40,8 @@ import {
 import { type MappingStore, withSharedReads } from "../store/mapping_store.ts";
 import { createTrustEditor } from "../trust/trust_editor.ts";
 import { createCleanup, kubernetesLiveness } from "../grants/cleanup.ts";
-import {
-  createLeaseRoleLock,
-  createLocalRoleLock,
-  type LeaseLockOptions,
-} from "../trust/role_lock.ts";
-import { importHandoffKey } from "../trust/handoff_seal.ts";
+import { createLeaseRoleLock, createLocalRoleLock } from "../trust/role_lock.ts";
+import { type HandoffKey, importHandoffKey } from "../trust/handoff_seal.ts";
 
 /** The file system reads the server needs, passed in by main. */
 export interface ServerIo {
@@ -269,7 +265,7 @@ async function startKubernetes(
 function startEditor(
   config: ServerConfig,
   kube: KubeClient | undefined,
-  handoffKey: LeaseLockOptions["handoffKey"],
+  handoffKey: HandoffKey | undefined,
   editable: (roleArn: string) => string | undefined,
   logger: Logger,
   metrics: ServerMetrics,
