@@ -232,14 +232,16 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
     edits: readonly SubjectEdit[],
   ): Promise<string[] | "full" | undefined> {
     if (!guard) return "full";
+    // Sealed once, before the Lease is read: sealing between the read and the write at its
+    // resourceVersion would widen the window in which another replica's hand-over conflicts.
+    const entries = await guard.seal(
+      run.roleArn,
+      edits.map((e) => ({ id: `${options.identity}/${++handedCount}`, at: now(), ...e })),
+    );
     for (;;) {
       try {
         const l = await mutex.get(run.name);
         if (!l || !mutex.heldByOther(l)) return undefined;
-        const entries = await guard.seal(
-          run.roleArn,
-          edits.map((e) => ({ id: `${options.identity}/${++handedCount}`, at: now(), ...e })),
-        );
         const annotations = withHanded(l, entries);
         if (!annotations) return "full";
         await mutex.annotate(l, annotations);
