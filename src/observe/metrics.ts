@@ -120,6 +120,10 @@ export function createServerMetrics() {
       "irsa_revoked_subjects_total",
       "Subjects taken off a proxy role, by reason: sync, stop, mapping, run_ended or service_account_deleted.",
     ),
+    handoffRefused: new Counter(
+      "irsa_handoff_refused_total",
+      "Edits handed over on a role's Lease, and their results, refused because their seal did not hold, by what and reason.",
+    ),
     batchSize: new Histogram(
       "irsa_trust_policy_batch_size",
       "Requests applied together in one trust-policy edit.",

@@ -89,6 +89,7 @@ export function serverConfig(args: readonly string[], env: (name: string) => str
     cleanupGraceMs: s.cleanupGraceSeconds * 1000,
     runLeaseMs: s.runLeaseSeconds * 1000,
     leaseDurationSeconds: s.leaseDurationSeconds,
+    handoffKeyFile: s.handoffKeyFile || undefined,
     policyCacheMs: s.policyCacheSeconds * 1000,
     callerCacheMs: s.callerCacheSeconds * 1000,
     editWindowMs: s.editWindowMs,

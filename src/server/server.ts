@@ -44,6 +44,7 @@ import type { ServerDeps } from "../grants/deps.ts";
 import { revokeEndedRun } from "../grants/run_end.ts";
 import { watchRunEnds } from "../kube/pod_watch.ts";
 import { createLeaseRoleLock, createLocalRoleLock } from "../trust/role_lock.ts";
+import { type HandoffKey, importHandoffKey } from "../trust/handoff_seal.ts";
 
 /** The file system reads the server needs, passed in by main. */
 export interface ServerIo {
@@ -100,6 +101,10 @@ export async function startServer(
       key: await io.readTextFile(config.tls.keyFile),
     }
     : {};
+  // Only replicas share Leases: without Kubernetes there is no hand-off to seal.
+  const handoffKey = config.kubernetes && config.handoffKeyFile
+    ? await importHandoffKey(await io.readTextFile(config.handoffKeyFile), config.handoffKeyFile)
+    : undefined;
   const started = new Started();
   try {
     const { users, workloads } = startVerifiers(config, metrics, caCert, started);
@@ -118,7 +123,15 @@ export async function startServer(
     const grants: GrantStore = kube
       ? createConfigMapGrantStore(kube, { namespace: config.fieldNamespace, logger })
       : createFileGrantStore(grantFileBeside(config.mappingFile));
-    const { editor, roles } = startEditor(config, kube, editable, logger, metrics, started);
+    const { editor, roles } = startEditor(
+      config,
+      kube,
+      handoffKey,
+      editable,
+      logger,
+      metrics,
+      started,
+    );
     const cleanup = createCleanup({
       editor,
       store,
@@ -277,6 +290,7 @@ async function startKubernetes(
 function startEditor(
   config: ServerConfig,
   kube: KubeClient | undefined,
+  handoffKey: HandoffKey | undefined,
   editable: (roleArn: string) => string | undefined,
   logger: Logger,
   metrics: ServerMetrics,
@@ -298,8 +312,15 @@ function startEditor(
       identity: `irsa-${crypto.randomUUID()}`,
       leaseDurationSeconds: config.leaseDurationSeconds,
       logger,
+      handoffKey,
+      metrics,
     })
     : createLocalRoleLock();
+  if (kube && !handoffKey) {
+    logger.warn(
+      "no hand-off key (--handoff-key-file): a replica that finds a role's Lease held waits for it instead of handing its edits over",
+    );
+  }
   // Every path to IAM goes through the guard: routes, DELETE, the cleanup and /capacity.
   const editor = guardEditor(
     createTrustEditor({

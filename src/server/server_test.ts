@@ -57,3 +57,16 @@ Deno.test("a server whose TLS files cannot be read fails before it starts anythi
     );
   });
 });
+
+Deno.test("a server with Kubernetes whose hand-off key is short fails before it starts anything", async () => {
+  await withIssuer(async (issuer, dir) => {
+    await Deno.writeTextFile(`${dir}/handoff-key`, "too short\n");
+    await assert.rejects(
+      startWith(issuer, dir, [
+        ...["--insecure-http", "--host", "127.0.0.1", "--port", "0"],
+        ...["--kubernetes-api", "http://127.0.0.1:9", "--handoff-key-file", `${dir}/handoff-key`],
+      ]),
+      /Cannot use the hand-off key in ".*\/handoff-key": it is 9 bytes long, under the 32 required/,
+    );
+  });
+});

@@ -379,6 +379,14 @@ export const serverSettings = {
     help: "With Kubernetes: the per-role Lease expires this long after its holder stops renewing.",
     schema: read.positiveInt,
   }),
+  handoffKeyFile: setting({
+    flag: "handoff-key-file",
+    env: ["IRSA_HANDOFF_KEY_FILE"],
+    default: "",
+    help:
+      "With Kubernetes: a file holding the key (32 bytes or more; every replica the same) that seals the edits replicas hand each other on a role's Lease, and their results. Empty: nothing is handed over; a replica that finds a role's Lease held waits for it.",
+    schema: read.optionalString,
+  }),
   policyCacheSeconds: setting({
     flag: "policy-cache-seconds",
     env: ["IRSA_POLICY_CACHE_SECONDS"],

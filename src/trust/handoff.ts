@@ -44,22 +44,43 @@ const RESULTS_MAX = 800;
 const RESULTS_MAX_CHARS = 100_000;
 const HANDED_MAX_CHARS = 120_000; // room for a burst of a few hundred starts from one replica
 
-/** An edit handed over, with the id its replica knows it by. */
-export type Handed = SubjectEdit & { readonly id: string };
-/** Results of handed edits by id, with when they were recorded. */
-export type Results = Record<string, { readonly r: EditResult; readonly t: number }>;
+/**
+ * An edit handed over: the id its replica knows it by, when it was handed (that replica's clock)
+ * and its seal (src/trust/handoff_seal.ts).
+ */
+export type Handed = SubjectEdit & {
+  readonly id: string;
+  readonly at: number;
+  readonly mac?: string;
+};
+/** Results of handed edits by id, with when they were recorded and their seal. */
+export type Results = Record<
+  string,
+  { readonly r: EditResult; readonly t: number; readonly mac?: string }
+>;
 
-/** The edits handed to the holder of `l`. */
-export const handedOf = (l: Lease): Handed[] => parseJson(l.annotations?.[HANDED_ANNOTATION], []);
-/** The results recorded on `l`. */
-export const resultsOf = (l: Lease): Results => parseJson(l.annotations?.[RESULTS_ANNOTATION], {});
+/**
+ * The edits handed to the holder of `l`, as written: anyone who may update the Lease may have
+ * written them, so they are applied only once their seal is checked.
+ */
+export const handedOf = (l: Lease): Handed[] => {
+  const handed = parseJson(l.annotations?.[HANDED_ANNOTATION]);
+  return Array.isArray(handed) ? handed : [];
+};
+/** The results recorded on `l`, as written: believed only once their seal is checked. */
+export const resultsOf = (l: Lease): Results => {
+  const results = parseJson(l.annotations?.[RESULTS_ANNOTATION]);
+  return typeof results === "object" && results !== null && !Array.isArray(results)
+    ? results as Results
+    : {};
+};
 
-function parseJson<T>(text: string | undefined, fallback: T): T {
-  if (text === undefined || text === "") return fallback;
+function parseJson(text: string | undefined): unknown {
+  if (text === undefined || text === "") return undefined;
   try {
-    return JSON.parse(text) as T;
+    return JSON.parse(text);
   } catch {
-    return fallback;
+    return undefined;
   }
 }
 
@@ -94,7 +115,7 @@ export const allRecorded = (
 ): results is EditResult[] => results.every((r) => r !== undefined);
 
 /** A handed edit as its holder applies it. */
-export const withoutId = ({ id: _, ...edit }: Handed): SubjectEdit => edit;
+export const withoutId = ({ id: _, at: _at, mac: _mac, ...edit }: Handed): SubjectEdit => edit;
 
 /** The annotations after a write: handed edits it applied gone, their results kept a while. */
 export function annotationsAfter(
@@ -105,9 +126,11 @@ export function annotationsAfter(
   at: number,
 ): Annotations {
   const { [HANDED_ANNOTATION]: _h, [RESULTS_ANNOTATION]: _r, ...rest } = l.annotations ?? {};
-  const handed = handedOf(l).filter((e) => !taken.has(e.id));
+  // What is not an edit at all (written by hand, or garbled) goes too.
+  const handed = handedOf(l).filter((e) => typeof e?.id === "string" && !taken.has(e.id));
   const kept = Object.entries({ ...resultsOf(l), ...fresh })
-    .filter(([, v]) => v.t > at - RESULTS_KEEP_MS)
+    // A time far ahead (no replica's clock is a minute off) would keep a result for ever.
+    .filter(([, v]) => v.t > at - RESULTS_KEEP_MS && v.t <= at + RESULTS_KEEP_MS)
     .slice(-RESULTS_MAX);
   // The newest results that fit: failures carry long messages.
   let size = 0;

@@ -70,19 +70,19 @@ Deno.test("after a write, the edits it applied leave the Lease, the others stay,
 
 Deno.test("edits are handed over after those handed before, until the annotation is full", () => {
   const holder: Lease = { name: "l", annotations: { [ROLE_ANNOTATION]: "r" } };
-  const first = withHanded(holder, [{ id: "a/1", add: run(1), user: "u" }])!;
+  const first = withHanded(holder, [{ id: "a/1", at: 0, add: run(1), user: "u" }])!;
   const second = withHanded({ ...holder, annotations: first }, [
-    { id: "a/2", remove: run(2), user: "u", run: "r2", requestId: "q" },
+    { id: "a/2", at: 0, remove: run(2), user: "u", run: "r2", requestId: "q" },
   ])!;
   assert.equal(second[ROLE_ANNOTATION], "r");
   assert.deepEqual(handedOf({ name: "l", annotations: second }), [
-    { id: "a/1", add: run(1), user: "u" },
-    { id: "a/2", remove: run(2), user: "u", run: "r2", requestId: "q" },
+    { id: "a/1", at: 0, add: run(1), user: "u" },
+    { id: "a/2", at: 0, remove: run(2), user: "u", run: "r2", requestId: "q" },
   ]);
   // About 120 KB of handed edits, a few hundred starts, is all a Lease takes.
   const crowd = Array.from(
     { length: 1300 },
-    (_, i) => ({ id: `replica-dead/${i}`, remove: run(5000 + i), user: "someone" }),
+    (_, i) => ({ id: `replica-dead/${i}`, at: 0, remove: run(5000 + i), user: "someone" }),
   );
   assert.equal(withHanded(holder, crowd), undefined);
   assert.ok(withHanded(holder, crowd.slice(0, 1000)));

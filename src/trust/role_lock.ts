@@ -10,11 +10,15 @@
  * holder through the Lease (an annotation, appended at the Lease's resourceVersion), and the holder
  * applies them in the same IAM write as its own and records each one's result there
  * (src/trust/handoff.ts). So a burst spread over replicas still costs about one write per role,
- * and IAM keeps one writer per role.
+ * and IAM keeps one writer per role. Anyone who may update Leases can write there too, so each
+ * handed edit and each result is sealed with a key only the replicas hold (handoff_seal.ts): what
+ * fails its seal is neither applied nor believed, but logged and counted. Without the key, nothing
+ * is handed over or taken from a Lease: a replica that finds it held waits for it.
  */
 
 import { AppError } from "../lib/errors.ts";
 import type { Lease } from "../kube/client.ts";
+import type { ServerMetrics } from "../observe/metrics.ts";
 import {
   createLeaseMutex,
   isTransient,
@@ -26,17 +30,17 @@ import {
   allRecorded,
   annotationsAfter,
   type EditResult,
-  handedOf,
   leaseName,
   recordedFor,
   type Results,
-  resultsOf,
   ROLE_ANNOTATION,
   type SubjectEdit,
   VERSION_ANNOTATION,
   withHanded,
   withoutId,
 } from "./handoff.ts";
+import { createHandoffGuard } from "./handoff_guard.ts";
+import type { HandoffKey } from "./handoff_seal.ts";
 
 /** What a holder of the lock returns: its result, and the policy version to record for others. */
 export interface LockedResult<T> {
@@ -119,6 +123,10 @@ const MAX_ROUNDS = 3;
 export interface LeaseLockOptions extends Omit<LeaseMutexOptions, "kind"> {
   /** How long to wait for a Lease another replica holds. */
   readonly acquireTimeoutMs?: number;
+  /** The key the hand-off is sealed with; without it, a replica waits for a Lease held. */
+  readonly handoffKey?: HandoffKey;
+  /** Counts what the seal refused. */
+  readonly metrics?: Pick<ServerMetrics, "handoffRefused">;
 }
 
 /** This replica's batch once taken: its edits in order, and the ids of those handed over. */
@@ -158,6 +166,8 @@ interface Run {
   readonly steps: EditSteps;
   /** Answers the batch before the hold ends, when rounds for other replicas follow. */
   readonly answer: (results: EditResult[]) => void;
+  /** What this call has refused already, so that each is logged once however often it looks. */
+  readonly refused: Set<string>;
 }
 
 /** Replicas coordinate through one Lease per role, taken and renewed through `resourceVersion`. */
@@ -167,7 +177,8 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
   const now = options.now ?? (() => Date.now());
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const mutex = createLeaseMutex({ ...options, kind: "role" });
-  const { logger } = options;
+  const { logger, handoffKey: key, metrics } = options;
+  const guard = key && createHandoffGuard({ key, logger, metrics, now });
   let handedCount = 0;
 
   const stayedHeld = (run: Pick<Run, "roleArn" | "name">) =>
@@ -220,11 +231,17 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
     run: Run,
     edits: readonly SubjectEdit[],
   ): Promise<string[] | "full" | undefined> {
+    if (!guard) return "full";
+    // Sealed once, before the Lease is read: sealing between the read and the write at its
+    // resourceVersion would widen the window in which another replica's hand-over conflicts.
+    const entries = await guard.seal(
+      run.roleArn,
+      edits.map((e) => ({ id: `${options.identity}/${++handedCount}`, at: now(), ...e })),
+    );
     for (;;) {
       try {
         const l = await mutex.get(run.name);
         if (!l || !mutex.heldByOther(l)) return undefined;
-        const entries = edits.map((e) => ({ id: `${options.identity}/${++handedCount}`, ...e }));
         const annotations = withHanded(l, entries);
         if (!annotations) return "full";
         await mutex.annotate(l, annotations);
@@ -247,7 +264,7 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
       if (isTransient(e)) return "retry" as const;
       throw e;
     });
-    const results = l && l !== "retry" ? resultsOf(l) : {};
+    const results = l && l !== "retry" ? await believed(run, batch.ids, l) : {};
     const recorded = recordedFor(batch.edits.length, batch.ids, results);
     if (allRecorded(recorded)) return { kind: "done", results: recorded };
     // Released (or expired) without them all: take the Lease and apply them here.
@@ -271,6 +288,13 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
     return { kind: "await", batch: { edits, ids, full } };
   }
 
+  /** The edits other replicas handed over on `l` whose seal holds; those refused join `skip`. */
+  const handedTo = async (run: Run, l: Lease, skip: Set<string>) =>
+    guard ? await guard.handed(run.roleArn, l, skip, run.refused) : [];
+  /** The results recorded on `l` for `ids` whose seal holds. */
+  const believed = async (run: Run, ids: readonly string[], l: Lease) =>
+    guard && ids.length > 0 ? await guard.believed(run.roleArn, ids, l, run.refused) : {};
+
   /**
    * Under the Lease: this replica's batch (taken now if it was not yet) and the edits handed over,
    * in one write, then edits handed over during it in up to {@link MAX_ROUNDS} - 1 more; the
@@ -286,12 +310,13 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
       const latest = await refresh();
       // Own edits a previous holder already applied keep its result (applying them again would
       // answer "present" for a subject this very request added); the rest go here.
-      const known = recordedFor(own.length, ids, resultsOf(latest));
+      const known = recordedFor(own.length, ids, await believed(run, ids, latest));
       if (allRecorded(known)) {
         return { value: known, finish: (l: Lease) => ({ ...l.annotations }) };
       }
       const pending = own.filter((_, k) => known[k] === undefined);
-      const handed = handedOf(latest).filter((e) => !ids.includes(e.id));
+      const applied = new Set(ids);
+      const handed = await handedTo(run, latest, applied);
       logger.debug("role's Lease taken", {
         lease: run.name,
         own: pending.length,
@@ -300,14 +325,14 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
       const result = await run.steps.apply(before, [...pending, ...handed.map(withoutId)]);
       let version: string | undefined = result.version ?? before;
       let at = now();
-      const applied = new Set([...handed.map((e) => e.id), ...ids]);
+      handed.forEach((e) => applied.add(e.id));
       const fresh: Results = {};
       handed.forEach((e, i) => (fresh[e.id] = { r: result.value[pending.length + i], t: at }));
       let k = 0;
       const value = known.map((r) => r ?? result.value[k++]);
       try {
         for (let round = 1; round < MAX_ROUNDS; round++) {
-          const later = handedOf(await refresh()).filter((e) => !applied.has(e.id));
+          const later = await handedTo(run, await refresh(), applied);
           if (later.length === 0) break;
           run.answer(value); // done: this batch does not wait for another round
           const more = await run.steps.apply(version, later.map(withoutId));
@@ -327,9 +352,10 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
           error: e,
         });
       }
+      const sealed = guard ? await guard.sealResults(run.roleArn, fresh) : {};
       return {
         value,
-        finish: (l: Lease) => annotationsAfter(l, applied, fresh, version, at),
+        finish: (l: Lease) => annotationsAfter(l, applied, sealed, version, at),
       };
     });
   }
@@ -346,6 +372,7 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
           deadline: now() + acquireTimeout,
           steps,
           answer: answer.resolve,
+          refused: new Set(),
         };
         let step: Step = { kind: "acquire" };
         for (let attempt = 0; step.kind !== "done"; attempt++) {

@@ -8,6 +8,7 @@ import { FakeIamRoles } from "../../tests/fakes/iam_roles.ts";
 import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
 import { startKubeFaultProxy } from "../../tests/kube_fault_proxy.ts";
 import { HANDED_ANNOTATION, handedOf, leaseName, RESULTS_ANNOTATION } from "./handoff.ts";
+import { importHandoffKey } from "./handoff_seal.ts";
 import { createLeaseRoleLock, type RoleLock } from "./role_lock.ts";
 import { createTrustEditor } from "./trust_editor.ts";
 import { AUDIT, FRESH, HOST, OPTS, ROLE, run } from "../../tests/fixtures/example_trust.ts";
@@ -113,6 +114,8 @@ async function twoReplicas(iam: FakeIamRoles, windowMs: number) {
   const proxy = startKubeFaultProxy(cluster);
   const kube = createKubeClient({ apiUrl: proxy.url, token: () => cluster.adminToken });
   const clock = createTestClock();
+  // The replicas' shared key, as the chart's Secret gives it to each pod.
+  const handoffKey = await importHandoffKey(crypto.randomUUID());
   // Every Lease a replica writes, so that a test can wait for a hand-over.
   const written: Lease[] = [];
   let wrote = Promise.withResolvers<void>();
@@ -138,6 +141,7 @@ async function twoReplicas(iam: FakeIamRoles, windowMs: number) {
         logger: silentLogger,
         now: clock.now,
         sleep: clock.sleep,
+        handoffKey,
       }),
       clock,
       windowMs,
@@ -235,7 +239,7 @@ Deno.test("a Lease with no room for more handed edits makes a replica wait for i
     assert.equal(outcome.status, "added");
     const lease = await r.lease(leaseName(ROLE));
     const meta = lease.metadata as { annotations?: Record<string, string> };
-    // B took the Lease once it expired and applied what the dead holder had been handed, too.
+    // B took the Lease once it expired; what the dead holder had been handed, unsealed, left it.
     assert.equal(meta.annotations?.[HANDED_ANNOTATION], undefined);
     const puts = r.proxy.requests.slice(before).filter((q) =>
       q.method === "PUT" && q.path.includes("/leases/")

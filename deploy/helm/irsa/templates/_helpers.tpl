@@ -85,3 +85,6 @@ https://{{ .Values.env.service }}.{{ .Values.env.namespace.field }}/map_iam_role
 
 {{/* Secret in the compute namespace whose ca.crt workspace pods mount. */}}
 {{- define "irsa.caCopySecret" -}}{{ .Values.env.name }}-ca{{- end }}
+
+{{/* Secret in the field namespace whose `key` seals the replicas' hand-off (handoff-key-secret.yaml). */}}
+{{- define "irsa.handoffKeySecret" -}}{{ .Values.server.handoffKeySecret | default (printf "%s-handoff-key" .Values.env.name) }}{{- end }}
