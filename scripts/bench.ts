@@ -213,7 +213,11 @@ try {
       "--kubernetes-ca-file",
       kube.caCertPath,
     ];
+    // The replicas seal their hand-off with one key, as the chart's Secret gives them.
+    const keyFile = `${dir}/handoff.key`;
+    await Deno.writeTextFile(keyFile, crypto.randomUUID() + crypto.randomUUID());
     const env = serverEnv(moto, world, issuer, {
+      IRSA_HANDOFF_KEY_FILE: keyFile,
       AWS_ENDPOINT_URL_IAM: proxy.url,
       IRSA_TRUST_POLICY_QUOTA: String(QUOTA),
       IRSA_CLEANUP_INTERVAL_SECONDS: "0",
