@@ -80,6 +80,8 @@ const RESOURCES: Record<string, { prefix: string; plural: string; namespaced: bo
     plural: "clusterissuers",
     namespaced: false,
   },
+  // The hand-off key the chart makes once and keeps.
+  Secret: { prefix: "/api/v1", plural: "secrets", namespaced: true },
   Mutation: {
     prefix: "/apis/apps.dominodatalab.com/v1alpha1",
     plural: "mutations",
