@@ -6,11 +6,8 @@ import { createLogger } from "../lib/log.ts";
 import { createServerMetrics } from "../observe/metrics.ts";
 import { createTrustEditor } from "./trust_editor.ts";
 import { FakeIamRoles } from "../../tests/fakes/iam_roles.ts";
+import { FRESH, HOST } from "../../tests/fixtures/example_trust.ts";
 
-const HOST = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
-const FRESH = Deno.readTextFileSync(
-  new URL("../../tests/testdata/fresh_proxy_trust_policy.json", import.meta.url),
-);
 const RULES: EditableRoles = {
   partition: "aws",
   account: "111111111111",

@@ -1,21 +1,10 @@
 import assert from "node:assert/strict";
-import { editTrustPolicy, oidcProviderArn } from "../core/trust_policy.ts";
+import { editTrustPolicy } from "../core/trust_policy.ts";
+import { FRESH, OPTS, ROLE, run } from "../../tests/fixtures/example_trust.ts";
 import { FakeIamRoles } from "../../tests/fakes/iam_roles.ts";
 import { createPolicyCache } from "./policy_cache.ts";
 
-const HOST = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
-const ROLE = "arn:aws:iam::111111111111:role/acme-list-bucket-role";
 const OTHER = "arn:aws:iam::111111111111:role/acme-athena-role";
-const OPTS = {
-  providerArn: oidcProviderArn("111111111111", HOST),
-  audience: "sts.amazonaws.com",
-  format: "wildcard" as const,
-  quota: 2048,
-};
-const FRESH = Deno.readTextFileSync(
-  new URL("../../tests/testdata/fresh_proxy_trust_policy.json", import.meta.url),
-);
-const run = (i: number) => `*:domino-compute:run-${i.toString(16).padStart(24, "0")}`;
 
 function setup() {
   const iam = new FakeIamRoles();
