@@ -4,7 +4,7 @@
  * its role's lock through the editor; the grant record then forgets what was taken off.
  */
 
-import type { RevocationReason } from "../core/grants.ts";
+import type { GrantRecord, RevocationReason } from "../core/grants.ts";
 import { proxyRolesOf, unmanagedRolesOf } from "../core/mapping.ts";
 import type { AuditContext, RoleOutcome } from "../trust/trust_editor.ts";
 import type { ServerDeps } from "./deps.ts";
@@ -17,10 +17,12 @@ export async function clearSubject(
   subject: string,
   reason: RevocationReason,
   audit: AuditContext,
+  /** The grant record when the caller has just read it. */
+  read?: GrantRecord,
 ): Promise<RoleOutcome[]> {
   const snapshot = await readMappings(deps);
   const unmanaged = new Set(unmanagedRolesOf(snapshot.mappings));
-  const record = await deps.grants.read();
+  const record = read ?? await deps.grants.read();
   const roles = [...new Set([...record.roles, ...proxyRolesOf(snapshot.mappings)])].sort()
     .filter((role) => !unmanaged.has(role));
   const outcomes = await Promise.all(

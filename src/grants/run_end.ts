@@ -19,5 +19,5 @@ export async function revokeEndedRun(deps: ServerDeps, runId: string): Promise<v
   });
   const record = await deps.grants.read();
   if (record.grants[subject] === undefined) return;
-  await clearSubject(deps, subject, "run_ended", { user: "irsa", run: runId });
+  await clearSubject(deps, subject, "run_ended", { user: "irsa", run: runId }, record);
 }
