@@ -33,11 +33,12 @@ export interface GrantStore {
 
 /** The ConfigMap of the record, in the field namespace. */
 export const GRANT_CONFIGMAP = "irsa-grants";
-const KEY = "grants.json";
+/** The data key of the record (and of each shard). */
+export const GRANT_KEY = "grants.json";
 
 // A stored record that cannot be read is an error, never an empty record: writing over it would
 // forget grants that must still be taken back.
-function parse(text: string, where: string): GrantRecord {
+export function parseRecord(text: string, where: string): GrantRecord {
   try {
     return decodeRecord(text);
   } catch (e) {
@@ -53,10 +54,10 @@ export function createConfigMapGrantStore(
 ): GrantStore {
   const namespace = target.namespace;
   const name = target.name ?? GRANT_CONFIGMAP;
-  const where = `ConfigMap "${namespace}/${name}" key "${KEY}"`;
+  const where = `ConfigMap "${namespace}/${name}" key "${GRANT_KEY}"`;
   const write = configMapWriter(kube, { ...target, name });
   const decode = (data: Readonly<Record<string, string>>) =>
-    data[KEY] === undefined ? EMPTY_RECORD : parse(data[KEY], where);
+    data[GRANT_KEY] === undefined ? EMPTY_RECORD : parseRecord(data[GRANT_KEY], where);
   return coalesced({
     read: async () => decode((await kube.getConfigMap(namespace, name))?.data ?? {}),
     write: (edit) =>
@@ -64,7 +65,7 @@ export function createConfigMapGrantStore(
         const before = decode(data);
         const after = edit(before);
         if (after === before) return undefined;
-        const next = { ...data, [KEY]: encodeRecord(after) };
+        const next = { ...data, [GRANT_KEY]: encodeRecord(after) };
         const size = configMapBytes(next);
         if (size > CONFIGMAP_MAX_BYTES) {
           // Said here, before the API server's "Too long", which a start would answer as a 400.
@@ -83,7 +84,8 @@ export function createConfigMapGrantStore(
 /** What Kubernetes allows in a ConfigMap's data, keys and values together. */
 export const CONFIGMAP_MAX_BYTES = 1_048_576;
 
-const configMapBytes = (data: Readonly<Record<string, string>>) => {
+/** Bytes of a ConfigMap's data, as Kubernetes counts them against its limit. */
+export const configMapBytes = (data: Readonly<Record<string, string>>) => {
   const encoder = new TextEncoder();
   return Object.entries(data).reduce(
     (n, [k, v]) => n + encoder.encode(k).length + encoder.encode(v).length,
@@ -95,7 +97,7 @@ const configMapBytes = (data: Readonly<Record<string, string>>) => {
 export function createFileGrantStore(path: string, fs: Partial<FileStoreFs> = {}): GrantStore {
   const file = jsonObjectFile(path, fs, { label: "grant record", contents: "roles and grants" });
   const decode = (data: Readonly<Record<string, unknown>> | undefined) =>
-    data === undefined ? EMPTY_RECORD : parse(JSON.stringify(data), JSON.stringify(path));
+    data === undefined ? EMPTY_RECORD : parseRecord(JSON.stringify(data), JSON.stringify(path));
   return coalesced({
     read: async () => decode(await file.load()),
     write: (edit) =>
