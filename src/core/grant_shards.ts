@@ -4,7 +4,7 @@
  * the whole platform. Pure: the shell stores each shard as a record of its own (encodeRecord).
  */
 
-import { type Grant, type GrantRecord } from "./grants.ts";
+import type { Grant, GrantRecord } from "./grants.ts";
 
 /** The fewest and the most shards; two digits name them all (`irsa-grants-00` to `-99`). */
 export const MIN_SHARDS = 1;
