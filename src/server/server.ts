@@ -26,12 +26,14 @@ import { createServerMetrics, renderMetrics, type ServerMetrics } from "../obser
 import { createConfigMapStore } from "../store/configmap_store.ts";
 import { createFileStore } from "../store/file_store.ts";
 import {
-  createConfigMapGrantStore,
   createFileGrantStore,
   GRANT_CONFIGMAP,
   grantFileBeside,
   type GrantStore,
 } from "../store/grant_store.ts";
+import { createShardedGrantStore } from "../store/grant_shards.ts";
+import { migrateSingleRecord, openShards } from "../store/grant_migration.ts";
+import { shardName } from "../core/grant_shards.ts";
 import { type MappingStore, withSharedReads } from "../store/mapping_store.ts";
 import { createTrustEditor } from "../trust/trust_editor.ts";
 import { createCleanup, kubernetesLiveness } from "../grants/cleanup.ts";
@@ -116,7 +118,7 @@ export async function startServer(
         : createFileStore(config.mappingFile),
     );
     const grants: GrantStore = kube
-      ? createConfigMapGrantStore(kube, { namespace: config.fieldNamespace, logger })
+      ? await startGrantShards(config, kube, logger, metrics, started)
       : createFileGrantStore(grantFileBeside(config.mappingFile));
     const { editor, roles } = startEditor(
       config,
@@ -270,6 +272,10 @@ async function startKubernetes(
       computeNamespace: config.computeNamespace,
       ...(config.mappingStore === "configmap" ? { mappingConfigMap: config.mappingConfigMap } : {}),
       grantConfigMap: GRANT_CONFIGMAP,
+      grantShards: Array.from(
+        { length: config.grantShards },
+        (_, i) => shardName(GRANT_CONFIGMAP, i),
+      ),
       serviceAccounts: config.userBasedServiceAccounts,
     }),
     logger,
@@ -279,6 +285,43 @@ async function startKubernetes(
     runs: createRunLookup(kube, { namespace: config.computeNamespace }),
     serviceAccounts: createServiceAccountAdmin(kube, config.computeNamespace),
   };
+}
+
+/**
+ * The grant record over its shards, once they are checked and the previous version's single
+ * record is merged in; merged again each cleanup interval, since that version's replicas (during
+ * a rolling upgrade, or after a rollback) may write it meanwhile.
+ */
+async function startGrantShards(
+  config: ServerConfig,
+  kube: KubeClient,
+  logger: Logger,
+  metrics: ServerMetrics,
+  started: Started,
+): Promise<GrantStore> {
+  const store = createShardedGrantStore(kube, {
+    namespace: config.fieldNamespace,
+    shards: config.grantShards,
+    logger,
+    gauges: {
+      shardBytes: (shard, bytes) => metrics.grantShardBytes.set({ shard }, bytes),
+      fillRatio: (ratio) => metrics.grantShardFill.set({}, ratio),
+    },
+  });
+  await openShards(kube, store.shards, logger);
+  if (config.cleanupIntervalMs > 0) {
+    let pass: Promise<unknown> = Promise.resolve();
+    const timer = setInterval(() => {
+      pass = pass.then(() => migrateSingleRecord(kube, store.shards, { logger })).catch((error) =>
+        logger.warn("cannot merge the single grant record into its shards", { error })
+      );
+    }, config.cleanupIntervalMs);
+    started.add(async () => {
+      clearInterval(timer);
+      await pass;
+    });
+  }
+  return store;
 }
 
 /** The trust editor on IAM, behind the guard of the editable set, with the per-role lock. */

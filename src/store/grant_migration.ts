@@ -53,7 +53,7 @@ export async function migrateSingleRecord(
         "unavailable",
         `ConfigMap "${namespace}/${name}" was merged into ${
           JSON.stringify(into)
-        } grant shards, and this server has ${count}: a subject's shard follows from the count, so it cannot change while grants are recorded; set --grant-shards (the chart's grants.shards) back to ${into}`,
+        } grant shards, and this server has ${count}: a subject's shard follows from the count, so it cannot change while grants are recorded; set --grant-shards (the chart's server.grantShards) back to ${into}`,
       );
     }
     if (annotations[MIGRATED_ANNOTATION] === digest && into === String(count)) {
@@ -122,7 +122,7 @@ export async function openShards(
           JSON.stringify(shards.namespace)
         } and the server may not create them; the chart creates ${shards.names[0]} to ${
           shards.names.at(-1)
-        } (helm upgrade renders missing ones again; --grant-shards must be the chart's grants.shards)`,
+        } (helm upgrade renders missing ones again; --grant-shards must be the chart's server.grantShards)`,
         { missing },
       );
     }

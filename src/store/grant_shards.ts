@@ -132,10 +132,10 @@ export function createShardedGrantStore(
         "unavailable",
         `ConfigMap "${namespace}/${names[i]}" was written by a server with ${
           JSON.stringify(written)
-        } grant shards, and this one has ${count}: a subject's shard follows from the count, so it cannot change while grants are recorded; set --grant-shards (the chart's grants.shards) back to ${written}`,
+        } grant shards, and this one has ${count}: a subject's shard follows from the count, so it cannot change while grants are recorded; set --grant-shards (the chart's server.grantShards) back to ${written}`,
       );
     }
-    if (stored) measure(i, data);
+    measure(i, data); // an absent shard holds 0 bytes
     const record = data[GRANT_KEY] === undefined
       ? EMPTY_RECORD
       : parseRecord(data[GRANT_KEY], where(i));
