@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { describeAction, requiredPermissions } from "../src/kube/permissions.ts";
 import { GRANT_CONFIGMAP } from "../src/store/grant_store.ts";
+import { shardName } from "../src/core/grant_shards.ts";
 import {
   CHART,
   CHART_NAMESPACES,
@@ -94,6 +95,7 @@ Deno.test({
         const needed = [
           ...requiredPermissions({
             grantConfigMap: GRANT_CONFIGMAP,
+            grantShards: Array.from({ length: 64 }, (_, i) => shardName(GRANT_CONFIGMAP, i)),
             serviceAccounts: true,
             fieldNamespace: field,
             computeNamespace: compute,
@@ -245,6 +247,7 @@ Deno.test({
         await assert.rejects(startServerProcess(args, env), (e: Error) => {
           const missing = requiredPermissions({
             grantConfigMap: GRANT_CONFIGMAP,
+            grantShards: Array.from({ length: 64 }, (_, i) => shardName(GRANT_CONFIGMAP, i)),
             serviceAccounts: false,
             fieldNamespace: field,
             computeNamespace: compute,
