@@ -260,6 +260,13 @@ export function createShardedGrantStore(
 
   return {
     read: () => reads(undefined),
+    readFor: async (subject) => {
+      // The roles this replica knows (every shard read at start-up, and each read and write
+      // since) with the subject's shard read now: a role another replica first edited meanwhile is
+      // in this shard if this subject may hold it (grants are written before IAM is edited).
+      const shard = await read(shardOf(subject, count));
+      return { roles: [...knownRoles].sort(), grants: shard.record.grants };
+    },
     update: coalesce(edit),
     set: (grant) => setters[shardOf(grant.subject, count)](grant),
     shards: { count, namespace, names, read, readAll, write },

@@ -99,6 +99,14 @@ Deno.test("grant shards: a start's set() reads and writes exactly its own shard"
       [`GET ${name}`, `PUT ${name}`],
     );
     assert.equal(Object.keys((await store.read()).grants).length, 41);
+    // A stop reads the subject's shard alone, with every role ever edited.
+    f.proxy.clearRequests();
+    const mine = await store.readFor(s);
+    assert.deepEqual(f.proxy.requests.map((r) => `${r.method} ${r.path.split("/").at(-1)}`), [
+      `GET ${name}`,
+    ]);
+    assert.deepEqual(mine.grants[s], grant(EMPTY_RECORD, 1000).grants[s]);
+    assert.deepEqual(mine.roles, Array.from({ length: 7 }, (_, i) => role(i)).sort());
     // A burst of sets shares its shards' writes.
     f.proxy.clearRequests();
     await Promise.all(
@@ -139,16 +147,28 @@ Deno.test("grant shards: two replicas setting different subjects of one shard at
     )
       .slice(0, 30);
     assert.equal(same.length, 30);
-    const a = f.store();
+    const setOf = (n: number) => ({
+      subject: subject(n),
+      grant: () => grant(EMPTY_RECORD, n).grants[subject(n)],
+    });
     const b = f.store();
-    await Promise.all(
-      same.map((n, i) =>
-        (i % 2 ? a : b).set({
-          subject: subject(n),
-          grant: () => grant(EMPTY_RECORD, n).grants[subject(n)],
-        })
-      ),
-    );
+    await b.set(setOf(same[1])); // the shard exists: A's stale write is a PUT
+    // Replica A's first read of the shard stalls until B has written it: A's write carries a
+    // stale version, so the two surely meet; the rest of the sets race as they come.
+    let stalled = false;
+    const slow: KubeClient = {
+      ...f.kube,
+      async getConfigMap(ns, name) {
+        const got = await f.kube.getConfigMap(ns, name);
+        if (!stalled) {
+          stalled = true;
+          await b.set(setOf(same[0]));
+        }
+        return got;
+      },
+    };
+    const a = createShardedGrantStore(slow, { namespace: f.ns, shards: 8, sleep: noWait });
+    await Promise.all(same.slice(1).map((n, i) => (i % 2 ? a : b).set(setOf(n))));
     const record = await f.store().read();
     assert.deepEqual(Object.keys(record.grants).sort(), same.map(subject).sort());
     assert.ok(

@@ -24,6 +24,11 @@ import { type FileStoreFs, jsonObjectFile } from "./file_store.ts";
 export interface GrantStore {
   read(): Promise<GrantRecord>;
   /**
+   * The record as far as `subject` is concerned: every role ever edited and the subject's grant
+   * (other grants may come with it, or not). Reads one shard where the record has shards.
+   */
+  readFor(subject: string): Promise<GrantRecord>;
+  /**
    * Applies `edit` to the current record and stores it; resolves once it is stored. Edits that
    * arrive while a write is in flight are applied together in the next write, so a burst of syncs
    * costs a few writes, not one each.
@@ -156,7 +161,7 @@ function coalesced(backend: Backend): GrantStore {
     await backend.write((record) => applyChanges(record, changes));
     return changes.map(() => undefined);
   });
-  return { read: () => backend.read(), update: change, set: change };
+  return { read: () => backend.read(), readFor: () => backend.read(), update: change, set: change };
 }
 
 /** The record in memory, for one process that needs no durability (tests of the shell). */
