@@ -16,8 +16,13 @@ export const MAX_SHARDS = 100;
  */
 export function shardOf(subject: string, count: number): number {
   let hash = 0x811c9dc5;
-  for (const byte of new TextEncoder().encode(subject)) {
-    hash ^= byte;
+  // ASCII (every Kubernetes name) is hashed as it is (its UTF-8 bytes), anything else through
+  // its UTF-8 encoding.
+  const ascii = /^[\x00-\x7f]*$/.test(subject);
+  const bytes = ascii ? undefined : new TextEncoder().encode(subject);
+  const length = bytes ? bytes.length : subject.length;
+  for (let i = 0; i < length; i++) {
+    hash ^= bytes ? bytes[i] : subject.charCodeAt(i);
     hash = Math.imul(hash, 0x01000193) >>> 0;
   }
   return hash % count;
@@ -59,6 +64,28 @@ export function shardOfRecord(
   for (const [, g] of grants) g.roles.forEach((r) => roles.add(r));
   for (const r of orphans) if (shardOf(r, count) === index) roles.add(r);
   return { roles: sorted(roles), grants: Object.fromEntries(grants) };
+}
+
+/**
+ * Every shard of `record` at once (what {@link shardOfRecord} gives for each index), in one pass
+ * over its grants.
+ */
+export function splitRecord(
+  record: GrantRecord,
+  count: number,
+  previous: readonly GrantRecord[],
+  orphans: readonly string[] = [],
+): GrantRecord[] {
+  const grants: [string, Grant][][] = Array.from({ length: count }, () => []);
+  for (const entry of Object.entries(record.grants)) grants[shardOf(entry[0], count)].push(entry);
+  const orphansOf: string[][] = Array.from({ length: count }, () => []);
+  for (const r of orphans) orphansOf[shardOf(r, count)].push(r);
+  return grants.map((entries, i) => {
+    const roles = new Set(previous[i].roles);
+    for (const [, g] of entries) g.roles.forEach((r) => roles.add(r));
+    orphansOf[i].forEach((r) => roles.add(r));
+    return { roles: sorted(roles), grants: Object.fromEntries(entries) };
+  });
 }
 
 /** The roles of `after` that none of `known` holds: new roles no grant may carry. */

@@ -8,6 +8,7 @@ import {
   shardName,
   shardOf,
   shardOfRecord,
+  splitRecord,
 } from "./grant_shards.ts";
 import { EMPTY_RECORD, encodeRecord, type Grant, type GrantRecord, withGrant } from "./grants.ts";
 
@@ -37,6 +38,27 @@ Deno.test("property: shardOf is deterministic and in range for any subject and c
       assert.ok(Number.isInteger(i) && i >= 0 && i < n);
       assert.equal(shardOf(s, n), i);
     }),
+    params,
+  );
+});
+
+Deno.test("property: shardOf hashes the UTF-8 bytes, whatever the characters", () => {
+  const fnv = (s: string) => {
+    let h = 0x811c9dc5;
+    for (const b of new TextEncoder().encode(s)) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+    return h;
+  };
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        fc.string({ unit: "binary" }),
+        fc.string({ unit: "grapheme" }),
+        fc.string({ unit: "grapheme-ascii" }),
+      ),
+      (s) => {
+        assert.equal(shardOf(s, 2 ** 31), fnv(s) % 2 ** 31);
+      },
+    ),
     params,
   );
 });
@@ -79,6 +101,13 @@ Deno.test("property: a record split into shards and joined again is the same rec
         (_, i) => shardOfRecord(r, i, count, EMPTY_RECORD, orphanRoles(r, new Set())),
       );
       assert.equal(encodeRecord(joinShards(shards)), encodeRecord(r));
+      const split = splitRecord(
+        r,
+        count,
+        shards.map(() => EMPTY_RECORD),
+        orphanRoles(r, new Set()),
+      );
+      assert.deepEqual(split.map(encodeRecord), shards.map(encodeRecord));
       shards.forEach((shard, i) => {
         for (const s of Object.keys(shard.grants)) assert.equal(shardOf(s, count), i);
       });

@@ -14,6 +14,7 @@ import {
   shardName,
   shardOf,
   shardOfRecord,
+  splitRecord,
 } from "../core/grant_shards.ts";
 import {
   EMPTY_RECORD,
@@ -241,10 +242,15 @@ export function createShardedGrantStore(
     const before = joinShards(snapshots.map((s) => s.record));
     const after = apply(before);
     if (after === before) return edits.map(() => undefined);
-    const orphans = orphanRoles(after, new Set(before.roles));
+    const parts = splitRecord(
+      after,
+      count,
+      snapshots.map((s) => s.record),
+      orphanRoles(after, new Set(before.roles)),
+    );
     await Promise.all(snapshots.map((first, i) =>
       write(i, (shard) => {
-        if (shard === first) return shardOfRecord(after, i, count, shard.record, orphans);
+        if (shard === first) return parts[i];
         const whole = joinShards(snapshots.map((s, j) => (j === i ? shard : s).record));
         const next = apply(whole);
         return shardOfRecord(next, i, count, shard.record, orphanRoles(next, new Set(whole.roles)));
