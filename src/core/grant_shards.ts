@@ -18,7 +18,7 @@ export function shardOf(subject: string, count: number): number {
   let hash = 0x811c9dc5;
   // ASCII (every Kubernetes name) is hashed as it is (its UTF-8 bytes), anything else through
   // its UTF-8 encoding.
-  const ascii = /^[\x00-\x7f]*$/.test(subject);
+  const ascii = !/[\u0080-\uffff]/.test(subject);
   const bytes = ascii ? undefined : new TextEncoder().encode(subject);
   const length = bytes ? bytes.length : subject.length;
   for (let i = 0; i < length; i++) {

@@ -59,5 +59,7 @@ export async function revoke(
 
 /** Narrows the record by revocations that took effect. */
 export async function recordRevoked(grants: GrantStore, done: readonly Revocation[]) {
-  if (done.length > 0) await grants.update((record) => withoutRevoked(record, done));
+  if (done.length === 0) return;
+  const subjects = [...new Set(done.map((r) => r.subject))];
+  await grants.updateFor(subjects, (record) => withoutRevoked(record, done));
 }

@@ -16,13 +16,7 @@ import {
   shardOfRecord,
   splitRecord,
 } from "../core/grant_shards.ts";
-import {
-  EMPTY_RECORD,
-  encodeRecord,
-  type GrantRecord,
-  type GrantSet,
-  withGrants,
-} from "../core/grants.ts";
+import { EMPTY_RECORD, encodeRecord, type GrantRecord } from "../core/grants.ts";
 import { backoffDelay } from "../lib/backoff.ts";
 import { coalesce } from "../lib/coalesce.ts";
 import { AppError } from "../lib/errors.ts";
@@ -31,6 +25,8 @@ import { KubeApiError, type KubeClient, KubeConflictError } from "../kube/client
 import type { ConfigMapSnapshot } from "../kube/client.ts";
 import { createLock } from "./configmap_store.ts";
 import {
+  applyChanges,
+  type Change,
   CONFIGMAP_MAX_BYTES,
   configMapBytes,
   GRANT_CONFIGMAP,
@@ -220,15 +216,20 @@ export function createShardedGrantStore(
       }
     });
 
-  // A start's grant: one shard read and written, sets of one shard batched together.
-  const setters = names.map((_, i) =>
-    coalesce(async (sets: readonly GrantSet[]) => {
+  // A start's grant, or an edit of some subjects' grants: one shard read and written, changes of
+  // one shard batched together. Roles an edit adds that no grant carries stay in this shard.
+  const changers = names.map((_, i) =>
+    coalesce(async (changes: readonly Change[]) => {
       await write(i, (shard) => {
         const roles = [...new Set([...knownRoles, ...shard.record.roles])].sort();
-        const after = withGrants({ roles, grants: shard.record.grants }, sets);
-        return shardOfRecord(after, i, count, shard.record);
+        const after = applyChanges({ roles, grants: shard.record.grants }, changes);
+        const part = shardOfRecord(after, i, count, shard.record);
+        const orphans = orphanRoles(after, new Set([...roles, ...part.roles]));
+        return orphans.length === 0
+          ? part
+          : { roles: [...part.roles, ...orphans].sort(), grants: part.grants };
       });
-      return sets.map(() => undefined);
+      return changes.map(() => undefined);
     })
   );
 
@@ -274,7 +275,11 @@ export function createShardedGrantStore(
       return { roles: [...knownRoles].sort(), grants: shard.record.grants };
     },
     update: coalesce(edit),
-    set: (grant) => setters[shardOf(grant.subject, count)](grant),
+    updateFor: async (subjects, edit) => {
+      const shards = new Set(subjects.map((s) => shardOf(s, count)));
+      await Promise.all([...shards].map((i) => changers[i](edit)));
+    },
+    set: (grant) => changers[shardOf(grant.subject, count)](grant),
     shards: { count, namespace, names, read, readAll, write },
   };
 }

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { shardOf } from "../core/grant_shards.ts";
-import { EMPTY_RECORD, encodeRecord, type GrantRecord, withGrant } from "../core/grants.ts";
+import {
+  EMPTY_RECORD,
+  encodeRecord,
+  type GrantRecord,
+  withGrant,
+  withRoles,
+} from "../core/grants.ts";
 import { AppError } from "../lib/errors.ts";
 import { createKubeClient, type KubeClient } from "../kube/client.ts";
 import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
@@ -107,6 +113,15 @@ Deno.test("grant shards: a start's set() reads and writes exactly its own shard"
     ]);
     assert.deepEqual(mine.grants[s], grant(EMPTY_RECORD, 1000).grants[s]);
     assert.deepEqual(mine.roles, Array.from({ length: 7 }, (_, i) => role(i)).sort());
+    // Its revocation is recorded in that shard alone too.
+    f.proxy.clearRequests();
+    await store.updateFor([s], (r) => withRoles(r, s, []));
+    assert.deepEqual(
+      f.proxy.requests.map((r) => `${r.method} ${r.path.split("/").at(-1)}`),
+      [`GET ${name}`, `PUT ${name}`],
+    );
+    assert.equal((await f.store().read()).grants[s], undefined);
+    assert.equal(Object.keys((await f.store().read()).grants).length, 40);
     // A burst of sets shares its shards' writes.
     f.proxy.clearRequests();
     await Promise.all(

@@ -34,6 +34,11 @@ export interface GrantStore {
    * costs a few writes, not one each.
    */
   update(edit: (record: GrantRecord) => GrantRecord): Promise<void>;
+  /**
+   * Like `update`, for an edit that changes only the grants of `subjects` (revocations): reads and
+   * writes only their shards where the record has shards.
+   */
+  updateFor(subjects: readonly string[], edit: (record: GrantRecord) => GrantRecord): Promise<void>;
   /** Sets one subject's grant, like `update` with {@link withGrant}, batched in linear time. */
   set(grant: GrantSet): Promise<void>;
 }
@@ -134,10 +139,11 @@ interface Backend {
   write(edit: (record: GrantRecord) => GrantRecord): Promise<void>;
 }
 
-type Change = ((record: GrantRecord) => GrantRecord) | GrantSet;
+/** An edit of the record, or one subject's grant set. */
+export type Change = ((record: GrantRecord) => GrantRecord) | GrantSet;
 
 /** The record with changes applied in order, each run of grant sets in one pass. */
-function applyChanges(record: GrantRecord, changes: readonly Change[]): GrantRecord {
+export function applyChanges(record: GrantRecord, changes: readonly Change[]): GrantRecord {
   let r = record;
   for (let i = 0; i < changes.length;) {
     const change = changes[i];
@@ -161,7 +167,13 @@ function coalesced(backend: Backend): GrantStore {
     await backend.write((record) => applyChanges(record, changes));
     return changes.map(() => undefined);
   });
-  return { read: () => backend.read(), readFor: () => backend.read(), update: change, set: change };
+  return {
+    read: () => backend.read(),
+    readFor: () => backend.read(),
+    update: change,
+    updateFor: (_, edit) => change(edit),
+    set: change,
+  };
 }
 
 /** The record in memory, for one process that needs no durability (tests of the shell). */
