@@ -289,8 +289,9 @@ async function startKubernetes(
 
 /**
  * The grant record over its shards, once they are checked and the previous version's single
- * record is merged in; merged again each cleanup interval, since that version's replicas (during
- * a rolling upgrade, or after a rollback) may write it meanwhile.
+ * record is merged in (later, when the API does not answer at start); merged again each cleanup
+ * interval, since that version's replicas (during a rolling upgrade, or after a rollback) may
+ * write it meanwhile.
  */
 async function startGrantShards(
   config: ServerConfig,
@@ -309,18 +310,17 @@ async function startGrantShards(
     },
   });
   await openShards(kube, store.shards, logger);
-  if (config.cleanupIntervalMs > 0) {
-    let pass: Promise<unknown> = Promise.resolve();
-    const timer = setInterval(() => {
-      pass = pass.then(() => migrateSingleRecord(kube, store.shards, { logger })).catch((error) =>
-        logger.warn("cannot merge the single grant record into its shards", { error })
-      );
-    }, config.cleanupIntervalMs);
-    started.add(async () => {
-      clearInterval(timer);
-      await pass;
-    });
-  }
+  // Every cleanup interval (a minute when the cleanup is off).
+  let pass: Promise<unknown> = Promise.resolve();
+  const timer = setInterval(() => {
+    pass = pass.then(() => migrateSingleRecord(kube, store.shards, { logger })).catch((error) =>
+      logger.warn("cannot merge the single grant record into its shards", { error })
+    );
+  }, config.cleanupIntervalMs || 60_000);
+  started.add(async () => {
+    clearInterval(timer);
+    await pass;
+  });
   return store;
 }
 

@@ -12,9 +12,9 @@ import { mergeIntoShard, shardOf } from "../core/grant_shards.ts";
 import { EMPTY_RECORD } from "../core/grants.ts";
 import { AppError } from "../lib/errors.ts";
 import { type Logger, silentLogger } from "../lib/log.ts";
-import { type KubeClient, KubeConflictError } from "../kube/client.ts";
+import { KubeApiError, type KubeClient, KubeConflictError } from "../kube/client.ts";
 import { GRANT_CONFIGMAP, GRANT_KEY, parseRecord } from "./grant_store.ts";
-import type { ShardAccess } from "./grant_shards.ts";
+import { GrantShardsRefusal, refusing, type ShardAccess } from "./grant_shards.ts";
 
 /** On `irsa-grants`: the SHA-256 (hex) of the `grants.json` text last merged into the shards. */
 export const MIGRATED_ANNOTATION = "irsa.dominodatalab.com/migrated-sha256";
@@ -49,7 +49,7 @@ export async function migrateSingleRecord(
     const annotations = legacy.annotations ?? {};
     const into = annotations[SHARDS_ANNOTATION];
     if (into !== undefined && into !== String(count)) {
-      throw new AppError(
+      throw new GrantShardsRefusal(
         "unavailable",
         `ConfigMap "${namespace}/${name}" was merged into ${
           JSON.stringify(into)
@@ -61,7 +61,7 @@ export async function migrateSingleRecord(
     }
     const old = text === ""
       ? EMPTY_RECORD
-      : parseRecord(text, `ConfigMap "${namespace}/${name}" key "${GRANT_KEY}"`);
+      : refusing(() => parseRecord(text, `ConfigMap "${namespace}/${name}" key "${GRANT_KEY}"`));
     const touched = new Set(
       [...Object.keys(old.grants), ...old.roles].map((s) => shardOf(s, count)),
     );
@@ -103,29 +103,43 @@ export async function openShards(
   kube: Pick<KubeClient, "getConfigMap" | "replaceConfigMap" | "canI">,
   shards: ShardAccess,
   logger: Logger = silentLogger,
-): Promise<Migration> {
-  const missing = (await shards.readAll()).filter((s) => s.stored === undefined)
-    .map((s) => shards.names[s.index]);
-  if (missing.length > 0) {
-    const may = await kube.canI({
-      verb: "create",
-      group: "",
-      resource: "configmaps",
-      namespace: shards.namespace,
-    }).catch(() => true); // unknown: the first write to a missing shard says what is wrong
-    if (!may) {
-      throw new AppError(
-        "forbidden",
-        `Cannot start: the grant record's ConfigMaps ${
-          missing.map((m) => JSON.stringify(m)).join(", ")
-        } are missing from namespace ${
-          JSON.stringify(shards.namespace)
-        } and the server may not create them; the chart creates ${shards.names[0]} to ${
-          shards.names.at(-1)
-        } (helm upgrade renders missing ones again; --grant-shards must be the chart's server.grantShards)`,
-        { missing },
-      );
+): Promise<Migration | "deferred"> {
+  try {
+    const missing = (await shards.readAll()).filter((s) => s.stored === undefined)
+      .map((s) => shards.names[s.index]);
+    if (missing.length > 0) {
+      const may = await kube.canI({
+        verb: "create",
+        group: "",
+        resource: "configmaps",
+        namespace: shards.namespace,
+      }).catch(() => true); // unknown: the first write to a missing shard says what is wrong
+      if (!may) {
+        throw new GrantShardsRefusal(
+          "forbidden",
+          `Cannot start: the grant record's ConfigMaps ${
+            missing.map((m) => JSON.stringify(m)).join(", ")
+          } are missing from namespace ${
+            JSON.stringify(shards.namespace)
+          } and the server may not create them; the chart creates ${shards.names[0]} to ${
+            shards.names.at(-1)
+          } (helm upgrade renders missing ones again; --grant-shards must be the chart's server.grantShards)`,
+          { missing },
+        );
+      }
     }
+    return await migrateSingleRecord(kube, shards, { logger });
+  } catch (error) {
+    // An API that does not answer now may later: the server starts, and the periodic merge
+    // tries again. Anything else needs an admin, and stops the start.
+    const transient = error instanceof KubeApiError
+      ? error.status >= 500 || error.status === 429
+      : error instanceof AppError && !(error instanceof GrantShardsRefusal) &&
+        error.code === "unavailable";
+    if (!transient) throw error;
+    logger.warn("cannot read the grant shards at start; merging the single record later", {
+      error,
+    });
+    return "deferred";
   }
-  return await migrateSingleRecord(kube, shards, { logger });
 }

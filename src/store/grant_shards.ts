@@ -35,6 +35,13 @@ import {
   parseRecord,
 } from "./grant_store.ts";
 
+/**
+ * What stops a start: a shard written with another count, one unreadable, one missing that the
+ * server may not create, or a single record that cannot be merged. An admin must act; waiting
+ * does not help (unlike an API that does not answer).
+ */
+export class GrantShardsRefusal extends AppError {}
+
 /** The data key of a shard that says how many shards its writer had. */
 export const SHARDS_KEY = "shards";
 
@@ -94,6 +101,18 @@ export interface ShardAccess {
 
 const BACKOFF = { baseMs: 25, capMs: 1_000 };
 
+/** `read()`, its AppError made a {@link GrantShardsRefusal}. */
+export function refusing<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (e) {
+    if (e instanceof AppError && !(e instanceof GrantShardsRefusal)) {
+      throw new GrantShardsRefusal(e.code, e.message, e.details);
+    }
+    throw e;
+  }
+}
+
 /** The record over `shards` ConfigMaps, read and written by shard. */
 export function createShardedGrantStore(
   kube: Pick<KubeClient, "getConfigMap" | "createConfigMap" | "replaceConfigMap">,
@@ -125,7 +144,7 @@ export function createShardedGrantStore(
     const data = stored?.data ?? {};
     const written = data[SHARDS_KEY];
     if (written !== undefined && written !== String(count)) {
-      throw new AppError(
+      throw new GrantShardsRefusal(
         "unavailable",
         `ConfigMap "${namespace}/${names[i]}" was written by a server with ${
           JSON.stringify(written)
@@ -135,7 +154,7 @@ export function createShardedGrantStore(
     measure(i, data); // an absent shard holds 0 bytes
     const record = data[GRANT_KEY] === undefined
       ? EMPTY_RECORD
-      : parseRecord(data[GRANT_KEY], where(i));
+      : refusing(() => parseRecord(data[GRANT_KEY], where(i)));
     record.roles.forEach((r) => knownRoles.add(r));
     return { index: i, record, ...(stored ? { stored } : {}) };
   }
