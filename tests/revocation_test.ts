@@ -320,6 +320,30 @@ Deno.test("a restarted server still knows what was granted: the record survives,
   assert.deepEqual(await w.chain(LIST_ROLE), REFUSED);
 });
 
+Deno.test("a grant the previous version recorded in its single irsa-grants is merged into the shards at start, revoked, and kept there for a rollback", async () => {
+  await using w = await startWorld();
+  assert.equal((await w.map(LIST_ORG, LIST_ROLE)).status, 200);
+  assert.equal((await w.sync()).status, 200);
+  await w.server.stop();
+  // As the previous version left it: the grant (and the role) only in the single record.
+  const names = Array.from({ length: 64 }, (_, i) => shardName("irsa-grants", i));
+  const shards = await Promise.all(names.map((n) => w.cluster.configMap(w.field, n)));
+  const at = shards.findIndex((s) => s?.data["grants.json"]?.includes('"user"'));
+  const single = shards[at]!.data["grants.json"];
+  for (const [i, s] of shards.entries()) if (s) await w.cluster.setConfigMap(w.field, names[i], {});
+  await w.cluster.setConfigMap(w.field, "irsa-grants", { "grants.json": single });
+  // The mapping goes away out of band: only the merged grant says the live pod is not entitled.
+  await w.cluster.setConfigMap(w.field, "domino-org-iamrole-mapping", {});
+  await w.startServer();
+  const ms = await within(
+    4 * CLEANUP_SECONDS * 1000,
+    async () => (await w.held(LIST_ROLE)).length === 0,
+  );
+  console.error(`revoked ${ms} ms after the new version started, from the merged record`);
+  assert.deepEqual(await w.chain(LIST_ROLE), REFUSED);
+  assert.equal((await w.cluster.configMap(w.field, "irsa-grants"))?.data["grants.json"], single);
+});
+
 Deno.test("a pod token is bound to its user: another user with jdoe's pod token answers 403 and changes nothing", async () => {
   await using w = await startWorld();
   assert.equal((await w.map(LIST_ORG, LIST_ROLE)).status, 200);
