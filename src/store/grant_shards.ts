@@ -5,7 +5,7 @@
  * object grows with the whole platform, and replicas starting different pods rarely meet on one.
  * Each shard holds a record of its own in the previous version's format (key `grants.json`) and
  * the shard count it was written with (key `shards`). The single record `irsa-grants` of the
- * previous version is merged into the shards (migration.ts) and kept, for `helm rollback`.
+ * previous version is merged into the shards (grant_migration.ts) and kept, for `helm rollback`.
  */
 
 import {
