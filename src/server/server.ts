@@ -177,6 +177,7 @@ export async function startServer(
         computeNamespace: config.computeNamespace,
         runIdPattern: config.runIdPattern,
         userBasedServiceAccounts: config.userBasedServiceAccounts,
+        userServiceAccounts: config.userServiceAccounts,
         trustPodTokenAlone: config.trustPodTokenAlone,
         format: config.subjectFormat,
       },
