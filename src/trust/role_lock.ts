@@ -81,6 +81,14 @@ export interface RoleLock {
   ): Promise<T>;
   /** The version the last holder recorded, read without taking the lock. */
   currentVersion(roleArn: string): Promise<string | undefined>;
+  /**
+   * Whether the versions this lock hands over can only have been recorded by this server's own
+   * reads and writes (the in-process lock keeps them in memory). A Lease's cannot: anyone who may
+   * update Leases can write back a version seen there before (a seal would not stop a replay), so
+   * a cached policy such a version vouches for may serve answers that change nothing, never the
+   * base of a write or of a removal.
+   */
+  readonly versionsVouch: boolean;
 }
 
 /** One process alone edits the roles: a queue per role, versions kept in memory. */
@@ -107,6 +115,7 @@ export function createLocalRoleLock(): RoleLock {
       return run;
     },
     currentVersion: (roleArn) => Promise.resolve(versions.get(roleArn)),
+    versionsVouch: true,
   };
   return lock;
 }
@@ -406,6 +415,7 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
     async currentVersion(roleArn) {
       return (await mutex.get(leaseName(roleArn)))?.annotations?.[VERSION_ANNOTATION];
     },
+    versionsVouch: false,
   };
 }
 
