@@ -91,8 +91,14 @@ Deno.test({
           expect: [LIST],
           env: { AWS_CONTAINER_CREDENTIALS_FULL_URI: `${w.sidecar.url}/credentials/${LIST}` },
         },
+        // By name: one filesystem per role in one process, each made by the documented helper
+        // while the container provider's URI names its profile.
         { tool: "pyarrow", python: PYTHON, profiles: [LIST, READ], expect: [LIST, READ] },
         { tool: "pyarrow", python: PYTHON, profiles: [undefined], expect: [READ] },
+        // The gap the helper closes, kept as a canary: told AWS_PROFILE, pyarrow's C++ SDK sees
+        // role_arn before credential_process, cannot assume it, and falls through to the pod's
+        // default. Should a pyarrow upgrade make this LIST, docs/workspace-users.md must change.
+        { tool: "pyarrow-aws-profile", python: PYTHON, profiles: [LIST], expect: [READ] },
         { tool: "duckdb", python: PYTHON, profiles: [LIST, READ], expect: [LIST, READ] },
         { tool: "polars", python: PYTHON, profiles: [LIST, READ], expect: [LIST, READ] },
         { tool: "polars", python: PYTHON, profiles: [undefined], expect: [READ] },
