@@ -122,6 +122,7 @@ export async function startServer(
       config,
       kube,
       handoffKey,
+      grants,
       editable,
       logger,
       metrics,
@@ -287,6 +288,7 @@ function startEditor(
   config: ServerConfig,
   kube: KubeClient | undefined,
   handoffKey: HandoffKey | undefined,
+  grants: GrantStore,
   editable: (roleArn: string) => string | undefined,
   logger: Logger,
   metrics: ServerMetrics,
@@ -310,6 +312,15 @@ function startEditor(
       logger,
       handoffKey,
       metrics,
+      // A handed add is applied only for a subject whose start recorded the role first.
+      entitlements: async (subjects) => {
+        const record = await grants.read();
+        return new Map(
+          subjects.flatMap((s) =>
+            Object.hasOwn(record.grants, s) ? [[s, record.grants[s].roles]] : []
+          ),
+        );
+      },
     })
     : createLocalRoleLock();
   if (kube && !handoffKey) {

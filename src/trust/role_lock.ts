@@ -39,7 +39,7 @@ import {
   withHanded,
   withoutId,
 } from "./handoff.ts";
-import { createHandoffGuard } from "./handoff_guard.ts";
+import { createHandoffGuard, type HandoffGuardOptions } from "./handoff_guard.ts";
 import type { HandoffKey } from "./handoff_seal.ts";
 
 /** What a holder of the lock returns: its result, and the policy version to record for others. */
@@ -136,6 +136,8 @@ export interface LeaseLockOptions extends Omit<LeaseMutexOptions, "kind"> {
   readonly handoffKey?: HandoffKey;
   /** Counts what the seal refused. */
   readonly metrics?: Pick<ServerMetrics, "handoffRefused">;
+  /** What the grant record entitles subjects to: handed adds are applied only within it. */
+  readonly entitlements?: HandoffGuardOptions["entitlements"];
 }
 
 /** This replica's batch once taken: its edits in order, and the ids of those handed over. */
@@ -186,8 +188,8 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
   const now = options.now ?? (() => Date.now());
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const mutex = createLeaseMutex({ ...options, kind: "role" });
-  const { logger, handoffKey: key, metrics } = options;
-  const guard = key && createHandoffGuard({ key, logger, metrics, now });
+  const { logger, handoffKey: key, metrics, entitlements } = options;
+  const guard = key && createHandoffGuard({ key, logger, metrics, now, entitlements });
   let handedCount = 0;
 
   const stayedHeld = (run: Pick<Run, "roleArn" | "name">) =>
