@@ -144,3 +144,43 @@ for (const r of RENDERED) {
     }
   });
 }
+
+Deno.test("chart value userbasedserviceaccounts.user_mappings: whatever the schema accepts, IRSA_USER_SERVICE_ACCOUNTS accepts", () => {
+  const mappings = resolve(root.properties!.userbasedserviceaccounts).properties!.user_mappings as
+    & Schema
+    & { additionalProperties: Schema & { maxLength?: number } };
+  const account = mappings.additionalProperties;
+  const setting = settings.get("user-service-accounts")!;
+  const names = [
+    "aws-test",
+    "a",
+    "team.b",
+    "a.b.c",
+    "a".repeat(63),
+    `${"a".repeat(63)}.${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(61)}`,
+    `${"a".repeat(63)}.${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(62)}`,
+    "a..b",
+    "a.-b",
+    "-a",
+    "a-",
+    "A",
+    "a_b",
+    "",
+  ];
+  let tried = 0;
+  for (const name of names) {
+    const inSchema = accepts(account, name) &&
+      (account.maxLength === undefined || name.length <= account.maxLength);
+    const text = JSON.stringify({ "integration-test": name });
+    const result = v.safeParse(setting.schema, text);
+    if (inSchema) tried++;
+    assert.equal(
+      result.success,
+      inSchema,
+      `user_mappings ${text}: the chart's schema ${
+        inSchema ? "accepts" : "refuses"
+      } it, the server ${result.success ? "accepts" : "refuses"} it`,
+    );
+  }
+  assert.ok(tried >= 5);
+});

@@ -522,6 +522,11 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
         KUBERNETES_SERVICE_PORT: "443",
       };
       const config = serverConfig(container.args.slice(1), (n) => env.get(n) ?? inCluster[n]);
+      // The server knows whose per-user service account is whose from the Mutation's own value.
+      assert.deepEqual(
+        Object.fromEntries(config.userServiceAccounts),
+        expect.userBased ? expect.userMappings : {},
+      );
 
       const port = (name: string) =>
         container.ports.find((p: Loose) => p.name === name)?.containerPort;

@@ -418,6 +418,8 @@ Deno.test("per-user service accounts: a pod the mutation ran as another name get
       // Pod tokens are the API server's own, verified against its discovery and JWKS.
       IRSA_CLUSTER_ISSUER: cluster.issuer,
       IRSA_CA_FILE: cluster.caCertPath,
+      // The same user_mappings, as the chart gives them to the server.
+      IRSA_USER_SERVICE_ACCOUNTS: JSON.stringify({ "integration-test": "aws-test" }),
     }),
     tls.caCert,
   );

@@ -8,6 +8,7 @@ import {
   subjectFor,
   type SubjectFormat,
 } from "../core/subject.ts";
+import { judgeAccount, type UserServiceAccounts } from "../core/user_accounts.ts";
 import { AppError } from "../lib/errors.ts";
 
 /** Settings of the proof. */
@@ -15,6 +16,11 @@ export interface OwnershipOptions {
   readonly computeNamespace: string;
   readonly runIdPattern: RegExp;
   readonly userBasedServiceAccounts: boolean;
+  /**
+   * With per-user service accounts, the platform's user mappings: a pod's account is granted only
+   * when it is the one they give the caller (see src/core/user_accounts.ts).
+   */
+  readonly userServiceAccounts: UserServiceAccounts;
   readonly format: SubjectFormat;
   /**
    * Without a run lookup, accept a pod's token alone as proof that the pod is the caller's (an
@@ -108,10 +114,40 @@ function checkPerUserName(name: string, where: string): void {
 }
 
 /**
+ * Refuses a per-user service account that is not the caller's: not the one the platform's mutation
+ * gives the caller (the user mappings' entry, else the account named as the caller), or one the
+ * mappings give to other users too. Whether another user has live pods on it right now does not
+ * matter: the subject would outlive them, and the caller's syncs and stop would edit theirs.
+ */
+function checkCallersAccount(caller: Caller, name: string, o: OwnershipOptions): void {
+  const verdict = judgeAccount(caller.username, name, o.userServiceAccounts);
+  if (verdict.ok) return;
+  const account = JSON.stringify(name);
+  const user = JSON.stringify(caller.username);
+  const fix =
+    "If it is theirs, an admin maps the user to it in the chart's userbasedserviceaccounts.user_mappings (the server's --user-service-accounts / IRSA_USER_SERVICE_ACCOUNTS), which the platform's mutation reads too";
+  if (verdict.rule === "shared") {
+    throw new AppError(
+      "forbidden",
+      `Service account ${account} is not ${user}'s alone: the user mappings give it to ${verdict.otherUsers} other user(s) too, so irsa grants no roles to it. An admin gives each user an account of their own in userbasedserviceaccounts.user_mappings (--user-service-accounts)`,
+      { other_users: verdict.otherUsers },
+    );
+  }
+  throw new AppError(
+    "forbidden",
+    `Service account ${account} is not ${user}'s: the platform runs ${user}'s pods as ${
+      JSON.stringify(verdict.expected)
+    } (the user mappings' entry for the user, else the account named as the user), so irsa grants no roles to ${account}. ${fix}`,
+    { expected: verdict.expected },
+  );
+}
+
+/**
  * Proves that the caller's pod is the one to map, and finds its subject in the pod itself: the
  * `sub` of its verified service-account token, or the `spec.serviceAccountName` of the run's pods
  * (never derived from the user name: with per-user service accounts the platform's mutation may
- * choose any name). A token proves which pod calls, not whose it is: with a run lookup, the run's
+ * choose any name; that name must then be the one the user mappings give the caller, and no live
+ * pod of another user may run as it). A token proves which pod calls, not whose it is: with a run lookup, the run's
  * live pods must carry the caller as starting user and one of them must be the token's pod (and,
  * with run service accounts, the token's `run-<id>` must agree with `run_id`); without one, the
  * token alone is accepted only when the admin opted in (`trustPodTokenAlone`). Without a token,
@@ -189,6 +225,7 @@ export async function provePod(
         );
       }
       if (o.userBasedServiceAccounts) {
+        checkCallersAccount(caller, serviceAccount.name, o);
         await checkOnlyCallersPods(caller, serviceAccount.name, deps.runs);
       }
     } else if (!o.trustPodTokenAlone) {
@@ -196,6 +233,9 @@ export async function provePod(
         "forbidden",
         "Cannot prove the pod is yours: this server has no Kubernetes API to check the run's starting user, and does not accept a pod token alone (--trust-pod-token-alone)",
       );
+    } else if (o.userBasedServiceAccounts) {
+      // The token alone: its account must still be the one the platform gives the caller.
+      checkCallersAccount(caller, serviceAccount.name, o);
     }
     return {
       serviceAccount,
@@ -230,6 +270,7 @@ export async function provePod(
   const name = names[0];
   if (o.userBasedServiceAccounts) {
     checkPerUserName(name, `Run ${JSON.stringify(runId)}`);
+    checkCallersAccount(caller, name, o);
     await checkOnlyCallersPods(caller, name, deps.runs);
   } else if (name !== runAccount) {
     throw new AppError(

@@ -26,6 +26,11 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN =
   /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
+/** Whether `name` is a valid service-account name (a DNS subdomain). */
+export function isServiceAccountName(name: string): boolean {
+  return DNS_SUBDOMAIN.test(name);
+}
+
 /** Checks a service account's namespace and name, or throws `invalid_subject`. */
 export function validateServiceAccount(sa: ServiceAccount): ServiceAccount {
   if (!DNS_LABEL.test(sa.namespace)) {

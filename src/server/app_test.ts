@@ -55,7 +55,11 @@ const OPTS = {
  */
 async function world(
   pods: Record<string, RunPod[]> = {},
-  options: { userBasedServiceAccounts?: boolean; serviceAccounts?: ServiceAccountAdmin } = {},
+  options: {
+    userBasedServiceAccounts?: boolean;
+    serviceAccounts?: ServiceAccountAdmin;
+    userServiceAccounts?: Record<string, string>;
+  } = {},
 ) {
   const issuer = await startOidcIssuer();
   const cluster = await sharedKubeApiServer();
@@ -125,6 +129,11 @@ async function world(
       computeNamespace: "domino-compute",
       runIdPattern: /^[0-9a-f]{24}$/,
       userBasedServiceAccounts: options.userBasedServiceAccounts ?? false,
+      // The platform's user mappings, as the chart gives them to the mutation and the server: the
+      // mutation runs jdoe's pods as "aws-test".
+      userServiceAccounts: new Map(
+        Object.entries(options.userServiceAccounts ?? { jdoe: "aws-test" }),
+      ),
       trustPodTokenAlone: false,
       format: "wildcard",
     },
@@ -1034,13 +1043,20 @@ Deno.test("per-user service accounts: an account that another user's live pods r
     username: "mallory",
     groups: ["irsa-iamrole-update-bucket"],
   });
-  for (const [token, run] of [[mallory, OTHER], [w.jdoe, RUN]] as const) {
+  // mallory: the account is not the one the user mappings give her; jdoe, whose it is: another
+  // user's live pods run as it.
+  for (
+    const [token, run, message] of [
+      [mallory, OTHER, /"aws-test" is not "mallory"'s/],
+      [w.jdoe, RUN, /is not yours alone/],
+    ] as const
+  ) {
     const res = await w.call("POST", "/map_iam_roles_to_pod_sa", {
       token,
       body: { run_id: run },
     });
     assert.equal(res.status, 403, run);
-    assert.match((await res.json()).message, /is not yours alone/);
+    assert.match((await res.json()).message, message);
   }
   for (const role of ROLES) assert.deepEqual(w.subjects(role), [], role);
 });

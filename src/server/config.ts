@@ -60,6 +60,7 @@ export function serverConfig(args: readonly string[], env: (name: string) => str
     fieldNamespace: s.fieldNamespace,
     runIdPattern: s.runIdPattern,
     userBasedServiceAccounts: s.userBasedServiceAccounts,
+    userServiceAccounts: s.userServiceAccounts,
     trustPodTokenAlone: s.trustPodTokenAlone,
     verifier: s.verifier,
     jwt: {

@@ -31,8 +31,7 @@ import {
   grantFileBeside,
   type GrantStore,
 } from "../store/grant_store.ts";
-import { createShardedGrantStore } from "../store/grant_shards.ts";
-import { migrateSingleRecord, openShards } from "../store/grant_migration.ts";
+import { startGrantShards } from "./grant_shards.ts";
 import { shardName } from "../core/grant_shards.ts";
 import { type MappingStore, withSharedReads } from "../store/mapping_store.ts";
 import { createTrustEditor } from "../trust/trust_editor.ts";
@@ -118,12 +117,13 @@ export async function startServer(
         : createFileStore(config.mappingFile),
     );
     const grants: GrantStore = kube
-      ? await startGrantShards(config, kube, logger, metrics, started)
+      ? await startGrantShards(config, kube, logger, metrics, (undo) => started.add(undo))
       : createFileGrantStore(grantFileBeside(config.mappingFile));
     const { editor, roles } = startEditor(
       config,
       kube,
       handoffKey,
+      grants,
       editable,
       logger,
       metrics,
@@ -179,6 +179,7 @@ export async function startServer(
         computeNamespace: config.computeNamespace,
         runIdPattern: config.runIdPattern,
         userBasedServiceAccounts: config.userBasedServiceAccounts,
+        userServiceAccounts: config.userServiceAccounts,
         trustPodTokenAlone: config.trustPodTokenAlone,
         format: config.subjectFormat,
       },
@@ -287,48 +288,12 @@ async function startKubernetes(
   };
 }
 
-/**
- * The grant record over its shards, once they are checked and the previous version's single
- * record is merged in (later, when the API does not answer at start); merged again each cleanup
- * interval, since that version's replicas (during a rolling upgrade, or after a rollback) may
- * write it meanwhile.
- */
-async function startGrantShards(
-  config: ServerConfig,
-  kube: KubeClient,
-  logger: Logger,
-  metrics: ServerMetrics,
-  started: Started,
-): Promise<GrantStore> {
-  const store = createShardedGrantStore(kube, {
-    namespace: config.fieldNamespace,
-    shards: config.grantShards,
-    logger,
-    gauges: {
-      shardBytes: (shard, bytes) => metrics.grantShardBytes.set({ shard }, bytes),
-      fillRatio: (ratio) => metrics.grantShardFill.set({}, ratio),
-    },
-  });
-  await openShards(kube, store.shards, logger);
-  // Every cleanup interval (a minute when the cleanup is off).
-  let pass: Promise<unknown> = Promise.resolve();
-  const timer = setInterval(() => {
-    pass = pass.then(() => migrateSingleRecord(kube, store.shards, { logger })).catch((error) =>
-      logger.warn("cannot merge the single grant record into its shards", { error })
-    );
-  }, config.cleanupIntervalMs || 60_000);
-  started.add(async () => {
-    clearInterval(timer);
-    await pass;
-  });
-  return store;
-}
-
 /** The trust editor on IAM, behind the guard of the editable set, with the per-role lock. */
 function startEditor(
   config: ServerConfig,
   kube: KubeClient | undefined,
   handoffKey: HandoffKey | undefined,
+  grants: GrantStore,
   editable: (roleArn: string) => string | undefined,
   logger: Logger,
   metrics: ServerMetrics,
@@ -352,6 +317,15 @@ function startEditor(
       logger,
       handoffKey,
       metrics,
+      // A handed add is applied only for a subject whose start recorded the role first.
+      entitlements: async (subjects) => {
+        const record = await grants.read();
+        return new Map(
+          subjects.flatMap((s) =>
+            Object.hasOwn(record.grants, s) ? [[s, record.grants[s].roles]] : []
+          ),
+        );
+      },
     })
     : createLocalRoleLock();
   if (kube && !handoffKey) {

@@ -3,6 +3,7 @@
 import * as v from "valibot";
 import { PARTITIONS } from "../core/arn.ts";
 import { MAX_SHARDS, MIN_SHARDS } from "../core/grant_shards.ts";
+import { parseUserServiceAccounts, userServiceAccountsProblem } from "../core/user_accounts.ts";
 import { logLevelSetting, read, setting } from "../lib/settings.ts";
 
 /** The platform API inside the cluster, as the current service's chart sets it. */
@@ -214,9 +215,24 @@ export const serverSettings = {
     env: ["IRSA_USER_BASED_SERVICE_ACCOUNTS"],
     default: "false",
     help:
-      "Pods run as per-user service accounts (<compute ns>:<username>) instead of run-<run id>.",
+      "Pods run as per-user service accounts (<compute ns>:<username>, or as --user-service-accounts maps the user) instead of run-<run id>.",
     schema: read.boolean,
     boolean: true,
+  }),
+  userServiceAccounts: setting({
+    flag: "user-service-accounts",
+    env: ["IRSA_USER_SERVICE_ACCOUNTS"],
+    default: "{}",
+    help:
+      "With --user-based-service-accounts: the platform's user mappings, the same as its mutation's (the chart's userbasedserviceaccounts.user_mappings), as a JSON object of user name to service-account name, e.g. {\"integration-test\":\"aws-test\"}. A pod's service account gets roles only when it is the caller's: the one mapped to the caller, else (the caller unmapped) the one named as the caller, and mapped to no other user.",
+    schema: v.pipe(
+      v.string(),
+      v.check(
+        (text) => userServiceAccountsProblem(text) === undefined,
+        (issue) => userServiceAccountsProblem(String(issue.input)) ?? "expected a JSON object",
+      ),
+      v.transform(parseUserServiceAccounts),
+    ),
   }),
   trustPodTokenAlone: setting({
     flag: "trust-pod-token-alone",

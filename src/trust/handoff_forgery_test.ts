@@ -12,7 +12,7 @@ import { createTestClock } from "../../tests/fixtures/test_clock.ts";
 import { FakeIamRoles } from "../../tests/fakes/iam_roles.ts";
 import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
 import { HANDED_ANNOTATION, handedOf, leaseName, RESULTS_ANNOTATION } from "./handoff.ts";
-import { importHandoffKey } from "./handoff_seal.ts";
+import { importHandoffKey, sealEdits } from "./handoff_seal.ts";
 import { createLeaseRoleLock } from "./role_lock.ts";
 import { createTrustEditor } from "./trust_editor.ts";
 import { AUDIT, FRESH, HOST, OPTS, ROLE, run } from "../../tests/fixtures/example_trust.ts";
@@ -21,7 +21,7 @@ import { AUDIT, FRESH, HOST, OPTS, ROLE, run } from "../../tests/fixtures/exampl
  * A replica's editor on the real API server, with the lines it logs and its metrics; and the
  * attacker's client, the API server's admin, which writes Leases as it pleases.
  */
-async function world() {
+async function world(entitled: Record<string, readonly string[]> = {}) {
   const cluster = await sharedKubeApiServer();
   const ns = await cluster.createNamespace("field");
   const kube = createKubeClient({
@@ -53,6 +53,9 @@ async function world() {
       sleep: clock.sleep,
       handoffKey: key,
       metrics,
+      // The grant record, as the replicas' starts wrote it.
+      entitlements: (subjects) =>
+        Promise.resolve(new Map(subjects.flatMap((s) => entitled[s] ? [[s, entitled[s]]] : []))),
     }),
     now: clock.now,
     sleep: clock.sleep,
@@ -67,6 +70,9 @@ async function world() {
     subjects: () => subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS),
     /** The Lease, as anyone with Lease rights reads it. */
     lease: async () => (await kube.getLease(ns, name))!,
+    /** Edits sealed with the replicas' key, as a replica (or a thief of the key) hands them. */
+    seal: (edits: { id: string; add: string; user: string }[]) =>
+      sealEdits(key, ROLE, edits.map((e) => ({ ...e, at: clock.now() }))),
     /** Writes the Lease's annotations as the attacker wants them. */
     async forge(edit: (annotations: Record<string, string>) => Record<string, string>) {
       const l = await kube.getLease(ns, name) as Lease;
@@ -154,6 +160,38 @@ Deno.test("a result written for a handed edit by anyone but a replica is not bel
       w.metrics.handoffRefused.render(),
       /irsa_handoff_refused_total\{reason="[a-z_]+",what="result"\} 1/,
     );
+  } finally {
+    w.close();
+  }
+});
+
+Deno.test("a sealed add that the grant record does not entitle is never applied", async () => {
+  // run(7)'s start recorded the role; run(666) has no grant at all (a bug, or a thief of the key).
+  const w = await world({ [run(7)]: [ROLE] });
+  try {
+    const stranger = run(666);
+    assert.equal((await w.clock.run(w.editor.edit(ROLE, { add: run(1) }, AUDIT))).status, "added");
+    const sealed = await w.seal([
+      { id: "replica-a/1", add: stranger, user: "mallory" },
+      { id: "replica-a/2", add: run(7), user: "jdoe" },
+    ]);
+    await w.forge((a) => ({ ...a, [HANDED_ANNOTATION]: JSON.stringify(sealed) }));
+    assert.equal((await w.clock.run(w.editor.edit(ROLE, { add: run(2) }, AUDIT))).status, "added");
+    assert.deepEqual(
+      w.subjects(),
+      [run(1), run(2), run(7)],
+      "only the entitled handed add reached IAM",
+    );
+    const refused = w.lines.filter((l) => l.audit === true && l.msg === "handed edit refused");
+    assert.deepEqual(
+      refused.map((l) => [l.id, l.reason, l.add]),
+      [["replica-a/1", "not_entitled", stranger]],
+    );
+    assert.match(
+      w.metrics.handoffRefused.render(),
+      /irsa_handoff_refused_total\{reason="not_entitled",what="edit"\} 1/,
+    );
+    assert.equal((await w.lease()).annotations?.[HANDED_ANNOTATION], undefined);
   } finally {
     w.close();
   }

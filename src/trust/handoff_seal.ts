@@ -30,7 +30,9 @@ export type RefusedReason =
   | "unsealed"
   | "bad_seal"
   | "stale"
-  | "replayed";
+  | "replayed"
+  /** Sealed, but an add the grant record does not entitle its subject to on this role. */
+  | "not_entitled";
 
 /** Something on a Lease that was refused, for the audit line. */
 export interface Refused {

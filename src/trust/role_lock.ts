@@ -39,7 +39,7 @@ import {
   withHanded,
   withoutId,
 } from "./handoff.ts";
-import { createHandoffGuard } from "./handoff_guard.ts";
+import { createHandoffGuard, type HandoffGuardOptions } from "./handoff_guard.ts";
 import type { HandoffKey } from "./handoff_seal.ts";
 
 /** What a holder of the lock returns: its result, and the policy version to record for others. */
@@ -81,6 +81,14 @@ export interface RoleLock {
   ): Promise<T>;
   /** The version the last holder recorded, read without taking the lock. */
   currentVersion(roleArn: string): Promise<string | undefined>;
+  /**
+   * Whether the versions this lock hands over can only have been recorded by this server's own
+   * reads and writes (the in-process lock keeps them in memory). A Lease's cannot: anyone who may
+   * update Leases can write back a version seen there before (a seal would not stop a replay), so
+   * a cached policy such a version vouches for may serve answers that change nothing, never the
+   * base of a write or of a removal.
+   */
+  readonly versionsVouch: boolean;
 }
 
 /** One process alone edits the roles: a queue per role, versions kept in memory. */
@@ -107,6 +115,7 @@ export function createLocalRoleLock(): RoleLock {
       return run;
     },
     currentVersion: (roleArn) => Promise.resolve(versions.get(roleArn)),
+    versionsVouch: true,
   };
   return lock;
 }
@@ -127,6 +136,8 @@ export interface LeaseLockOptions extends Omit<LeaseMutexOptions, "kind"> {
   readonly handoffKey?: HandoffKey;
   /** Counts what the seal refused. */
   readonly metrics?: Pick<ServerMetrics, "handoffRefused">;
+  /** What the grant record entitles subjects to: handed adds are applied only within it. */
+  readonly entitlements?: HandoffGuardOptions["entitlements"];
 }
 
 /** This replica's batch once taken: its edits in order, and the ids of those handed over. */
@@ -177,8 +188,8 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
   const now = options.now ?? (() => Date.now());
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const mutex = createLeaseMutex({ ...options, kind: "role" });
-  const { logger, handoffKey: key, metrics } = options;
-  const guard = key && createHandoffGuard({ key, logger, metrics, now });
+  const { logger, handoffKey: key, metrics, entitlements } = options;
+  const guard = key && createHandoffGuard({ key, logger, metrics, now, entitlements });
   let handedCount = 0;
 
   const stayedHeld = (run: Pick<Run, "roleArn" | "name">) =>
@@ -406,6 +417,7 @@ export function createLeaseRoleLock(options: LeaseLockOptions): RoleLock {
     async currentVersion(roleArn) {
       return (await mutex.get(leaseName(roleArn)))?.annotations?.[VERSION_ANNOTATION];
     },
+    versionsVouch: false,
   };
 }
 

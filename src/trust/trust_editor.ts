@@ -137,6 +137,12 @@ type AuditRequest =
   | { action: "add" | "remove"; user: string; run?: string; request_id?: string }
   | { action: "cleanup"; user: string };
 
+/** A role's policy under its lock, and whether it is surely IAM's as of now. */
+interface Base {
+  readonly document: string;
+  readonly current: boolean;
+}
+
 /** How often a batch past its window looks whether the starts it waits for have joined. */
 const ARRIVAL_POLL_MS = 3;
 
@@ -233,18 +239,34 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
     return readyOnes(roleArn, batch);
   };
 
-  /** Applies edits to a policy read under the lock: one write at most, one result per edit. */
+  /**
+   * A role's policy under its lock, and whether it is IAM's as of now: read from IAM, or cached
+   * under a version that only this server can have recorded. A cached one that a Lease's version
+   * vouches for may be stale (see {@link RoleLock.versionsVouch}).
+   */
+  const underLock = async (roleArn: string, version: string | undefined): Promise<Base> => {
+    const hit = policies.fresh(roleArn);
+    const cached = hit !== undefined && version !== undefined && hit.version === version;
+    const document = await policies.current(roleArn, version);
+    return { document, current: !cached || lock.versionsVouch };
+  };
+
+  /**
+   * Applies edits to a policy read under the lock: one write at most, one result per edit. A
+   * policy that may be stale serves only answers that change nothing (adds found present); for
+   * anything else IAM's is read first, so that no write brings back a subject another replica
+   * removed and no removal is skipped for a subject another replica added.
+   */
   async function apply(
     roleArn: string,
-    before: string,
+    before: Base,
     edits: readonly SubjectEdit[],
-  ): Promise<LockedResult<EditResult[]>> {
-    const { edit, results } = planBatch(
-      before,
-      edits,
-      optionsFor(roleArn),
-      parseRoleArn(roleArn).name,
-    );
+  ): Promise<LockedResult<EditResult[]> & { current: boolean }> {
+    const plan = (document: string) =>
+      planBatch(document, edits, optionsFor(roleArn), parseRoleArn(roleArn).name);
+    let { edit, results } = plan(before.document);
+    const stale = !before.current && results.some((r) => r.status !== "present");
+    if (stale) ({ edit, results } = plan(await policies.current(roleArn, undefined)));
     const requests = edits.map((e): AuditRequest => ({
       action: e.add ? "add" : "remove",
       user: e.user,
@@ -255,12 +277,14 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
       ? await write(roleArn, edit, requests)
       : policies.peek(roleArn)?.version;
     for (const r of results) if (r.status === "failed") deps.metrics.poolFull.inc();
-    return { value: results, version: newVersion };
+    return { value: results, version: newVersion, current: before.current || stale };
   }
 
   async function runBatch(roleArn: string): Promise<void> {
     let batch: Pending[] | undefined;
-    let before: string | undefined;
+    let before: Base | undefined;
+    // Whether the cached policy is IAM's as of this hold of the lock: read or written under it.
+    let current = false;
     const asEdit = (p: Pending): SubjectEdit => ({
       add: p.add,
       remove: p.remove,
@@ -285,15 +309,20 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
       return extra.map(asEdit);
     };
     const outcomes = await lock.applyEdits(roleArn, {
-      prepare: async (version) => void (before = await policies.current(roleArn, version)),
+      prepare: async (version) => {
+        before = await underLock(roleArn, version);
+        current = before.current;
+      },
       take,
       more,
       apply: async (version, edits) => {
         // The policy read for this batch serves its first write; a later round under the same
         // hold (edits handed over meanwhile) starts from the policy that write left, cached.
-        const doc = before ?? await policies.current(roleArn, version);
+        const base = before ?? await underLock(roleArn, version);
         before = undefined;
-        return await apply(roleArn, doc, edits);
+        const result = await apply(roleArn, { ...base, current: current || base.current }, edits);
+        current = result.current;
+        return result;
       },
     }).catch((e): EditResult[] => {
       // The lock or the read failed: the batch fails, taken now if it was not yet.
@@ -355,9 +384,14 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
 
     async prune(roleArn, select, audit) {
       return await lock.withLock(roleArn, async (version) => {
-        const before = await policies.current(roleArn, version);
         const options = optionsFor(roleArn);
-        const gone = await select(subjectsOf(before, options));
+        let { document: before, current } = await underLock(roleArn, version);
+        let gone = await select(subjectsOf(before, options));
+        if (gone.length > 0 && !current) {
+          // Never write from a policy that may be stale: it may lack what others added since.
+          before = await policies.current(roleArn, undefined);
+          gone = await select(subjectsOf(before, options));
+        }
         if (gone.length === 0) return { value: [], version: policies.peek(roleArn)?.version };
         const edit = editTrustPolicy(before, { remove: gone }, options, parseRoleArn(roleArn).name);
         const newVersion = edit.changed

@@ -1,7 +1,7 @@
 """Reads one object from S3 with one real client, as a notebook would, once per profile named.
 
 usage: read_s3.py TOOL PROFILES BUCKET KEY
-  TOOL      boto3 | pyarrow | duckdb | polars | polars-process
+  TOOL      boto3 | pyarrow | pyarrow-aws-profile | duckdb | polars | polars-process
   PROFILES  comma-separated profile names, or "-" for the tool's default identity
 
 The endpoint is AWS_ENDPOINT_URL_S3 (the test's recording proxy in front of moto). Before each read
@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 
 tool, profiles, bucket, key = sys.argv[1:5]
@@ -34,28 +35,50 @@ def read_boto3(profile):
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
 
 
-def irsa_credentials(profile):
-    """A profile's credentials from the irsa sidecar, by its credential_process helper."""
-    helper = os.path.join(os.path.dirname(os.environ["AWS_CONFIG_FILE"]), "irsa-credential-process")
-    out = subprocess.run(["sh", helper, profile], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
+def irsa_s3(profile, **options):
+    """A pyarrow S3FileSystem that acts as an irsa profile: docs/workspace-users.md's helper, as is."""
+    import pyarrow.fs
+
+    uri = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+    saved = {k: os.environ.get(k) for k in (uri, "AWS_WEB_IDENTITY_TOKEN_FILE")}
+    base = saved[uri].rsplit("/credentials", 1)[0]
+    os.environ[uri] = base + "/credentials/" + urllib.parse.quote(profile, safe="")
+    os.environ.pop("AWS_WEB_IDENTITY_TOKEN_FILE", None)
+    try:
+        return pyarrow.fs.S3FileSystem(**options)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+PYARROW_OPTIONS = {"region": region, "endpoint_override": host, "scheme": "http"}
+# By name, every role's filesystem is made before the first read and kept to the end of the
+# process: each keeps the role it was made for, whatever the others and the environment say.
+PYARROW_FILESYSTEMS = (
+    {p: irsa_s3(p, **PYARROW_OPTIONS) for p in profiles.split(",")}
+    if tool == "pyarrow" and profiles != "-"
+    else {}
+)
 
 
 def read_pyarrow(profile):
     import pyarrow.fs
 
-    # By name: pyarrow's AWS C++ SDK (its CRT profile provider) takes role_arn before
-    # credential_process and cannot assume it, so the credentials come from the helper; no
-    # profile: the container provider (the pod's default profile).
-    keys = {}
-    if profile:
-        c = irsa_credentials(profile)
-        keys = {
-            "access_key": c["AccessKeyId"],
-            "secret_key": c["SecretAccessKey"],
-            "session_token": c["SessionToken"],
-        }
-    fs = pyarrow.fs.S3FileSystem(region=region, endpoint_override=host, scheme="http", **keys)
+    # No profile: the container provider (the pod's default profile).
+    fs = PYARROW_FILESYSTEMS[profile] if profile else pyarrow.fs.S3FileSystem(**PYARROW_OPTIONS)
+    with fs.open_input_stream(f"{bucket}/{key}") as f:
+        return f.read().decode()
+
+
+def read_pyarrow_aws_profile(profile):
+    """pyarrow told a profile by AWS_PROFILE, as boto3 would be: its C++ SDK takes the default."""
+    import pyarrow.fs
+
+    os.environ["AWS_PROFILE"] = profile
+    fs = pyarrow.fs.S3FileSystem(**PYARROW_OPTIONS)
     with fs.open_input_stream(f"{bucket}/{key}") as f:
         return f.read().decode()
 
@@ -132,6 +155,7 @@ def read_polars_process(profile):
 READERS = {
     "boto3": read_boto3,
     "pyarrow": read_pyarrow,
+    "pyarrow-aws-profile": read_pyarrow_aws_profile,
     "duckdb": read_duckdb,
     "polars": read_polars,
     "polars-process": read_polars_process,
