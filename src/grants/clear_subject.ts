@@ -22,7 +22,7 @@ export async function clearSubject(
 ): Promise<RoleOutcome[]> {
   const snapshot = await readMappings(deps);
   const unmanaged = new Set(unmanagedRolesOf(snapshot.mappings));
-  const record = read ?? await deps.grants.readFor(subject);
+  const record = read ?? await deps.grants.readFor([subject]);
   const roles = [...new Set([...record.roles, ...proxyRolesOf(snapshot.mappings)])].sort()
     .filter((role) => !unmanaged.has(role));
   const outcomes = await Promise.all(

@@ -319,7 +319,7 @@ function startEditor(
       metrics,
       // A handed add is applied only for a subject whose start recorded the role first.
       entitlements: async (subjects) => {
-        const record = await grants.read();
+        const record = await grants.readFor(subjects); // their shards alone
         return new Map(
           subjects.flatMap((s) =>
             Object.hasOwn(record.grants, s) ? [[s, record.grants[s].roles]] : []

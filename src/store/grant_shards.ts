@@ -286,12 +286,15 @@ export function createShardedGrantStore(
 
   return {
     read: () => reads(undefined),
-    readFor: async (subject) => {
+    readFor: async (subjects) => {
       // The roles this replica knows (every shard read at start-up, and each read and write
-      // since) with the subject's shard read now: a role another replica first edited meanwhile is
-      // in this shard if this subject may hold it (grants are written before IAM is edited).
-      const shard = await read(shardOf(subject, count));
-      return { roles: [...knownRoles].sort(), grants: shard.record.grants };
+      // since) with the subjects' shards read now: a role another replica first edited meanwhile
+      // is in a subject's shard if that subject may hold it (grants are written before IAM is
+      // edited).
+      const indices = [...new Set(subjects.map((s) => shardOf(s, count)))];
+      const shards = await Promise.all(indices.map(read));
+      const { grants } = joinShards(shards.map((s) => s.record));
+      return { roles: [...knownRoles].sort(), grants };
     },
     update: coalesce(edit),
     updateFor: async (subjects, edit) => {

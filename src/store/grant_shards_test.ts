@@ -111,12 +111,19 @@ Deno.test("grant shards: a start's set() reads and writes exactly its own shard"
     assert.equal(Object.keys((await store.read()).grants).length, 41);
     // A stop reads the subject's shard alone, with every role ever edited.
     f.proxy.clearRequests();
-    const mine = await store.readFor(s);
+    const mine = await store.readFor([s]);
     assert.deepEqual(f.proxy.requests.map((r) => `${r.method} ${r.path.split("/").at(-1)}`), [
       `GET ${name}`,
     ]);
     assert.deepEqual(mine.grants[s], grant(EMPTY_RECORD, 1000).grants[s]);
     assert.deepEqual(mine.roles, Array.from({ length: 7 }, (_, i) => role(i)).sort());
+    // Several subjects: each of their shards read once.
+    const two = [s, subject(1), subject(2)];
+    f.proxy.clearRequests();
+    const theirs = await store.readFor(two);
+    const shardsOf = new Set(two.map((t) => shardOf(t, 8)));
+    assert.equal(f.proxy.requests.length, shardsOf.size);
+    for (const t of two) assert.ok(theirs.grants[t], t);
     // Its revocation is recorded in that shard alone too.
     f.proxy.clearRequests();
     await store.updateFor([s], (r) => withRoles(r, s, []));

@@ -24,10 +24,10 @@ import { type FileStoreFs, jsonObjectFile } from "./file_store.ts";
 export interface GrantStore {
   read(): Promise<GrantRecord>;
   /**
-   * The record as far as `subject` is concerned: every role ever edited and the subject's grant
-   * (other grants may come with it, or not). Reads one shard where the record has shards.
+   * The record as far as `subjects` are concerned: every role ever edited and their grants (other
+   * grants may come with them, or not). Reads only their shards where the record has shards.
    */
-  readFor(subject: string): Promise<GrantRecord>;
+  readFor(subjects: readonly string[]): Promise<GrantRecord>;
   /**
    * Applies `edit` to the current record and stores it; resolves once it is stored. Edits that
    * arrive while a write is in flight are applied together in the next write, so a burst of syncs
