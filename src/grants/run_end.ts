@@ -3,21 +3,54 @@
  * every role at once, as the cleanup would take it off later. Every replica may see the same end;
  * the first takes the subject off and the record forgets the grant, so the others find nothing to
  * do (and an edit that removes an absent subject writes nothing).
+ *
+ * A run that ended while no replica watched (all of them restarting, say) is found at the next
+ * list: a recorded grant whose run has no live pod in it ended, provided the grant is older than
+ * the list by a margin (with a Kubernetes API, every grant was proven by a live pod of its run
+ * carrying the run label, so a pod missing from a later list has gone).
  */
 
-import { subjectFor } from "../core/subject.ts";
+import { isManagedSubject, parseSubject, subjectFor } from "../core/subject.ts";
 import { clearSubject } from "./clear_subject.ts";
 import type { ServerDeps } from "./deps.ts";
 
-/** Revokes an ended run's subject, when the grant record still holds a grant for it. */
-export async function revokeEndedRun(deps: ServerDeps, runId: string): Promise<void> {
+/** How much older than a list a grant must be to be judged by it: the replicas' clocks differ. */
+export const UNLISTED_MARGIN_MS = 30_000;
+
+/**
+ * Revokes an ended run's subject, when the grant record still holds a grant for it; answers
+ * whether it did (false: another replica, the cleanup or a stop got there first).
+ */
+export async function revokeEndedRun(deps: ServerDeps, runId: string): Promise<boolean> {
   // Runs have their own service account; per-user accounts outlive runs (the cleanup judges them).
-  if (deps.ownership.userBasedServiceAccounts) return;
+  if (deps.ownership.userBasedServiceAccounts) return false;
   const subject = subjectFor(deps.ownership.format, {
     namespace: deps.ownership.computeNamespace,
     name: `run-${runId}`,
   });
   const record = await deps.grants.read();
-  if (record.grants[subject] === undefined) return;
+  if (record.grants[subject] === undefined) return false;
   await clearSubject(deps, subject, "run_ended", { user: "irsa", run: runId }, record);
+  return true;
+}
+
+/**
+ * The recorded runs that a list of the run pods, begun at `listedAt`, shows ended: granted more
+ * than {@link UNLISTED_MARGIN_MS} before it, with no live pod in it.
+ */
+export async function unlistedRuns(
+  deps: ServerDeps,
+  live: ReadonlySet<string>,
+  listedAt: number,
+): Promise<string[]> {
+  if (deps.ownership.userBasedServiceAccounts || deps.runs === undefined) return [];
+  const { format, computeNamespace } = deps.ownership;
+  const record = await deps.grants.read();
+  return Object.entries(record.grants).flatMap(([subject, grant]) => {
+    if (!isManagedSubject(format, subject)) return [];
+    const sa = parseSubject(format, subject);
+    const run = /^run-(.+)$/.exec(sa.name)?.[1];
+    if (sa.namespace !== computeNamespace || run === undefined || live.has(run)) return [];
+    return grant.syncedAt < listedAt - UNLISTED_MARGIN_MS ? [run] : [];
+  });
 }

@@ -36,7 +36,7 @@ import { type MappingStore, withSharedReads } from "../store/mapping_store.ts";
 import { createTrustEditor } from "../trust/trust_editor.ts";
 import { createCleanup, kubernetesLiveness } from "../grants/cleanup.ts";
 import type { ServerDeps } from "../grants/deps.ts";
-import { revokeEndedRun } from "../grants/run_end.ts";
+import { revokeEndedRun, unlistedRuns } from "../grants/run_end.ts";
 import { watchRunEnds } from "../kube/pod_watch.ts";
 import { createLeaseRoleLock, createLocalRoleLock } from "../trust/role_lock.ts";
 import { type HandoffKey, importHandoffKey } from "../trust/handoff_seal.ts";
@@ -188,11 +188,25 @@ export async function startServer(
     const app = createApp(deps);
     if (kube) {
       // A run's end, seen as it happens, revokes at once; the cleanup loop stays the safety net.
+      const ended = async (run: string) => {
+        const seen = performance.now();
+        if (await revokeEndedRun(deps, run)) {
+          metrics.revocationLatency.observe({}, (performance.now() - seen) / 1000);
+        }
+      };
       const watch = watchRunEnds({
         kube,
         namespace: config.computeNamespace,
-        onRunEnded: (run) => revokeEndedRun(deps, run),
+        onRunEnded: ended,
         onList: () => metrics.podWatchLists.inc(),
+        onRelist: (reason) => metrics.podWatchRelists.inc({ reason }),
+        onConnected: (up) => metrics.podWatchConnected.set(up ? 1 : 0),
+        onHeard: () => metrics.podWatchLag.mark(),
+        // Runs that ended while no replica watched: revoked at the list, not at the next cleanup.
+        onListed: (live, at) =>
+          void unlistedRuns(deps, live, at)
+            .then((runs) => Promise.all(runs.map(ended)))
+            .catch((error) => logger.warn("cannot revoke the runs a list shows ended", { error })),
         logger,
       });
       started.add(() => watch.stop());
