@@ -2,10 +2,10 @@
  * `deno task bench:scale`: irsa holding many run pods at once, with 3 server replicas on a real
  * kube-apiserver (its own etcd) and moto behind the strict STS (IAM's 2048-character trust-policy
  * quota enforced). N run pods are created (plain API objects: no kubelet, so each is set Running
- * through the status subresource) and each is started (its sidecar's POST), over one pool of proxy
- * roles sized so that N subjects fit the quota (--per-role subjects a role, default 20); a sample
- * of starts and stops is timed with 0, N/2 and N pods held; then --ends runs end by the deletion
- * of their pods, and the time until each subject is off its proxy role is measured from outside
+ * through the status subresource) and each is started (its sidecar's POST), over pools of proxy
+ * roles (50 at most each, one per organization) sized so that N subjects fit the quota (--per-role
+ * subjects a role, default 20); a sample of starts and stops is timed with 0, N/2 and N pods held;
+ * then --ends runs end by the deletion of their pods, and the time until each subject is off its proxy role is measured from outside
  * (GetRole). Every Kubernetes write of the replicas is counted by a proxy in front of the API
  * server. A benchmark, not a test: it exits 1 only when a subject is lost or a start fails.
  *
@@ -80,12 +80,20 @@ try {
   await kube.createNamespace(COMPUTE, { exact: true });
   const field = await kube.createNamespace("field");
 
-  // The pool: enough proxy roles for every pod's subject (and the sample's) within the quota.
+  // The pools: enough proxy roles for every pod's subject (and the sample's) within the quota. A
+  // pool holds at most 50 roles (the mapping's limit), so the pods belong to G organizations, each
+  // a user of its own with one pair whose pool is G's share of the roles.
+  const totalRoles = Math.ceil((N + SAMPLE) / PER_ROLE);
+  const G = Math.ceil(totalRoles / 50);
+  const perPool = Math.ceil(totalRoles / G);
   const roles = Array.from(
-    { length: Math.ceil((N + SAMPLE) / PER_ROLE) },
+    { length: G * perPool },
     (_, i) => `scale-proxy-${String(i).padStart(5, "0")}`,
   );
-  log(`creating ${roles.length} proxy roles (${PER_ROLE} subjects each fit the 2048 quota)...`);
+  const pools = Array.from({ length: G }, (_, g) => roles.slice(g * perPool, (g + 1) * perPool));
+  log(
+    `creating ${roles.length} proxy roles in ${G} pools (${PER_ROLE} subjects each fit the 2048 quota)...`,
+  );
   await pooled(roles, 8, (name) =>
     admin.send(inAccount(
       EXAMPLE.eksAccount,
@@ -97,16 +105,23 @@ try {
   const arn = (name: string) => `arn:aws:iam::${EXAMPLE.eksAccount}:role/${name}`;
   await Deno.writeTextFile(
     `${dir}/mappings.json`,
-    JSON.stringify({
-      "org-scale": JSON.stringify({
-        iam_role_arn: `arn:aws:iam::${EXAMPLE.assetsAccount}:role/scale-asset`,
-        proxy_iam_role_arn: arn(roles[0]),
-        proxy_iam_role_arns: roles.map(arn),
+    JSON.stringify(Object.fromEntries(pools.map((pool, g) => [
+      `org-scale-${g}`,
+      JSON.stringify({
+        iam_role_arn: `arn:aws:iam::${EXAMPLE.assetsAccount}:role/scale-asset-${g}`,
+        proxy_iam_role_arn: arn(pool[0]),
+        proxy_iam_role_arns: pool.map(arn),
       }),
-    }),
+    ]))),
   );
+  /** The organization (and user) of the i-th run: round robin over the pools. */
+  const groupOf = new Map<string, number>();
 
-  const runId = (i: number) => (0x5ca1e000000 + i).toString(16).padStart(24, "0");
+  const runId = (i: number) => {
+    const run = (0x5ca1e000000 + i).toString(16).padStart(24, "0");
+    groupOf.set(run, i % G);
+    return run;
+  };
   const bulk = Array.from({ length: N }, (_, i) => runId(i));
   const sample = Array.from({ length: SAMPLE }, (_, i) => runId(N + i));
   const subject = (run: string) => `*:${COMPUTE}:run-${run}`;
@@ -118,7 +133,10 @@ try {
     await kube.createPod(COMPUTE, {
       name,
       serviceAccountName: `run-${run}`,
-      labels: { [LABEL]: run, "dominodatalab.com/starting-user-username": "student" },
+      labels: {
+        [LABEL]: run,
+        "dominodatalab.com/starting-user-username": `student-${groupOf.get(run)}`,
+      },
     });
     await kube.setPodPhase(COMPUTE, name, "Running");
   });
@@ -149,11 +167,15 @@ try {
   for (let i = 0; i < REPLICAS; i++) {
     servers.push(await startServerProcess(args, env, undefined, { checkAnswers: false }));
   }
-  const user = await issuer.userToken({
-    username: "student",
-    groups: ["org-scale"],
-    expiresIn: 4 * 3600,
-  });
+  const users = await Promise.all(
+    pools.map((_, g) =>
+      issuer.userToken({
+        username: `student-${g}`,
+        groups: [`org-scale-${g}`],
+        expiresIn: 4 * 3600,
+      })
+    ),
+  );
   let turn = 0;
   /** One pod's sidecar start or stop on the next replica; its time, or throws. */
   const call = async (method: "POST" | "DELETE", run: string) => {
@@ -161,11 +183,22 @@ try {
     const t = performance.now();
     const res = await server.fetch("/map_iam_roles_to_pod_sa", {
       method,
-      headers: { Authorization: `Bearer ${user}`, "Content-Type": "application/json" },
+      headers: {
+        Authorization: `Bearer ${users[groupOf.get(run)!]}`,
+        "Content-Type": "application/json",
+        Accept: "application/json",
+      },
       body: JSON.stringify({ run_id: run }),
     });
     const text = await res.text();
     if (res.status !== 200) throw new Error(`${method} ${run}: ${res.status} ${text}`);
+    // A start answers 200 with every role's outcome: one that failed or mapped nothing is a failure.
+    const roles = method === "POST" ? JSON.parse(text).roles : undefined;
+    if (
+      roles && (roles.length === 0 || roles.some((r: { status: string }) => r.status === "failed"))
+    ) {
+      throw new Error(`${method} ${run}: ${text.slice(0, 600)}`);
+    }
     return performance.now() - t;
   };
   const writes = () => counter.requests.filter((r) => r.method !== "GET").length;
@@ -274,6 +307,7 @@ try {
     pods: N,
     replicas: REPLICAS,
     proxy_roles: roles.length,
+    pools: G,
     per_role: PER_ROLE,
     sample: SAMPLE,
     checkpoints,
