@@ -1,7 +1,9 @@
 /**
- * The durable grant record (src/core/grants.ts): in ConfigMap `irsa-grants` beside the mappings
- * ConfigMap when Kubernetes is there, in a JSON file beside the mappings file otherwise. It
- * survives restarts and mapping deletions, and every replica reads and writes the same one.
+ * The durable grant record (src/core/grants.ts): its interface, the JSON file beside the mappings
+ * file (no Kubernetes), and the single ConfigMap `irsa-grants` of the previous version. With
+ * Kubernetes the server keeps it in shards (grant_shards.ts), into which that single record is
+ * merged (grant_migration.ts). It survives restarts and mapping deletions, and every replica reads
+ * and writes the same one.
  */
 
 import {
@@ -47,7 +49,11 @@ export function parseRecord(text: string, where: string): GrantRecord {
   }
 }
 
-/** The record in one key of a ConfigMap, written at the resourceVersion read. */
+/**
+ * The record in one key of one ConfigMap, written at the resourceVersion read: the previous
+ * version's layout, byte for byte (tests write with it as that version did; the server reads it
+ * only to merge it into the shards).
+ */
 export function createConfigMapGrantStore(
   kube: Pick<KubeClient, "getConfigMap" | "createConfigMap" | "replaceConfigMap">,
   target: Omit<ConfigMapTarget, "name"> & { name?: string },
