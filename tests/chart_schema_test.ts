@@ -43,6 +43,7 @@ const RENDERED: readonly { readonly path: string; readonly flag: string; readonl
     { path: "trustPolicyQuota", flag: "trust-policy-quota" },
     { path: "editWindowMs", flag: "edit-window-ms" },
     { path: "callerCacheSeconds", flag: "caller-cache-seconds" },
+    { path: "grantShards", flag: "grant-shards" },
     { path: "logLevel", flag: "log-level" },
     { path: "proxyRoles.prefix", flag: "proxy-role-prefix" },
     { path: "proxyRoles.names", flag: "proxy-role-names", list: true },

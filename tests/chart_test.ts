@@ -8,10 +8,12 @@
 import assert from "node:assert/strict";
 import { describeAction, requiredPermissions } from "../src/kube/permissions.ts";
 import { GRANT_CONFIGMAP } from "../src/store/grant_store.ts";
+import { shardName } from "../src/core/grant_shards.ts";
 import {
   CHART,
   CHART_NAMESPACES,
   findHelm,
+  helm,
   mustHelm,
   prepareForChart,
   REQUIRED_VALUES,
@@ -94,6 +96,7 @@ Deno.test({
         const needed = [
           ...requiredPermissions({
             grantConfigMap: GRANT_CONFIGMAP,
+            grantShards: Array.from({ length: 64 }, (_, i) => shardName(GRANT_CONFIGMAP, i)),
             serviceAccounts: true,
             fieldNamespace: field,
             computeNamespace: compute,
@@ -245,6 +248,7 @@ Deno.test({
         await assert.rejects(startServerProcess(args, env), (e: Error) => {
           const missing = requiredPermissions({
             grantConfigMap: GRANT_CONFIGMAP,
+            grantShards: Array.from({ length: 64 }, (_, i) => shardName(GRANT_CONFIGMAP, i)),
             serviceAccounts: false,
             fieldNamespace: field,
             computeNamespace: compute,
@@ -264,6 +268,45 @@ Deno.test({
       }
       assert.equal((await cluster.must("GET", path)).rules.length, role.rules.length);
     });
+
+    await t.step(
+      "a grant shard deleted by hand stops the server at start, naming it; helm upgrade renders it again and keeps the others",
+      async () => {
+        const shards = Array.from({ length: 64 }, (_, i) => shardName(GRANT_CONFIGMAP, i));
+        const read = () => Promise.all(shards.map((name) => cluster.configMap(field, name)));
+        const before = await read();
+        // The shards the starts above wrote (their grants are gone since; the roles stay).
+        const holding = shards.filter((_, i) => before[i]?.data["grants.json"] !== undefined);
+        assert.ok(holding.length > 0, "the starts above recorded their grants in shards");
+        const gone = shards.find((name) => !holding.includes(name))!;
+        await cluster.must("DELETE", `/api/v1/namespaces/${field}/configmaps/${gone}`);
+        await assert.rejects(startServerProcess(args, env), (e: Error) => {
+          // The log line is JSON: its quotes are escaped.
+          const said = JSON.stringify(`ConfigMaps "${gone}" are missing`).slice(1, -1);
+          assert.ok(e.message.includes(said), e.message);
+          assert.match(e.message, /may not create them/);
+          return true;
+        });
+        await mustHelm(cluster, ["upgrade", "irsa", CHART, "-n", field, ...REQUIRED_VALUES]);
+        const after = await read();
+        assert.ok(after.every((c) => c !== undefined), "every shard is there again");
+        for (const name of holding) {
+          const i = shards.indexOf(name);
+          assert.equal(after[i]!.data["grants.json"], before[i]!.data["grants.json"], name);
+        }
+        // The count cannot change once the server recorded it: the upgrade fails, changing nothing.
+        const changed = await helm(cluster, [
+          ...["upgrade", "irsa", CHART, "-n", field, ...REQUIRED_VALUES],
+          ...["--set", "server.grantShards=32"],
+        ]);
+        assert.notEqual(changed.code, 0);
+        assert.match(
+          changed.stderr,
+          /server.grantShards is 32, but the grant record was written in 64 shards/,
+        );
+        assert.equal((await read()).filter((c) => c !== undefined).length, 64);
+      },
+    );
 
     await t.step(
       "helm upgrade (full values) and helm uninstall keep the mappings ConfigMap",

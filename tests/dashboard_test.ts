@@ -121,8 +121,14 @@ Deno.test({
     const issuer = await startOidcIssuer({ tls: { cert: tls.cert, key: tls.key } });
     const cluster = await sharedKubeApiServer();
     const compute = await cluster.createNamespace("domino-compute", { exact: true });
+    const field = await cluster.createNamespace("field");
     await cluster.createPod(compute, {
       name: `run-${RUN}-dash1`,
+      // As the platform labels a run's pods: the server, with a Kubernetes API, looks the run up.
+      labels: {
+        "dominodatalab.com/execution-id": RUN,
+        "dominodatalab.com/starting-user-username": "jdoe",
+      },
       serviceAccountName: `run-${RUN}`,
     });
     const podToken = await cluster.tokenRequest(compute, `run-${RUN}`, { pod: `run-${RUN}-dash1` });
@@ -139,10 +145,14 @@ Deno.test({
       [
         ...["--tls-cert", tls.certPath, "--tls-key", tls.keyPath, "--ca-file", `${dir}/ca.pem`],
         ...["--mapping-file", `${dir}/mappings.json`, "--trust-pod-token-alone"],
+        // The grant record's shards (and their gauges) live in the API server.
+        ...["--kubernetes-api", cluster.url, "--kubernetes-token-file", cluster.adminTokenFile],
+        ...["--kubernetes-ca-file", cluster.caCertPath],
       ],
       serverEnv(moto, world, issuer, {
         IRSA_CLUSTER_ISSUER: cluster.issuer,
         PROMETHEUS_METRICS_PORT: String(metricsPort),
+        DEFAULT_FIELD_NS: field,
       }),
       tls.caCert,
     );

@@ -562,8 +562,13 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
       );
       assert.deepEqual(
         configMaps.map((c) => c.metadata.name).sort(),
-        [config.mappingConfigMap, "irsa-grants"].sort(),
+        [
+          config.mappingConfigMap,
+          "irsa-grants",
+          ...Array.from({ length: 64 }, (_, i) => `irsa-grants-${String(i).padStart(2, "0")}`),
+        ].sort(),
       );
+      assert.equal(config.grantShards, 64);
       for (const configMap of configMaps) {
         assert.equal(configMap.metadata.namespace, fieldNs);
         assert.equal(configMap.metadata.annotations["helm.sh/resource-policy"], "keep");
@@ -578,6 +583,7 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
         [
           config.mappingConfigMap,
           "irsa-grants",
+          ...Array.from({ length: 64 }, (_, i) => `irsa-grants-${String(i).padStart(2, "0")}`),
         ].sort(),
       );
 
@@ -680,11 +686,15 @@ for (const [variant, expect] of Object.entries(VARIANTS)) {
           resourceNames: ["domino-org-iamrole-mapping"],
           verbs: ["get", "update"],
         },
-        // The grant record, read and replaced by name.
+        // The grant record's shards and the previous version's single record, read and replaced
+        // by name.
         {
           apiGroups: [""],
           resources: ["configmaps"],
-          resourceNames: ["irsa-grants"],
+          resourceNames: [
+            "irsa-grants",
+            ...Array.from({ length: 64 }, (_, i) => `irsa-grants-${String(i).padStart(2, "0")}`),
+          ],
           verbs: ["get", "update"],
         },
         {

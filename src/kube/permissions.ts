@@ -14,16 +14,18 @@ export interface KubeUse {
   readonly computeNamespace: string;
   /** The mappings ConfigMap's name, when the mappings live in a ConfigMap. */
   readonly mappingConfigMap?: string;
-  /** The grant record's ConfigMap, in the field namespace. */
+  /** The previous version's single grant record, in the field namespace (merged into the shards). */
   readonly grantConfigMap: string;
+  /** The grant record's shards, in the field namespace. */
+  readonly grantShards?: readonly string[];
   /** Per-user service accounts: `/service_account` creates and deletes them in the compute namespace. */
   readonly serviceAccounts: boolean;
 }
 
 /**
- * Every action the server takes: the mappings ConfigMap and the grant record's ConfigMap read and
- * replaced by name (created only when missing, which the chart prevents, so create is not
- * required), the per-role Leases, the pod listing of the run lookup and the cleanup, and, with
+ * Every action the server takes: the mappings ConfigMap, the grant record's shards and the
+ * previous version's single record read and replaced by name (created only when missing, which
+ * the chart prevents, so create is not required), the per-role Leases, the pod listing of the run lookup and the cleanup, and, with
  * per-user service accounts, the ServiceAccounts of `/service_account`. The chart's Role grants
  * exactly these.
  */
@@ -40,6 +42,7 @@ export function requiredPermissions(use: KubeUse): KubeAction[] {
   const configMap = [
     ...(use.mappingConfigMap === undefined ? [] : byName(use.mappingConfigMap)),
     ...byName(use.grantConfigMap),
+    ...(use.grantShards ?? []).flatMap(byName),
   ];
   const serviceAccounts = !use.serviceAccounts ? [] : (["get", "create", "delete"] as const).map(
     (verb) => ({ verb, group: "", resource: "serviceaccounts", namespace: use.computeNamespace }),

@@ -29,6 +29,26 @@ export class Counter {
   }
 }
 
+/** A value that goes up and down, optionally by labels; no sample until it is first set. */
+export class Gauge {
+  #values = new Map<string, number>();
+  constructor(readonly name: string, readonly help: string) {}
+  set(labels: Labels, value: number): void {
+    this.#values.set(labelKey(labels), value);
+  }
+  /** The current value for these labels (tests read it). */
+  get(labels: Labels = {}): number | undefined {
+    return this.#values.get(labelKey(labels));
+  }
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
+    for (const [key, value] of this.#values) {
+      lines.push(`${this.name}${key ? `{${key}}` : ""} ${value}`);
+    }
+    return lines.join("\n");
+  }
+}
+
 /** A histogram with fixed buckets, in seconds. */
 export class Histogram {
   #series = new Map<string, { counts: number[]; sum: number; count: number }>();
@@ -68,16 +88,20 @@ export class Histogram {
   }
 }
 
-/** A value that goes up and down. */
-export class Gauge {
-  #value = 0;
-  constructor(readonly name: string, readonly help: string) {}
-  set(value: number): void {
-    this.#value = value;
+/** A gauge of the seconds since the last `mark()`, read at each scrape; 0 before the first. */
+export class AgeGauge {
+  #at: number | undefined;
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly now: () => number = () => Date.now(),
+  ) {}
+  mark(): void {
+    this.#at = this.now();
   }
   /** The current value (tests read it). */
   get(): number {
-    return this.#value;
+    return this.#at === undefined ? 0 : Math.max(0, (this.now() - this.#at) / 1000);
   }
   render(): string {
     return [
@@ -85,20 +109,6 @@ export class Gauge {
       `# TYPE ${this.name} gauge`,
       `${this.name} ${this.get()}`,
     ].join("\n");
-  }
-}
-
-/** Seconds since the last `mark()`, read at each scrape; 0 before the first. */
-export class AgeGauge extends Gauge {
-  #at: number | undefined;
-  constructor(name: string, help: string, readonly now: () => number = () => Date.now()) {
-    super(name, help);
-  }
-  mark(): void {
-    this.#at = this.now();
-  }
-  override get(): number {
-    return this.#at === undefined ? 0 : Math.max(0, (this.now() - this.#at) / 1000);
   }
 }
 
@@ -186,6 +196,14 @@ export function createServerMetrics() {
       "irsa_handoff_refused_total",
       "Edits handed over on a role's Lease, and their results, refused because their seal did not hold, by what and reason.",
     ),
+    grantShardBytes: new Gauge(
+      "irsa_grant_shard_bytes",
+      "Bytes of each grant record shard (label shard: its ConfigMap) at its last read or write by this replica.",
+    ),
+    grantShardFill: new Gauge(
+      "irsa_grant_shard_fill_ratio",
+      "The largest grant record shard's bytes over the 1 MiB Kubernetes allows in one object.",
+    ),
     batchSize: new Histogram(
       "irsa_trust_policy_batch_size",
       "Requests applied together in one trust-policy edit.",
@@ -197,6 +215,7 @@ export function createServerMetrics() {
       LATENCY_BUCKETS,
     ),
   };
+  m.podWatchConnected.set({}, 0); // 0 until the watch first lists (or with no Kubernetes API)
   return m;
 }
 
@@ -204,6 +223,8 @@ export function createServerMetrics() {
 export type ServerMetrics = ReturnType<typeof createServerMetrics>;
 
 /** Renders metrics in the Prometheus text format. */
-export function renderMetrics(metrics: Record<string, Counter | Histogram | Gauge>): string {
+export function renderMetrics(
+  metrics: Record<string, Counter | Gauge | AgeGauge | Histogram>,
+): string {
   return Object.values(metrics).map((m) => m.render()).join("\n") + "\n";
 }

@@ -85,6 +85,7 @@ export function serverConfig(args: readonly string[], env: (name: string) => str
       caFile: s.kubernetesCaFile,
     },
     logLevel: s.logLevel,
+    grantShards: s.grantShards,
     cleanupIntervalMs: s.cleanupIntervalSeconds * 1000,
     cleanupGraceMs: s.cleanupGraceSeconds * 1000,
     runLeaseMs: s.runLeaseSeconds * 1000,

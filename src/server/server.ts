@@ -26,18 +26,19 @@ import { createServerMetrics, renderMetrics, type ServerMetrics } from "../obser
 import { createConfigMapStore } from "../store/configmap_store.ts";
 import { createFileStore } from "../store/file_store.ts";
 import {
-  createConfigMapGrantStore,
   createFileGrantStore,
   GRANT_CONFIGMAP,
   grantFileBeside,
   type GrantStore,
 } from "../store/grant_store.ts";
+import { createShardedGrantStore } from "../store/grant_shards.ts";
+import { migrateSingleRecord, openShards } from "../store/grant_migration.ts";
+import { shardName } from "../core/grant_shards.ts";
 import { type MappingStore, withSharedReads } from "../store/mapping_store.ts";
 import { createTrustEditor } from "../trust/trust_editor.ts";
 import { createCleanup, kubernetesLiveness } from "../grants/cleanup.ts";
 import type { ServerDeps } from "../grants/deps.ts";
-import { revokeEndedRun, unlistedRuns } from "../grants/run_end.ts";
-import { watchRunEnds } from "../kube/pod_watch.ts";
+import { startRunWatch } from "./run_watch.ts";
 import { createLeaseRoleLock, createLocalRoleLock } from "../trust/role_lock.ts";
 import { type HandoffKey, importHandoffKey } from "../trust/handoff_seal.ts";
 
@@ -116,7 +117,7 @@ export async function startServer(
         : createFileStore(config.mappingFile),
     );
     const grants: GrantStore = kube
-      ? createConfigMapGrantStore(kube, { namespace: config.fieldNamespace, logger })
+      ? await startGrantShards(config, kube, logger, metrics, started)
       : createFileGrantStore(grantFileBeside(config.mappingFile));
     const { editor, roles } = startEditor(
       config,
@@ -188,27 +189,7 @@ export async function startServer(
     const app = createApp(deps);
     if (kube) {
       // A run's end, seen as it happens, revokes at once; the cleanup loop stays the safety net.
-      const ended = async (run: string) => {
-        const seen = performance.now();
-        if (await revokeEndedRun(deps, run)) {
-          metrics.revocationLatency.observe({}, (performance.now() - seen) / 1000);
-        }
-      };
-      const watch = watchRunEnds({
-        kube,
-        namespace: config.computeNamespace,
-        onRunEnded: ended,
-        onList: () => metrics.podWatchLists.inc(),
-        onRelist: (reason) => metrics.podWatchRelists.inc({ reason }),
-        onConnected: (up) => metrics.podWatchConnected.set(up ? 1 : 0),
-        onHeard: () => metrics.podWatchLag.mark(),
-        // Runs that ended while no replica watched: revoked at the list, not at the next cleanup.
-        onListed: (live, at) =>
-          void unlistedRuns(deps, live, at)
-            .then((runs) => Promise.all(runs.map(ended)))
-            .catch((error) => logger.warn("cannot revoke the runs a list shows ended", { error })),
-        logger,
-      });
+      const watch = startRunWatch(deps, kube, config.computeNamespace);
       started.add(() => watch.stop());
     }
     return await listen(config, app.fetch, tls, metrics, logger, started);
@@ -284,6 +265,10 @@ async function startKubernetes(
       computeNamespace: config.computeNamespace,
       ...(config.mappingStore === "configmap" ? { mappingConfigMap: config.mappingConfigMap } : {}),
       grantConfigMap: GRANT_CONFIGMAP,
+      grantShards: Array.from(
+        { length: config.grantShards },
+        (_, i) => shardName(GRANT_CONFIGMAP, i),
+      ),
       serviceAccounts: config.userBasedServiceAccounts,
     }),
     logger,
@@ -293,6 +278,43 @@ async function startKubernetes(
     runs: createRunLookup(kube, { namespace: config.computeNamespace }),
     serviceAccounts: createServiceAccountAdmin(kube, config.computeNamespace),
   };
+}
+
+/**
+ * The grant record over its shards, once they are checked and the previous version's single
+ * record is merged in; merged again each cleanup interval, since that version's replicas (during
+ * a rolling upgrade, or after a rollback) may write it meanwhile.
+ */
+async function startGrantShards(
+  config: ServerConfig,
+  kube: KubeClient,
+  logger: Logger,
+  metrics: ServerMetrics,
+  started: Started,
+): Promise<GrantStore> {
+  const store = createShardedGrantStore(kube, {
+    namespace: config.fieldNamespace,
+    shards: config.grantShards,
+    logger,
+    gauges: {
+      shardBytes: (shard, bytes) => metrics.grantShardBytes.set({ shard }, bytes),
+      fillRatio: (ratio) => metrics.grantShardFill.set({}, ratio),
+    },
+  });
+  await openShards(kube, store.shards, logger);
+  if (config.cleanupIntervalMs > 0) {
+    let pass: Promise<unknown> = Promise.resolve();
+    const timer = setInterval(() => {
+      pass = pass.then(() => migrateSingleRecord(kube, store.shards, { logger })).catch((error) =>
+        logger.warn("cannot merge the single grant record into its shards", { error })
+      );
+    }, config.cleanupIntervalMs);
+    started.add(async () => {
+      clearInterval(timer);
+      await pass;
+    });
+  }
+  return store;
 }
 
 /** The trust editor on IAM, behind the guard of the editable set, with the per-role lock. */

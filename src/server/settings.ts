@@ -2,6 +2,7 @@
 
 import * as v from "valibot";
 import { PARTITIONS } from "../core/arn.ts";
+import { MAX_SHARDS, MIN_SHARDS } from "../core/grant_shards.ts";
 import { logLevelSetting, read, setting } from "../lib/settings.ts";
 
 /** The platform API inside the cluster, as the current service's chart sets it. */
@@ -350,6 +351,17 @@ export const serverSettings = {
     schema: read.string,
   }),
   logLevel: logLevelSetting,
+  grantShards: setting({
+    flag: "grant-shards",
+    env: ["IRSA_GRANT_SHARDS"],
+    default: "64",
+    help:
+      "With Kubernetes: the grant record is spread over this many ConfigMaps, irsa-grants-00 onwards in the field namespace (the chart creates them). Fixed once grants are recorded: a server finding shards written with another count refuses to start.",
+    schema: v.pipe(
+      read.wholeNumber("shards", MAX_SHARDS),
+      v.minValue(MIN_SHARDS, `expected at least ${MIN_SHARDS} shard`),
+    ),
+  }),
   cleanupIntervalSeconds: setting({
     flag: "cleanup-interval-seconds",
     env: ["IRSA_CLEANUP_INTERVAL_SECONDS"],

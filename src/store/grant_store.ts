@@ -1,7 +1,9 @@
 /**
- * The durable grant record (src/core/grants.ts): in ConfigMap `irsa-grants` beside the mappings
- * ConfigMap when Kubernetes is there, in a JSON file beside the mappings file otherwise. It
- * survives restarts and mapping deletions, and every replica reads and writes the same one.
+ * The durable grant record (src/core/grants.ts): its interface, the JSON file beside the mappings
+ * file (no Kubernetes), and the single ConfigMap `irsa-grants` of the previous version. With
+ * Kubernetes the server keeps it in shards (grant_shards.ts), into which that single record is
+ * merged (grant_migration.ts). It survives restarts and mapping deletions, and every replica reads
+ * and writes the same one.
  */
 
 import {
@@ -33,11 +35,12 @@ export interface GrantStore {
 
 /** The ConfigMap of the record, in the field namespace. */
 export const GRANT_CONFIGMAP = "irsa-grants";
-const KEY = "grants.json";
+/** The data key of the record (and of each shard). */
+export const GRANT_KEY = "grants.json";
 
 // A stored record that cannot be read is an error, never an empty record: writing over it would
 // forget grants that must still be taken back.
-function parse(text: string, where: string): GrantRecord {
+export function parseRecord(text: string, where: string): GrantRecord {
   try {
     return decodeRecord(text);
   } catch (e) {
@@ -46,17 +49,21 @@ function parse(text: string, where: string): GrantRecord {
   }
 }
 
-/** The record in one key of a ConfigMap, written at the resourceVersion read. */
+/**
+ * The record in one key of one ConfigMap, written at the resourceVersion read: the previous
+ * version's layout, byte for byte (tests write with it as that version did; the server reads it
+ * only to merge it into the shards).
+ */
 export function createConfigMapGrantStore(
   kube: Pick<KubeClient, "getConfigMap" | "createConfigMap" | "replaceConfigMap">,
   target: Omit<ConfigMapTarget, "name"> & { name?: string },
 ): GrantStore {
   const namespace = target.namespace;
   const name = target.name ?? GRANT_CONFIGMAP;
-  const where = `ConfigMap "${namespace}/${name}" key "${KEY}"`;
+  const where = `ConfigMap "${namespace}/${name}" key "${GRANT_KEY}"`;
   const write = configMapWriter(kube, { ...target, name });
   const decode = (data: Readonly<Record<string, string>>) =>
-    data[KEY] === undefined ? EMPTY_RECORD : parse(data[KEY], where);
+    data[GRANT_KEY] === undefined ? EMPTY_RECORD : parseRecord(data[GRANT_KEY], where);
   return coalesced({
     read: async () => decode((await kube.getConfigMap(namespace, name))?.data ?? {}),
     write: (edit) =>
@@ -64,7 +71,7 @@ export function createConfigMapGrantStore(
         const before = decode(data);
         const after = edit(before);
         if (after === before) return undefined;
-        const next = { ...data, [KEY]: encodeRecord(after) };
+        const next = { ...data, [GRANT_KEY]: encodeRecord(after) };
         const size = configMapBytes(next);
         if (size > CONFIGMAP_MAX_BYTES) {
           // Said here, before the API server's "Too long", which a start would answer as a 400.
@@ -83,7 +90,8 @@ export function createConfigMapGrantStore(
 /** What Kubernetes allows in a ConfigMap's data, keys and values together. */
 export const CONFIGMAP_MAX_BYTES = 1_048_576;
 
-const configMapBytes = (data: Readonly<Record<string, string>>) => {
+/** Bytes of a ConfigMap's data, as Kubernetes counts them against its limit. */
+export const configMapBytes = (data: Readonly<Record<string, string>>) => {
   const encoder = new TextEncoder();
   return Object.entries(data).reduce(
     (n, [k, v]) => n + encoder.encode(k).length + encoder.encode(v).length,
@@ -95,7 +103,7 @@ const configMapBytes = (data: Readonly<Record<string, string>>) => {
 export function createFileGrantStore(path: string, fs: Partial<FileStoreFs> = {}): GrantStore {
   const file = jsonObjectFile(path, fs, { label: "grant record", contents: "roles and grants" });
   const decode = (data: Readonly<Record<string, unknown>> | undefined) =>
-    data === undefined ? EMPTY_RECORD : parse(JSON.stringify(data), JSON.stringify(path));
+    data === undefined ? EMPTY_RECORD : parseRecord(JSON.stringify(data), JSON.stringify(path));
   return coalesced({
     read: async () => decode(await file.load()),
     write: (edit) =>
