@@ -1,7 +1,7 @@
 /** The server's pod watch: runs' ends revoked at once, metered; the cleanup loop is the safety net. */
 
 import type { ServerDeps } from "../grants/deps.ts";
-import { revokeEndedRun, unlistedRuns } from "../grants/run_end.ts";
+import { DEFER_MS, revokeEndedRun, unlistedRuns } from "../grants/run_end.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { type RunWatch, watchRunEnds } from "../kube/pod_watch.ts";
 
@@ -10,7 +10,7 @@ export function startRunWatch(deps: ServerDeps, kube: KubeClient, namespace: str
   const { metrics, logger } = deps;
   const ended = async (run: string) => {
     const seen = performance.now();
-    if (await revokeEndedRun(deps, run)) {
+    if (await revokeEndedRun(deps, run, { deferMs: DEFER_MS })) {
       metrics.revocationLatency.observe({}, (performance.now() - seen) / 1000);
     }
   };
