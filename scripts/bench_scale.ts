@@ -302,8 +302,12 @@ try {
   const at0 = checkpoints[0] as { start_p50_ms: number; start_p99_ms: number };
   const atN = checkpoints.at(-1) as { start_p50_ms: number; start_p99_ms: number };
   const perStart = bulkWrites.reduce((a, b) => a + b, 0) / bulkWrites.length;
+  const loadavg = (await Deno.readTextFile("/proc/loadavg").catch(() => "")).split(" ")
+    .slice(0, 3).join(" ");
   const result = {
+    date: new Date().toISOString().slice(0, 10),
     machine: `${navigator.hardwareConcurrency} cores`,
+    load_average_at_end: loadavg,
     pods: N,
     replicas: REPLICAS,
     proxy_roles: roles.length,
