@@ -296,12 +296,28 @@ try {
     if (waiting.size > 0) {
       failed = true;
       log(`${waiting.size} subjects still held 60 s after their pods were deleted`);
+      const run = [...waiting][0];
+      for (const [i, s] of servers.entries()) {
+        for (const line of s.logs.filter((l) => l.includes(run)).slice(-6)) {
+          log(`replica ${i}: ${line.slice(0, 400)}`);
+        }
+      }
     }
   }
 
   const at0 = checkpoints[0] as { start_p50_ms: number; start_p99_ms: number };
   const atN = checkpoints.at(-1) as { start_p50_ms: number; start_p99_ms: number };
   const perStart = bulkWrites.reduce((a, b) => a + b, 0) / bulkWrites.length;
+  // What the replicas warned of, counted by message.
+  const warnings: Record<string, number> = {};
+  for (const s of servers) {
+    for (const line of s.logs) {
+      if (!/"level":"(warn|error)"/.test(line)) continue;
+      const msg = /"msg":"([^"]*)"/.exec(line)?.[1] ?? line.slice(0, 80);
+      warnings[msg] = (warnings[msg] ?? 0) + 1;
+    }
+  }
+  log(`the replicas' warnings: ${JSON.stringify(warnings)}`);
   const loadavg = (await Deno.readTextFile("/proc/loadavg").catch(() => "")).split(" ")
     .slice(0, 3).join(" ");
   const result = {
@@ -321,6 +337,7 @@ try {
     ends: ENDS,
     revocation_p50_ms: round(pct(latencies, 50)),
     revocation_p99_ms: round(pct(latencies, 99)),
+    warnings,
   };
   await Deno.mkdir(OUT.replace(/\/[^/]*$/, ""), { recursive: true }).catch(() => {});
   await Deno.writeTextFile(OUT, JSON.stringify(result, null, 2) + "\n");
