@@ -33,6 +33,7 @@ export async function revokeEndedRun(
 ): Promise<boolean> {
   // Runs have their own service account; per-user accounts outlive runs (the cleanup judges them).
   if (deps.ownership.userBasedServiceAccounts) return false;
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const subject = subjectFor(deps.ownership.format, {
     namespace: deps.ownership.computeNamespace,
     name: `run-${runId}`,
@@ -43,7 +44,7 @@ export async function revokeEndedRun(
   // or edited that role since) acts at once; the others wait `deferMs` and act only if the grant
   // is still recorded then, so the end costs one replica's writes, not every replica's.
   if (options.deferMs && !grant.roles.some((role) => deps.editor.holds(role, subject))) {
-    await (options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))))(options.deferMs);
+    await sleep(options.deferMs);
     grant = (await deps.grants.read()).grants[subject];
     if (grant === undefined) return false;
   }
@@ -52,17 +53,25 @@ export async function revokeEndedRun(
   // are a handful where all the pools of a large platform are a thousand (two Lease writes each).
   const { mappings } = await readMappings(deps);
   const unmanaged = new Set(unmanagedRolesOf(mappings));
-  await revoke(
-    deps,
-    grant.roles.filter((role) => !unmanaged.has(role)).map((role) => ({
-      role,
-      subject,
-      reason: "run_ended" as const,
-    })),
-    { user: "irsa", run: runId },
-  );
-  return true;
+  // A role whose edit failed (its Lease held past the wait, IAM throttling) stays recorded; it is
+  // tried again here a few times, each on the grant as recorded now, before the cleanup's turn.
+  for (let attempt = 0;; attempt++) {
+    const roles = grant.roles.filter((role) => !unmanaged.has(role));
+    const done = await revoke(
+      deps,
+      roles.map((role) => ({ role, subject, reason: "run_ended" as const })),
+      { user: "irsa", run: runId },
+    );
+    if (done.length === roles.length || attempt >= RETRIES) return true;
+    await sleep(1000 * 2 ** attempt);
+    const now = (await deps.grants.read()).grants[subject];
+    if (now === undefined) return true;
+    grant = now;
+  }
 }
+
+/** How often a run's end is tried again when some of its roles failed. */
+const RETRIES = 3;
 
 /**
  * The recorded runs that a list of the run pods, begun at `listedAt`, shows ended: granted more
