@@ -47,6 +47,7 @@ const pct = (xs: number[], p: number) => {
   return s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] : 0;
 };
 const round = (x: number) => Math.round(x);
+class RetryableError extends Error {}
 const log = (line: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 
 /** Runs `f` over `items`, `limit` at a time. */
@@ -177,8 +178,26 @@ try {
     ),
   );
   let turn = 0;
-  /** One pod's sidecar start or stop on the next replica; its time, or throws. */
+  let retried = 0;
+  /**
+   * One pod's sidecar start or stop on the next replica, tried again (on the next replica, after
+   * 1 s, at most 3 times) when it answers 5xx, as the sidecar does; its time, retries included.
+   */
   const call = async (method: "POST" | "DELETE", run: string) => {
+    const t = performance.now();
+    for (let attempt = 0;; attempt++) {
+      try {
+        await once(method, run);
+        return performance.now() - t;
+      } catch (error) {
+        if (!(error instanceof RetryableError) || attempt >= 3) throw error;
+        retried++;
+        log(`retrying (${attempt + 1}): ${error.message.slice(0, 300)}`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  };
+  const once = async (method: "POST" | "DELETE", run: string) => {
     const server = servers[turn++ % servers.length];
     const t = performance.now();
     const res = await server.fetch("/map_iam_roles_to_pod_sa", {
@@ -191,6 +210,7 @@ try {
       body: JSON.stringify({ run_id: run }),
     });
     const text = await res.text();
+    if (res.status >= 500) throw new RetryableError(`${method} ${run}: ${res.status} ${text}`);
     if (res.status !== 200) throw new Error(`${method} ${run}: ${res.status} ${text}`);
     // A start answers 200 with every role's outcome: one that failed or mapped nothing is a failure.
     const roles = method === "POST" ? JSON.parse(text).roles : undefined;
@@ -337,6 +357,7 @@ try {
     ends: ENDS,
     revocation_p50_ms: round(pct(latencies, 50)),
     revocation_p99_ms: round(pct(latencies, 99)),
+    requests_retried: retried,
     warnings,
   };
   await Deno.mkdir(OUT.replace(/\/[^/]*$/, ""), { recursive: true }).catch(() => {});
