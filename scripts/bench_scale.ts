@@ -50,7 +50,7 @@ const round = (x: number) => Math.round(x);
 class RetryableError extends Error {}
 const log = (line: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 
-/** Runs `f` over `items`, `limit` at a time. */
+/** Runs `f` over `items`, `limit` at a time; the first failure stops the rest. */
 async function pooled<T, R>(
   items: readonly T[],
   limit: number,
@@ -61,7 +61,12 @@ async function pooled<T, R>(
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
     while (next < items.length) {
       const i = next++;
-      out[i] = await f(items[i], i);
+      try {
+        out[i] = await f(items[i], i);
+      } catch (error) {
+        next = items.length; // the other workers stop at their next item
+        throw error;
+      }
     }
   }));
   return out;
