@@ -27,28 +27,76 @@ if (prometheusMissing && Deno.env.get("CI") !== "true") {
 }
 
 interface Dashboard {
-  readonly panels: readonly { readonly title: string; readonly targets: { expr: string }[] }[];
+  readonly panels: readonly {
+    readonly title: string;
+    readonly type: string;
+    readonly targets: { expr: string }[];
+  }[];
 }
 
 const dashboard: Dashboard = JSON.parse(
   await Deno.readTextFile(new URL("../deploy/helm/irsa/dashboards/irsa.json", import.meta.url)),
 );
 
-/** The seven counters the IRSA service 1.8's dashboard plots, as it queries them. */
+/**
+ * The IRSA service 1.8's dashboard (its chart's `prometheus/dashboard.json`): each panel's title,
+ * type and queries, in its order; the same counters, typo included.
+ */
 const DASHBOARD_1_8 = [
-  "irsa_mapping_requests_total",
-  "irsa_failed_maping_requests_total",
-  "irsa_query_user_principal_total",
-  "irsa_failed_query_user_principal_total",
-  "irsa_query_user_org_membership_total",
-  "irsa_failed_query_user_org_membership_total",
-  "irsa_query_config_map_org_to_iamrole_mapping_total",
+  {
+    title: "Query ConfigMap to Org Mapping ",
+    type: "gauge",
+    exprs: [
+      "increase(irsa_query_config_map_org_to_iamrole_mapping_total[1h])",
+      "increase(irsa_query_config_map_org_to_iamrole_mapping_total[1h])",
+    ],
+  },
+  {
+    title: "User Org Mapping Query Panel",
+    type: "gauge",
+    exprs: [
+      "increase(irsa_query_user_org_membership_total[1h])",
+      "increase(irsa_failed_query_user_org_membership_total[1h])",
+    ],
+  },
+  {
+    title: "Query User Principal Metrics",
+    type: "gauge",
+    exprs: [
+      "increase(irsa_query_user_principal_total[1h])",
+      "increase(irsa_failed_query_user_principal_total[1h])",
+    ],
+  },
+  {
+    title: "IRSA Call Metrics",
+    type: "timeseries",
+    exprs: [
+      "increase(irsa_mapping_requests_total[1h])",
+      "increase(irsa_failed_maping_requests_total[1h])",
+    ],
+  },
 ];
 
-Deno.test("the dashboard keeps every panel of 1.8's, with the same query on the same counter", () => {
-  const exprs = dashboard.panels.flatMap((p) => p.targets.map((t) => t.expr));
-  for (const name of DASHBOARD_1_8) {
-    assert.ok(exprs.includes(`sum(increase(${name}[1h]))`), name);
+Deno.test("the dashboard keeps every panel of 1.8's, with the same title, type and queries", () => {
+  for (const old of DASHBOARD_1_8) {
+    const panel = dashboard.panels.find((p) => p.title === old.title);
+    assert.ok(panel, old.title);
+    assert.equal(panel.type, old.type, old.title);
+    assert.deepEqual(panel.targets.map((t) => t.expr), old.exprs, old.title);
+  }
+});
+
+Deno.test("the dashboard has panels for the pod watch and the revocation latency", () => {
+  const exprs = dashboard.panels.flatMap((p) => p.targets.map((t) => t.expr)).join("\n");
+  for (
+    const name of [
+      "irsa_pod_watch_connected",
+      "irsa_pod_watch_relists_total",
+      "irsa_pod_watch_lag_seconds",
+      "irsa_revocation_latency_seconds_bucket",
+    ]
+  ) {
+    assert.ok(exprs.includes(name), name);
   }
 });
 

@@ -20,6 +20,8 @@ export interface FailMatch {
   readonly method?: string;
   /** A path prefix, or a pattern tested against the path. */
   readonly path?: string | RegExp;
+  /** A pattern tested against the raw query string (without `?`). */
+  readonly query?: RegExp;
 }
 
 /** A running proxy. */
@@ -30,6 +32,13 @@ export interface KubeFaultProxy {
   readonly requests: readonly ProxiedRequest[];
   /** The next `n` requests matching `match` are answered with `status` and a `Status` body. */
   failNext(n: number, status: number, match?: FailMatch): void;
+  /**
+   * The next watch is held `delayMs`, then answered as the API server answers a watch from a
+   * version compacted away: 200 and one `ERROR` event with code 410 (`Expired`).
+   */
+  goneNextWatch(delayMs?: number): void;
+  /** Ends every watch in progress cleanly (as the API server does when a watch times out). */
+  endWatches(): void;
   /** Forgets the request log. */
   clearRequests(): void;
   close(): Promise<void>;
@@ -62,6 +71,8 @@ export function startKubeFaultProxy(
   const requests: ProxiedRequest[] = [];
   const failures: { remaining: number; status: number; match?: FailMatch }[] = [];
   const client = Deno.createHttpClient({ caCerts: [upstream.caCert] });
+  let gone: { delayMs: number } | undefined;
+  const watches = new Set<() => void>();
 
   const server = Deno.serve({
     hostname: "127.0.0.1",
@@ -79,7 +90,7 @@ export function startKubeFaultProxy(
         injected,
       });
     const failure = failures.find((f) =>
-      f.remaining > 0 && matches(f.match, request.method, url.pathname)
+      f.remaining > 0 && matches(f.match, request.method, url.pathname, url.search)
     );
     if (failure) {
       failure.remaining--;
@@ -94,6 +105,28 @@ export function startKubeFaultProxy(
       : await request.arrayBuffer();
     // A watch streams until the client goes: pass it on as it comes, and end it with the client.
     const watching = url.searchParams.get("watch") === "1";
+    if (watching && gone) {
+      const { delayMs } = gone;
+      gone = undefined;
+      await new Promise((r) => setTimeout(r, delayMs));
+      log(200, true);
+      // What the API server streams when the watch's version was compacted away.
+      const event = {
+        type: "ERROR",
+        object: {
+          kind: "Status",
+          apiVersion: "v1",
+          metadata: {},
+          status: "Failure",
+          message: `too old resource version: ${url.searchParams.get("resourceVersion")}`,
+          reason: "Expired",
+          code: 410,
+        },
+      };
+      return new Response(JSON.stringify(event) + "\n", {
+        headers: { "Content-Type": "application/json" },
+      });
+    }
     const response = await fetch(upstream.url + url.pathname + url.search, {
       method: request.method,
       headers,
@@ -106,7 +139,39 @@ export function startKubeFaultProxy(
       const passed = new Headers(response.headers);
       passed.delete("content-encoding");
       passed.delete("content-length");
-      return new Response(response.body, { status: response.status, headers: passed });
+      // Passed on chunk by chunk, so that endWatches() can end it between two.
+      const upstreamBody = response.body!;
+      const reader = upstreamBody.getReader();
+      let end = () => {};
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          end = () => {
+            watches.delete(end);
+            reader.cancel().catch(() => {});
+            try {
+              controller.close();
+            } catch { /* already closed */ }
+          };
+          watches.add(end);
+        },
+        async pull(controller) {
+          const { done, value } = await reader.read().catch(() => ({
+            done: true,
+            value: undefined,
+          }));
+          if (done) {
+            watches.delete(end);
+            try {
+              controller.close();
+            } catch { /* already closed */ }
+          } else controller.enqueue(value);
+        },
+        cancel() {
+          watches.delete(end);
+          return reader.cancel().catch(() => {});
+        },
+      });
+      return new Response(body, { status: response.status, headers: passed });
     }
     const answer = await response.arrayBuffer();
     log(response.status, false);
@@ -124,6 +189,12 @@ export function startKubeFaultProxy(
     failNext(n, status, match) {
       failures.push({ remaining: n, status, match });
     },
+    goneNextWatch(delayMs = 0) {
+      gone = { delayMs };
+    },
+    endWatches() {
+      for (const end of [...watches]) end();
+    },
     clearRequests() {
       requests.length = 0;
     },
@@ -134,8 +205,14 @@ export function startKubeFaultProxy(
   };
 }
 
-function matches(match: FailMatch | undefined, method: string, path: string): boolean {
+function matches(
+  match: FailMatch | undefined,
+  method: string,
+  path: string,
+  search: string,
+): boolean {
   if (!match) return true;
+  if (match.query !== undefined && !match.query.test(search.replace(/^\?/, ""))) return false;
   if (match.method !== undefined && match.method.toUpperCase() !== method) return false;
   if (typeof match.path === "string") return path.startsWith(match.path);
   if (match.path instanceof RegExp) return match.path.test(path);

@@ -31,7 +31,12 @@ export function kubernetesLiveness(
   namespace: string,
 ): LiveServiceAccounts {
   return async () => {
-    const pods = await kube.listPods(namespace, "dominodatalab.com/execution-id");
+    // Finished pods are left out by the API server (thousands of them are not sent each pass).
+    const pods = await kube.listPods(
+      namespace,
+      "dominodatalab.com/execution-id",
+      "status.phase!=Succeeded,status.phase!=Failed",
+    );
     return new Set(
       pods.filter((p) => !["Succeeded", "Failed"].includes(p.status?.phase ?? ""))
         .map((p) => p.spec?.serviceAccountName)

@@ -145,7 +145,20 @@ async function mapPair(
     };
   }
   const known = pool.find((role) => deps.editor.holds(role, subject));
-  const order = known ? [known, ...pool.filter((r) => r !== known)] : pool;
+  // Members this replica last saw too full for one more subject are tried last, not first: a pool
+  // filled in order would otherwise cost a locked attempt on every full member before each start.
+  // (Only the order changes: a member freed meanwhile is still tried, and a full one refuses.)
+  const last = new Map(deps.editor.capacity().map((c) => [c.roleArn, c]));
+  const looksFull = (role: string) => {
+    const c = last.get(role);
+    return c !== undefined && c.length + subject.length + 3 > c.quota;
+  };
+  const rest = pool.filter((r) => r !== known);
+  const order = [
+    ...(known ? [known] : []),
+    ...rest.filter((r) => !looksFull(r)),
+    ...rest.filter(looksFull),
+  ];
   let outcome: RoleOutcome | undefined;
   for (const role of order) {
     outcome = await deps.editor.edit(role, { add: subject }, audit, { after });

@@ -20,6 +20,14 @@ export interface RunWatchOptions {
   readonly clock?: RetryClock;
   /** Counted: lists (the first and every relist) and failures that backed off. */
   readonly onList?: () => void;
+  /** A list asked after the first: `gone` after a 410, `error` after a failure that backed off. */
+  readonly onRelist?: (reason: "gone" | "error") => void;
+  /** True once listed and watching; false when the watch fails (or stops) until the next list. */
+  readonly onConnected?: (connected: boolean) => void;
+  /** The API server answered: a list, an event or a bookmark. */
+  readonly onHeard?: () => void;
+  /** After each list: the runs with a live pod in it, and when the list was asked for. */
+  readonly onListed?: (live: ReadonlySet<string>, listedAt: number) => void;
 }
 
 /** A running watch; `stop()` ends it and waits for it. */
@@ -45,6 +53,11 @@ export class RunPods {
     if (pods.size === 0) this.#runs.delete(run);
     else this.#runs.set(run, pods);
     return before > 0 && pods.size === 0 ? run : undefined;
+  }
+
+  /** The runs with a live pod. */
+  live(): ReadonlySet<string> {
+    return new Set(this.#runs.keys());
   }
 
   /** Replaces the state with a fresh list; answers the runs that were live and are no more. */
@@ -78,11 +91,18 @@ export function watchRunEnds(o: RunWatchOptions): RunWatch {
   };
 
   async function loop() {
+    let relist: "gone" | "error" | undefined;
     for (let failures = 0; !abort.signal.aborted;) {
       try {
+        const listedAt = o.clock ? o.clock.now() : Date.now();
+        if (relist) o.onRelist?.(relist);
         const { pods, resourceVersion } = await o.kube.listPodsAt(o.namespace, EXECUTION_ID_LABEL);
         o.onList?.();
+        o.onHeard?.();
+        o.onConnected?.(true);
+        // Runs that lost their last pod while nothing watched (a 410, a failure) end here.
         runs.reset(pods).forEach(ended);
+        o.onListed?.(runs.live(), listedAt);
         failures = 0;
         let rv = resourceVersion;
         let gone = false;
@@ -94,8 +114,10 @@ export function watchRunEnds(o: RunWatchOptions): RunWatch {
             if (e.type === "ERROR") {
               if (e.code !== 410) throw new Error(`pod watch error ${e.code}: ${e.message}`);
               gone = true; // the version is too old: list again
+              relist = "gone";
               break;
             }
+            o.onHeard?.();
             rv = e.resourceVersion ?? rv;
             if (e.type === "BOOKMARK") continue;
             const run = runs.update(e.pod, e.type === "DELETED");
@@ -103,7 +125,9 @@ export function watchRunEnds(o: RunWatchOptions): RunWatch {
           }
         }
       } catch (error) {
+        o.onConnected?.(false);
         if (abort.signal.aborted) return;
+        relist = "error";
         const wait = backoffDelay(failures++, { baseMs: 500, capMs: 30_000 }, random);
         o.logger.warn("pod watch failed; listing again", { error, retry_ms: Math.round(wait) });
         await sleep(wait);
@@ -116,6 +140,7 @@ export function watchRunEnds(o: RunWatchOptions): RunWatch {
     async stop() {
       abort.abort();
       await running;
+      o.onConnected?.(false);
     },
   };
 }

@@ -70,10 +70,14 @@ Deno.test("watchRunEnds: events, a 410 that lists again (a run gone meanwhile en
   ]);
   const ended: string[] = [];
   const slept: number[] = [];
+  const seen: string[] = [];
   const watch = watchRunEnds({
     kube,
     namespace: "compute",
     onRunEnded: (run) => (ended.push(run), Promise.resolve()),
+    onRelist: (reason) => seen.push(`relist:${reason}`),
+    onConnected: (up) => seen.push(up ? "up" : "down"),
+    onListed: (live) => seen.push(`live:${[...live]}`),
     logger: silentLogger,
     clock: { now: () => 0, sleep: (ms) => (slept.push(ms), Promise.resolve()), random: () => 0 },
   });
@@ -82,6 +86,18 @@ Deno.test("watchRunEnds: events, a 410 that lists again (a run gone meanwhile en
   assert.deepEqual(ended, ["a", "b", "c"]);
   assert.deepEqual(calls, ["list", "watch@1", "list", "watch@3", "list", "watch@5", "watch@9"]);
   assert.deepEqual(slept, [250], "one failure, one backoff");
+  assert.deepEqual(seen, [
+    "up",
+    "live:a,b",
+    "relist:gone",
+    "up",
+    "live:c",
+    "down",
+    "relist:error",
+    "up",
+    "live:c",
+    "down", // stop()
+  ]);
 });
 
 Deno.test("watchRunEnds: stop() ends a watch held open and a backoff in progress", async () => {

@@ -52,7 +52,17 @@ export class Gauge {
 /** A histogram with fixed buckets, in seconds. */
 export class Histogram {
   #series = new Map<string, { counts: number[]; sum: number; count: number }>();
-  constructor(readonly name: string, readonly help: string, readonly buckets: readonly number[]) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly buckets: readonly number[],
+    /** Rendered (at zero) before the first observation, as Prometheus clients do for a histogram without labels. */
+    initial?: Labels,
+  ) {
+    if (initial) {
+      this.#series.set(labelKey(initial), { counts: buckets.map(() => 0), sum: 0, count: 0 });
+    }
+  }
   observe(labels: Labels, value: number): void {
     const key = labelKey(labels);
     const s = this.#series.get(key) ?? { counts: this.buckets.map(() => 0), sum: 0, count: 0 };
@@ -75,6 +85,30 @@ export class Histogram {
       lines.push(`${this.name}_count${key ? `{${key}}` : ""} ${s.count}`);
     }
     return lines.join("\n");
+  }
+}
+
+/** A gauge of the seconds since the last `mark()`, read at each scrape; 0 before the first. */
+export class AgeGauge {
+  #at: number | undefined;
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly now: () => number = () => Date.now(),
+  ) {}
+  mark(): void {
+    this.#at = this.now();
+  }
+  /** The current value (tests read it). */
+  get(): number {
+    return this.#at === undefined ? 0 : Math.max(0, (this.now() - this.#at) / 1000);
+  }
+  render(): string {
+    return [
+      `# HELP ${this.name} ${this.help}`,
+      `# TYPE ${this.name} gauge`,
+      `${this.name} ${this.get()}`,
+    ].join("\n");
   }
 }
 
@@ -136,6 +170,24 @@ export function createServerMetrics() {
       "irsa_pod_watch_lists_total",
       "Lists of the run pods by the pod watch: its start, and every relist after a 410 or a failure.",
     ),
+    podWatchRelists: new Counter(
+      "irsa_pod_watch_relists_total",
+      "Lists of the run pods asked after the first, by reason: gone (the watch's version was too old, 410) or error (the watch or the list failed, then backed off).",
+    ),
+    podWatchConnected: new Gauge(
+      "irsa_pod_watch_connected",
+      "1 while the pod watch is listed and watching, 0 while it is down, backing off or not running (no Kubernetes API).",
+    ),
+    podWatchLag: new AgeGauge(
+      "irsa_pod_watch_lag_seconds",
+      "Seconds since the pod watch last heard from the API server (a list, an event or a bookmark; 0 when it is not running). Bookmarks come about once a minute, so a quiet namespace stays under about 60 s; it grows while the watch is down.",
+    ),
+    revocationLatency: new Histogram(
+      "irsa_revocation_latency_seconds",
+      "Seconds from the pod watch seeing a run's last pod end (deleted or finished) to its subject off every proxy role it held.",
+      [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+      {},
+    ),
     revokedSubjects: new Counter(
       "irsa_revoked_subjects_total",
       "Subjects taken off a proxy role, by reason: sync, stop, mapping, run_ended or service_account_deleted.",
@@ -163,6 +215,7 @@ export function createServerMetrics() {
       LATENCY_BUCKETS,
     ),
   };
+  m.podWatchConnected.set({}, 0); // 0 until the watch first lists (or with no Kubernetes API)
   return m;
 }
 
@@ -170,6 +223,8 @@ export function createServerMetrics() {
 export type ServerMetrics = ReturnType<typeof createServerMetrics>;
 
 /** Renders metrics in the Prometheus text format. */
-export function renderMetrics(metrics: Record<string, Counter | Gauge | Histogram>): string {
+export function renderMetrics(
+  metrics: Record<string, Counter | Gauge | AgeGauge | Histogram>,
+): string {
   return Object.values(metrics).map((m) => m.render()).join("\n") + "\n";
 }

@@ -37,8 +37,7 @@ import { type MappingStore, withSharedReads } from "../store/mapping_store.ts";
 import { createTrustEditor } from "../trust/trust_editor.ts";
 import { createCleanup, kubernetesLiveness } from "../grants/cleanup.ts";
 import type { ServerDeps } from "../grants/deps.ts";
-import { revokeEndedRun } from "../grants/run_end.ts";
-import { watchRunEnds } from "../kube/pod_watch.ts";
+import { startRunWatch } from "./run_watch.ts";
 import { createLeaseRoleLock, createLocalRoleLock } from "../trust/role_lock.ts";
 import { type HandoffKey, importHandoffKey } from "../trust/handoff_seal.ts";
 
@@ -191,13 +190,7 @@ export async function startServer(
     const app = createApp(deps);
     if (kube) {
       // A run's end, seen as it happens, revokes at once; the cleanup loop stays the safety net.
-      const watch = watchRunEnds({
-        kube,
-        namespace: config.computeNamespace,
-        onRunEnded: (run) => revokeEndedRun(deps, run),
-        onList: () => metrics.podWatchLists.inc(),
-        logger,
-      });
+      const watch = startRunWatch(deps, kube, config.computeNamespace);
       started.add(() => watch.stop());
     }
     return await listen(config, app.fetch, tls, metrics, logger, started);

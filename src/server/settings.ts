@@ -381,8 +381,9 @@ export const serverSettings = {
   cleanupIntervalSeconds: setting({
     flag: "cleanup-interval-seconds",
     env: ["IRSA_CLEANUP_INTERVAL_SECONDS"],
-    default: "60",
-    help: "Period of the loop that removes subjects of ended runs (0: off).",
+    default: "300",
+    help:
+      "Period of the loop that removes subjects of ended runs and enforces mappings edited out of band (0: off); with Kubernetes the pod watch revokes a run's end at once, and this loop is the safety net.",
     // The bound it had when it borrowed the port's reader: no value accepted before is refused.
     schema: read.wholeNumber("seconds", 65_535),
   }),
