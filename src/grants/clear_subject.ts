@@ -1,7 +1,11 @@
 /**
- * Taking one subject off every proxy role irsa has ever edited and every managed role the
- * mappings name (mappings may have changed, or been deleted, since it was granted), each under
- * its role's lock through the editor; the grant record then forgets what was taken off.
+ * Taking one subject off the proxy roles that may hold it, each under its role's lock through the
+ * editor; the grant record then forgets what was taken off. "Everywhere" is every role irsa has
+ * ever edited and every managed role the mappings name (mappings may have changed, or been
+ * deleted, since it was granted). A stop visits only the roles the subject's grant names (written
+ * before any of them was edited, so never too few) and those this replica's cache shows holding
+ * it: a handful, where everywhere is a thousand roles on a large platform; a subject the record
+ * has no grant for (one the current service granted) is taken off everywhere.
  */
 
 import type { GrantRecord, RevocationReason } from "../core/grants.ts";
@@ -17,14 +21,24 @@ export async function clearSubject(
   subject: string,
   reason: RevocationReason,
   audit: AuditContext,
-  /** The grant record when the caller has just read it. */
-  read?: GrantRecord,
+  options: {
+    /** Every role, even when the subject's grant names fewer. */
+    readonly everywhere?: boolean;
+    /** The grant record when the caller has just read it. */
+    readonly read?: GrantRecord;
+  } = {},
 ): Promise<RoleOutcome[]> {
   const snapshot = await readMappings(deps);
   const unmanaged = new Set(unmanagedRolesOf(snapshot.mappings));
-  const record = read ?? await deps.grants.readFor([subject]);
-  const roles = [...new Set([...record.roles, ...proxyRolesOf(snapshot.mappings)])].sort()
-    .filter((role) => !unmanaged.has(role));
+  const record = options.read ?? await deps.grants.readFor([subject]);
+  const all = [...new Set([...record.roles, ...proxyRolesOf(snapshot.mappings)])];
+  const grant = record.grants[subject];
+  const roles = (grant === undefined || options.everywhere ? all : [
+    ...new Set([
+      ...grant.roles,
+      ...all.filter((role) => deps.editor.holds(role, subject)),
+    ]),
+  ]).sort().filter((role) => !unmanaged.has(role));
   const outcomes = await Promise.all(
     roles.map((role) => deps.editor.edit(role, { remove: subject }, audit)),
   );

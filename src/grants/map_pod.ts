@@ -2,8 +2,11 @@
  * Mapping a pod: the product's central sequence. Write-ahead order: the grant is recorded before
  * IAM is edited, so a crash in between leaves a record of a role the subject may be on, never a
  * subject on a role the record does not know; the edits join their batches meanwhile, and each
- * batch writes IAM only once its records are stored. A sync is also a reconcile: the subject
- * leaves every managed role its organizations no longer map to.
+ * batch writes IAM only once its records are stored. Of a pool, the grant names the members the
+ * subject was put on or tried on, never the untried ones: the member about to be tried is recorded
+ * before its edit (a full first member costs one more record write), so a grant is a few roles
+ * whatever the pool's size, and the end of a run edits those few. A sync is also a reconcile: the
+ * subject leaves every managed role its organizations no longer map to.
  */
 
 import { KNOWN_WORKLOAD_TYPES } from "../api/pod_roles.ts";
@@ -67,24 +70,34 @@ export async function mapPod(deps: ServerDeps, request: MapRequest): Promise<Map
     const audit = { user: caller.username, run: pod.runId, requestId: request.requestId };
     const unmanaged = new Set(unmanagedRolesOf(snapshot.mappings));
     const entitled = entitledRoles(snapshot.mappings, caller.organizations);
+    // Each pair's members in the order they will be tried; the first of each is recorded now.
+    const orders = chains.map((chain) => tryOrder(deps, chain.pair, pod.subject, unmanaged));
+    const first = orders.flatMap((o) => o.managed ? [o.roles[0]] : []);
+    const base = {
+      user: caller.username,
+      organizations: caller.organizations,
+      syncedAt: deps.now(),
+      ...(type === undefined ? {} : { workloadType: type }),
+    };
     let before: GrantRecord = EMPTY_RECORD;
     const granted = deps.grants.set({
       subject: pod.subject,
       grant: (previous, roles) => {
         // What syncRevocations reads of the record: every role ever edited, and this grant.
         before = { roles, grants: previous ? { [pod.subject]: previous } : {} };
-        return {
-          user: caller.username,
-          organizations: caller.organizations,
-          roles: [...(previous?.roles ?? []), ...entitled],
-          syncedAt: deps.now(),
-          ...(type === undefined ? {} : { workloadType: type }),
-        };
+        return { ...base, roles: [...(previous?.roles ?? []), ...first] };
       },
     });
     granted.catch(() => {}); // awaited below, after the edits that it failed
-    const mapping = chains.map((chain) =>
-      mapPair(deps, chain.pair, pod.subject, audit, unmanaged, granted)
+    // A later member of a pool joins the grant before its edit (the grant as it is then: another
+    // sync of the same subject may have added to it meanwhile).
+    const recording = (role: string) =>
+      deps.grants.set({
+        subject: pod.subject,
+        grant: (previous) => ({ ...(previous ?? base), roles: [...(previous?.roles ?? []), role] }),
+      });
+    const mapping = chains.map((chain, i) =>
+      mapPair(deps, chain.pair, orders[i], pod.subject, audit, granted, recording)
     );
     arrived(); // its edits are queued
     const mapped = await Promise.all(mapping);
@@ -123,44 +136,68 @@ export async function mapPod(deps: ServerDeps, request: MapRequest): Promise<Map
   }
 }
 
+/** The members of a pair's pool in the order a start tries them, or the role the admin keeps. */
+type TryOrder =
+  | { readonly managed: true; readonly roles: readonly string[] }
+  | { readonly managed: false; readonly role: string };
+
 /**
- * Adds a subject to the proxy role of a pair, or, when that role is full, to the next member of
- * its pool; a member whose cached policy already holds the subject is tried first.
+ * A pair's pool in the order a start tries it: a member whose cached policy already holds the
+ * subject first; members this replica last saw too full for one more subject last, not first (a
+ * pool filled in order would otherwise cost a locked attempt on every full member before each
+ * start; only the order changes: a member freed meanwhile is still tried, and a full one refuses).
  */
-async function mapPair(
+function tryOrder(
   deps: ServerDeps,
   pair: RolePair,
   subject: string,
-  audit: AuditContext,
   unmanaged: ReadonlySet<string>,
-  after: Promise<unknown>,
-): Promise<{ pair: RolePair; outcome: RoleOutcome }> {
+): TryOrder {
   const pool = poolOf(pair);
-  if (pool.some((role) => unmanaged.has(role))) {
-    // The admin keeps this role's trust policy: the profiles are written, the policy is not read.
-    const role = pool[0];
-    return {
-      pair: { ...pair, proxyRoleArn: role },
-      outcome: { roleArn: role, status: "unmanaged" } as RoleOutcome,
-    };
-  }
+  // The admin keeps this role's trust policy: the profiles are written, the policy is not read.
+  if (pool.some((role) => unmanaged.has(role))) return { managed: false, role: pool[0] };
   const known = pool.find((role) => deps.editor.holds(role, subject));
-  // Members this replica last saw too full for one more subject are tried last, not first: a pool
-  // filled in order would otherwise cost a locked attempt on every full member before each start.
-  // (Only the order changes: a member freed meanwhile is still tried, and a full one refuses.)
   const last = new Map(deps.editor.capacity().map((c) => [c.roleArn, c]));
   const looksFull = (role: string) => {
     const c = last.get(role);
     return c !== undefined && c.length + subject.length + 3 > c.quota;
   };
   const rest = pool.filter((r) => r !== known);
-  const order = [
-    ...(known ? [known] : []),
-    ...rest.filter((r) => !looksFull(r)),
-    ...rest.filter(looksFull),
-  ];
+  return {
+    managed: true,
+    roles: [
+      ...(known ? [known] : []),
+      ...rest.filter((r) => !looksFull(r)),
+      ...rest.filter(looksFull),
+    ],
+  };
+}
+
+/**
+ * Adds a subject to the proxy role of a pair, or, when that role is full, to the next member of
+ * its pool, in `order`. The first member's edit waits for `granted`; each later one is recorded
+ * (`recording`) before its edit, which waits for that.
+ */
+async function mapPair(
+  deps: ServerDeps,
+  pair: RolePair,
+  order: TryOrder,
+  subject: string,
+  audit: AuditContext,
+  granted: Promise<unknown>,
+  recording: (role: string) => Promise<unknown>,
+): Promise<{ pair: RolePair; outcome: RoleOutcome }> {
+  if (!order.managed) {
+    return {
+      pair: { ...pair, proxyRoleArn: order.role },
+      outcome: { roleArn: order.role, status: "unmanaged" } as RoleOutcome,
+    };
+  }
+  const pool = order.roles;
   let outcome: RoleOutcome | undefined;
-  for (const role of order) {
+  for (const [i, role] of pool.entries()) {
+    const after = i === 0 ? granted : recording(role);
+    after.catch(() => {}); // the edit settles with its error
     outcome = await deps.editor.edit(role, { add: subject }, audit, { after });
     const full = outcome.status === "failed" && outcome.error?.code === "policy_quota_exceeded";
     if (!full) return { pair: { assetRoleArn: pair.assetRoleArn, proxyRoleArn: role }, outcome };
@@ -184,7 +221,7 @@ async function mapPair(
       },
     };
   }
-  return { pair: { assetRoleArn: pair.assetRoleArn, proxyRoleArn: order[0] }, outcome: outcome! };
+  return { pair: { assetRoleArn: pair.assetRoleArn, proxyRoleArn: pool[0] }, outcome: outcome! };
 }
 
 // When every role failed, answer with the most telling failure: quota and denial before the rest.

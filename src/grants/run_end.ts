@@ -38,19 +38,20 @@ export async function revokeEndedRun(
     namespace: deps.ownership.computeNamespace,
     name: `run-${runId}`,
   });
-  let grant = (await deps.grants.read()).grants[subject];
+  let grant = (await deps.grants.readFor([subject])).grants[subject];
   if (grant === undefined) return false;
   // Every replica sees the end. One whose policy cache saw the subject on a role (it granted it,
   // or edited that role since) acts at once; the others wait `deferMs` and act only if the grant
   // is still recorded then, so the end costs one replica's writes, not every replica's.
   if (options.deferMs && !grant.roles.some((role) => deps.editor.holds(role, subject))) {
     await sleep(options.deferMs);
-    grant = (await deps.grants.read()).grants[subject];
+    grant = (await deps.grants.readFor([subject])).grants[subject];
     if (grant === undefined) return false;
   }
-  // The grant's roles, not every role ever edited as a stop visits: the record names every role
-  // the subject may hold before IAM is edited, so they are never too few, and a pool's members
-  // are a handful where all the pools of a large platform are a thousand (two Lease writes each).
+  // The grant's roles, not every role ever edited: the record names every role the subject may
+  // hold before IAM is edited, so they are never too few, and they are the pool members it was
+  // put on or tried on (a few), where all the pools of a large platform are a thousand roles (two
+  // Lease writes each).
   const { mappings } = await readMappings(deps);
   const unmanaged = new Set(unmanagedRolesOf(mappings));
   // A role whose edit failed (its Lease held past the wait, IAM throttling) stays recorded; it is
@@ -64,7 +65,7 @@ export async function revokeEndedRun(
     );
     if (done.length === roles.length || attempt >= RETRIES) return true;
     await sleep(1000 * 2 ** attempt);
-    const now = (await deps.grants.read()).grants[subject];
+    const now = (await deps.grants.readFor([subject])).grants[subject];
     if (now === undefined) return true;
     grant = now;
   }

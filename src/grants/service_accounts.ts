@@ -33,7 +33,9 @@ export async function deleteServiceAccount(deps: ServerDeps, by: Changer, name: 
     namespace: deps.ownership.computeNamespace,
     name,
   });
-  const outcomes = await clearSubject(deps, subject, "service_account_deleted", by);
+  const outcomes = await clearSubject(deps, subject, "service_account_deleted", by, {
+    everywhere: true,
+  });
   const failed = outcomes.find((o) => o.status === "failed");
   if (failed) {
     throw new AppError(

@@ -83,7 +83,7 @@ export function podRoleRoutes(deps: ServerDeps): Route<AuthEnv>[] {
       method: "delete",
       path: "/map_iam_roles_to_pod_sa",
       summary:
-        "Removes the pod's service account from the trust policy of every proxy role irsa has ever edited or the mappings name; the sidecar calls it when the pod stops.",
+        "Removes the pod's service account from the trust policy of every proxy role its grant names (for a subject irsa has no grant for, every proxy role irsa has ever edited or the mappings name); the sidecar calls it when the pod stops.",
       access: "user",
       body,
       headers,

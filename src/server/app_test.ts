@@ -188,6 +188,7 @@ async function world(
     sa,
     podToken,
     mappingsFile: `${dir}/mappings.json`,
+    grantsFile: `${dir}/irsa-grants.json`,
     subjects: (role: string) => subjectsOf(iam.policies.get(role)!, OPTS),
     async [Symbol.asyncDispose]() {
       users.close();
@@ -824,6 +825,58 @@ Deno.test("readyz reports ready once keys and mappings load", async () => {
   const res = await w.call("GET", "/readyz");
   assert.equal(res.status, 200);
   assert.deepEqual(await res.json(), { status: "Ready" });
+});
+
+Deno.test("a grant names the pool members the subject was put on or tried, each recorded before its edit, never the untried ones", async () => {
+  await using w = await world();
+  const arn = (name: string) => `arn:aws:iam::111111111111:role/${name}`;
+  const members = [ROLES[0], "acme-list-bucket-role-2", "acme-list-bucket-role-3"];
+  for (const m of members.slice(1)) w.iam.policies.set(m, FRESH);
+  // The first member is full, and this replica has not seen it yet: it is tried first, refused.
+  const fillers = Array.from(
+    { length: 40 },
+    (_, i) => `"*:domino-compute:run-${i.toString(16).padStart(24, "a")}"`,
+  );
+  w.iam.policies.set(ROLES[0], FRESH.replace(':sub": ""', `:sub": [${fillers.join(",")}]`));
+  const put = await w.call("POST", "/update_multirole_mapping", {
+    token: w.admin,
+    body: {
+      domino_org: "pooled",
+      role_data: [{ ...pairOf(ROLES[0]), proxy_iam_role_arns: members.map(arn) }],
+    },
+  });
+  assert.equal(put.status, 200);
+  w.iam.calls.length = 0; // the mapping's check read every member
+  // What the record says at the moment each trust policy is written.
+  const recordedAtWrite: Record<string, string[]> = {};
+  const write = w.iam.putTrustPolicy.bind(w.iam);
+  w.iam.putTrustPolicy = async (role, document) => {
+    const record = JSON.parse(await Deno.readTextFile(w.grantsFile));
+    recordedAtWrite[role] = record.grants[SUBJECT]?.roles ?? [];
+    return await write(role, document);
+  };
+  const user = await w.issuer.userToken({ username: "jdoe", groups: ["pooled"] });
+  const res = await w.call("POST", "/map_iam_roles_to_pod_sa", {
+    token: user,
+    body: {},
+    headers: { "X-Irsa-Workload-Token": w.sa, Accept: "application/json" },
+  });
+  assert.equal(res.status, 200);
+  assert.equal((await res.json()).roles[0].proxy_iam_role_arn, arn(members[1]));
+  // The second member was in the record before its policy was written.
+  assert.ok(recordedAtWrite[members[1]].includes(arn(members[1])), JSON.stringify(recordedAtWrite));
+  const record = JSON.parse(await Deno.readTextFile(w.grantsFile));
+  assert.deepEqual(record.grants[SUBJECT].roles, [arn(members[0]), arn(members[1])]);
+  assert.ok(!record.roles.includes(arn(members[2])));
+  // Neither the start nor the stop (its grant names every role it may hold) read the untried member.
+  const stop = await w.call("DELETE", "/map_iam_roles_to_pod_sa", {
+    token: user,
+    body: {},
+    headers: { "X-Irsa-Workload-Token": w.sa },
+  });
+  assert.equal(stop.status, 200);
+  assert.deepEqual(w.iam.calls.filter((c) => c.role === members[2]), []);
+  assert.ok(!w.subjects(members[1]).includes(SUBJECT));
 });
 
 Deno.test("proxy-role pools: a full first role sends the subject to the next, and a full pool answers 409", async () => {
