@@ -80,6 +80,7 @@ const counter = startKubeFaultProxy(kube);
 const servers: ServerProcess[] = [];
 const dir = await Deno.makeTempDir({ prefix: "irsa-bench-scale-" });
 let failed = false;
+let sampler: ReturnType<typeof setInterval> | undefined;
 try {
   const admin = moto.iamClient();
   const world = await seedExampleRoles(admin);
@@ -173,6 +174,18 @@ try {
   for (let i = 0; i < REPLICAS; i++) {
     servers.push(await startServerProcess(args, env, undefined, { checkAnswers: false }));
   }
+  // etcd's database, sampled every 5 s: what the record's writes cost the cluster's store (its
+  // default quota is 2 GiB; the API server compacts history every 5 minutes).
+  const etcd = { peak: 0, peakInUse: 0, last: 0 };
+  const sampleEtcd = async () => {
+    const text = await (await fetch(`${kube.etcdUrl}/metrics`)).text();
+    const gauge = (name: string) =>
+      Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? 0);
+    etcd.last = gauge("etcd_mvcc_db_total_size_in_bytes");
+    etcd.peak = Math.max(etcd.peak, etcd.last);
+    etcd.peakInUse = Math.max(etcd.peakInUse, gauge("etcd_mvcc_db_total_size_in_use_in_bytes"));
+  };
+  sampler = setInterval(() => sampleEtcd().catch(() => {}), 5_000);
   const users = await Promise.all(
     pools.map((_, g) =>
       issuer.userToken({
@@ -227,6 +240,10 @@ try {
     return performance.now() - t;
   };
   const writes = () => counter.requests.filter((r) => r.method !== "GET").length;
+  /** Bytes the replicas wrote to the grant record's shards so far. */
+  const recordBytes = () =>
+    counter.requests.filter((r) => r.method === "PUT" && r.path.includes("/configmaps/irsa-grants"))
+      .reduce((n, r) => n + r.bytes, 0);
 
   const checkpoints: Record<string, unknown>[] = [];
   /** The sample started, then stopped, one at a time: latencies and Kubernetes writes per start. */
@@ -255,12 +272,15 @@ try {
 
   await measure(0);
   const bulkWrites: number[] = [];
+  const bulkBytes: number[] = [];
   for (const [from, to] of [[0, Math.floor(N / 2)], [Math.floor(N / 2), N]]) {
     log(`starting pods ${from}..${to} (${CONCURRENCY} at a time over ${REPLICAS} replicas)...`);
     const w0 = writes();
+    const b0 = recordBytes();
     const t = performance.now();
     await pooled(bulk.slice(from, to), CONCURRENCY, (run) => call("POST", run));
     bulkWrites.push((writes() - w0) / Math.max(1, to - from));
+    bulkBytes.push((recordBytes() - b0) / Math.max(1, to - from));
     log(`${to - from} starts in ${round((performance.now() - t) / 1000)} s`);
     await measure(to);
   }
@@ -330,6 +350,8 @@ try {
     }
   }
 
+  clearInterval(sampler);
+  await sampleEtcd();
   const at0 = checkpoints[0] as { start_p50_ms: number; start_p99_ms: number };
   const atN = checkpoints.at(-1) as { start_p50_ms: number; start_p99_ms: number };
   const perStart = bulkWrites.reduce((a, b) => a + b, 0) / bulkWrites.length;
@@ -357,6 +379,10 @@ try {
     sample: SAMPLE,
     checkpoints,
     bulk_kubernetes_writes_per_start: bulkWrites.map((w) => Math.round(w * 100) / 100),
+    bulk_grant_record_bytes_per_start: bulkBytes.map(round),
+    etcd_db_peak_mib: Math.round(etcd.peak / 2 ** 20),
+    etcd_db_peak_in_use_mib: Math.round(etcd.peakInUse / 2 ** 20),
+    etcd_db_at_end_mib: Math.round(etcd.last / 2 ** 20),
     held,
     lost,
     ends: ENDS,
@@ -375,12 +401,16 @@ try {
   );
   console.log(`kubernetes writes per start: ${Math.round(perStart * 100) / 100}`);
   console.log(
+    `grant record bytes written per start: ${bulkBytes.map(round).join(", ")} (first and second half); etcd database peak ${result.etcd_db_peak_mib} MiB (${result.etcd_db_peak_in_use_mib} MiB in use)`,
+  );
+  console.log(
     `revocation after pod end p50/p99: ${result.revocation_p50_ms}/${result.revocation_p99_ms} ms`,
   );
 } catch (error) {
   failed = true;
   console.error(error);
 } finally {
+  clearInterval(sampler);
   for (const s of servers) await s.stop();
   await counter.close();
   await kube.stop();

@@ -215,6 +215,22 @@ Deno.test("a mapping whose proxy role is in another account or partition is refu
   assert.equal(await policyOf(LIST_ROLE), before);
 });
 
+Deno.test("a pool of more than 50 proxy roles answers 400 naming its size and the limit, and nothing is stored", async () => {
+  await using w = await startWorld();
+  const members = Array.from(
+    { length: 51 },
+    (_, i) => `arn:aws:iam::${EXAMPLE.eksAccount}:role/pool-member-${i}`,
+  );
+  const res = await w.call("POST", "/update_multirole_mapping", w.admin, {
+    domino_org: ORG,
+    role_data: [{ ...pairJson(LIST_ROLE), proxy_iam_role_arns: members }],
+  });
+  assert.equal(res.status, 400, JSON.stringify(res.json));
+  assert.match(res.json.message, /proxy_iam_role_arns holds 51 roles; a pool holds at most 50/);
+  const all = await w.call("GET", "/role_mappings", w.admin);
+  assert.deepEqual(all.json, { all_role_mappings: {} });
+});
+
 Deno.test("a stored mapping (old data) whose proxy role is in another account is never edited", async () => {
   const foreign = `arn:aws:iam::333333333333:role/${LIST_ROLE}`;
   await using w = await startWorld({

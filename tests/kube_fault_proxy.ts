@@ -13,6 +13,8 @@ export interface ProxiedRequest {
   readonly status: number;
   /** True when the proxy answered instead of the API server. */
   readonly injected: boolean;
+  /** Bytes of the request's body (0 for a GET, or when the proxy answered before reading it). */
+  readonly bytes: number;
 }
 
 /** Which requests {@link KubeFaultProxy.failNext} applies to; all when omitted. */
@@ -81,6 +83,7 @@ export function startKubeFaultProxy(
     ...(options.tls ?? {}),
   }, async (request) => {
     const url = new URL(request.url);
+    let bytes = 0;
     const log = (status: number, injected: boolean) =>
       requests.push({
         method: request.method,
@@ -88,6 +91,7 @@ export function startKubeFaultProxy(
         query: url.search.replace(/^\?/, ""),
         status,
         injected,
+        bytes,
       });
     const failure = failures.find((f) =>
       f.remaining > 0 && matches(f.match, request.method, url.pathname, url.search)
@@ -103,6 +107,7 @@ export function startKubeFaultProxy(
     const body = request.method === "GET" || request.method === "HEAD"
       ? undefined
       : await request.arrayBuffer();
+    bytes = body?.byteLength ?? 0;
     // A watch streams until the client goes: pass it on as it comes, and end it with the client.
     const watching = url.searchParams.get("watch") === "1";
     if (watching && gone) {

@@ -57,6 +57,9 @@ export const TrustPolicyFlag = v.union(
   'update_iam_role_trust_policy must be true, false, "true" or "false"',
 );
 
+/** The most proxy roles one pair's pool may name. */
+export const POOL_MAX = 50;
+
 /**
  * One role pair as the ConfigMap and the API spell it. Loose: every other key the admin sent
  * (`domino_org` of the item, notes) is kept, so the pair is echoed and stored as it was given.
@@ -70,7 +73,11 @@ export const RolePairWire = v.looseObject({
   proxy_iam_role_arns: v.optional(
     v.pipe(
       v.array(roleArn("proxy_iam_role_arns[]"), "proxy_iam_role_arns must be a list"),
-      v.maxLength(50, "proxy_iam_role_arns holds too many roles"),
+      v.maxLength(
+        POOL_MAX,
+        (issue) =>
+          `proxy_iam_role_arns holds ${issue.received} roles; a pool holds at most ${POOL_MAX}`,
+      ),
     ),
   ),
   update_iam_role_trust_policy: v.optional(TrustPolicyFlag),

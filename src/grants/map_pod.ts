@@ -202,7 +202,13 @@ async function mapPair(
     const full = outcome.status === "failed" && outcome.error?.code === "policy_quota_exceeded";
     if (!full) return { pair: { assetRoleArn: pair.assetRoleArn, proxyRoleArn: role }, outcome };
   }
-  if (pool.length > 1) {
+  if (pool.length === 1) {
+    deps.logger.warn("the proxy role is full", {
+      asset_role: pair.assetRoleArn,
+      role: pool[0],
+      run: audit.run,
+    });
+  } else {
     deps.metrics.poolExhausted.inc();
     deps.logger.warn("every proxy role of a pool is full", {
       asset_role: pair.assetRoleArn,

@@ -200,7 +200,10 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
   const settle = (roleArn: string, p: Pending, o: RoleOutcome) => {
     deps.metrics.trustPolicyEdits.inc({ action: p.add ? "add" : "remove", outcome: o.status });
     if (o.status === "failed") {
-      deps.logger.warn("trust policy edit failed", {
+      // A full policy is routine in a pool (the next member takes the subject): the start warns
+      // when none could (src/grants/map_pod.ts).
+      const level = o.error?.code === "policy_quota_exceeded" ? "info" : "warn";
+      deps.logger[level]("trust policy edit failed", {
         role: roleArn,
         user: p.audit.user,
         run: p.audit.run,
