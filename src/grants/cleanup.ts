@@ -79,6 +79,10 @@ export function createCleanup(o: CleanupOptions): Cleanup {
   const lastSync = new Map<string, number>();
   let timer: ReturnType<typeof setInterval> | undefined;
   let pass: Promise<unknown> = Promise.resolve();
+  // Set by stop(): a pass in flight ends after the role it is on (a pass over a thousand roles,
+  // each under its Lease, takes minutes), keeping what it removed; the next pass, here or on
+  // another replica, visits the rest.
+  let stopping = false;
 
   const serviceAccountOf = (subject: string) => {
     if (!isManagedSubject(o.format, subject)) return undefined;
@@ -105,6 +109,7 @@ export function createCleanup(o: CleanupOptions): Cleanup {
     const revoked: Revocation[] = [];
     const endedRuns = new Set<string>();
     for (const role of roles) {
+      if (stopping) break;
       try {
         const reasons = new Map<string, Revocation["reason"]>();
         const gone = await o.editor.prune(role, async (subjects) => {
@@ -187,6 +192,7 @@ export function createCleanup(o: CleanupOptions): Cleanup {
       }, intervalMs);
     },
     async stop() {
+      stopping = true;
       clearInterval(timer);
       await pass;
     },

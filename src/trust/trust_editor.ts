@@ -283,7 +283,53 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
     return { value: results, version: newVersion, current: before.current || stale };
   }
 
+  /**
+   * Refuses, without the role's lock, the queued adds that cannot fit its policy as IAM holds it
+   * now, when only adds are queued and this replica has read the role before; answers whether
+   * nothing is left to do. A start in a pool then moves on to the next member without taking this
+   * one's Lease (two writes) only to be refused: the case of a member that other replicas filled
+   * since this one last saw it. The cached policy is believed when the lock's version is the one
+   * it was cached under; otherwise IAM's is read (and cached: the lock then finds it fresh). A
+   * refusal is never a grant: at worst (a Lease's version written back by someone who may update
+   * Leases) a start skips a member that had room. A failed read decides nothing.
+   */
+  async function refuseFull(roleArn: string): Promise<boolean> {
+    const queued = queues.get(roleArn) ?? [];
+    const cached = policies.peek(roleArn);
+    if (cached === undefined || queued.length === 0 || queued.some((p) => p.add === undefined)) {
+      return false;
+    }
+    let document: string;
+    try {
+      const version = await lock.currentVersion(roleArn);
+      const hit = policies.fresh(roleArn);
+      document = hit !== undefined && version !== undefined && hit.version === version
+        ? hit.document
+        : await policies.current(roleArn, undefined);
+    } catch {
+      return false;
+    }
+    const options = optionsFor(roleArn);
+    const name = parseRoleArn(roleArn).name;
+    const now = queues.get(roleArn) ?? [];
+    const refused = now.filter((p) => {
+      if (p.add === undefined) return false;
+      const [result] = planBatch(document, [{ add: p.add }], options, name).results;
+      if (result.status !== "failed" || result.error?.code !== "policy_quota_exceeded") {
+        return false;
+      }
+      deps.metrics.poolFull.inc();
+      settle(roleArn, p, { roleArn, status: "failed", error: result.error });
+      return true;
+    });
+    const left = now.filter((p) => !refused.includes(p));
+    if (left.length > 0) queues.set(roleArn, left);
+    else queues.delete(roleArn);
+    return left.length === 0;
+  }
+
   async function runBatch(roleArn: string): Promise<void> {
+    if (await refuseFull(roleArn)) return;
     let batch: Pending[] | undefined;
     let before: Base | undefined;
     // Whether the cached policy is IAM's as of this hold of the lock: read or written under it.

@@ -192,6 +192,46 @@ Deno.test("the cache never claims a subject another replica removed (versions on
   }
 });
 
+Deno.test("an add to a role another replica filled is refused from IAM's policy without taking the role's Lease", async () => {
+  const cluster = await sharedKubeApiServer();
+  const field = await cluster.createNamespace("field");
+  const kube = createKubeClient({
+    apiUrl: cluster.url,
+    token: () => cluster.adminToken,
+    caCert: cluster.caCert,
+  });
+  try {
+    const iam = fakeIam(0);
+    const lock = (identity: string) =>
+      createLeaseRoleLock({ kube, namespace: field, identity, logger: silentLogger });
+    const a = editorWith(iam, lock("replica-a"));
+    const b = editorWith(iam, lock("replica-b"));
+    assert.equal((await a.editor.edit(ROLE, { add: run(1) }, AUDIT)).status, "added");
+    // B fills the role: A's cache still shows it with room for dozens more.
+    const filled = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => b.editor.edit(ROLE, { add: run(i + 2) }, AUDIT)),
+    );
+    assert.ok(filled.some((o) => o.status === "failed"), "the role is full");
+    const lease = () =>
+      cluster.must(
+        "GET",
+        `/apis/coordination.k8s.io/v1/namespaces/${field}/leases/${leaseName(ROLE)}`,
+      );
+    const version = (await lease()).metadata.resourceVersion;
+    const writes = iam.count("UpdateAssumeRolePolicy");
+    const refused = await a.editor.edit(ROLE, { add: run(100) }, AUDIT);
+    assert.equal(refused.status, "failed");
+    assert.equal(refused.error?.code, "policy_quota_exceeded");
+    assert.equal((await lease()).metadata.resourceVersion, version, "the Lease was not taken");
+    assert.equal(iam.count("UpdateAssumeRolePolicy"), writes);
+    // A role with room is still edited under its Lease, as before.
+    assert.equal((await b.editor.edit(ROLE, { remove: run(2) }, AUDIT)).status, "removed");
+    assert.equal((await a.editor.edit(ROLE, { add: run(100) }, AUDIT)).status, "added");
+  } finally {
+    kube.close();
+  }
+});
+
 Deno.test("the cleanup removes only managed subjects of ended runs, and never a young one", async () => {
   const cluster = await sharedKubeApiServer();
   const compute = await cluster.createNamespace("compute");
@@ -253,6 +293,42 @@ Deno.test("the cleanup removes only managed subjects of ended runs, and never a 
   } finally {
     kube.close();
   }
+});
+
+Deno.test("stopping the cleanup ends its pass after the role it is on, not after every role", async () => {
+  const names = Array.from({ length: 12 }, (_, i) => `pool-role-${i}`);
+  const iam = fakeIam(40);
+  for (const name of names) iam.policies.set(name, FRESH);
+  const arn = (name: string) => `arn:aws:iam::111111111111:role/${name}`;
+  const many: MappingStore = {
+    ...store,
+    read: () =>
+      Promise.resolve({
+        mappings: new Map([["org", [{
+          assetRoleArn: "arn:aws:iam::222222222222:role/acme-list-bucket-role",
+          proxyRoleArn: arn(names[0]),
+          proxyPool: names.slice(1).map(arn),
+        }]]]),
+        problems: [],
+      }),
+  };
+  const { editor, metrics } = editorWith(iam);
+  const cleanup = createCleanup({
+    grants: createMemoryGrantStore(),
+    editor,
+    store: many,
+    format: "wildcard",
+    computeNamespace: "domino-compute",
+    graceMs: 60_000,
+    syncLeaseMs: 900_000,
+    logger: silentLogger,
+    metrics,
+  });
+  cleanup.start(1);
+  await new Promise((r) => setTimeout(r, 100)); // the first pass is on its second or third role
+  await cleanup.stop();
+  const visited = new Set(iam.calls.map((c) => c.role));
+  assert.ok(visited.size < names.length, `visited ${visited.size} of ${names.length} roles`);
 });
 
 Deno.test("without Kubernetes, a run lives while its sidecar syncs within the lease", async () => {
