@@ -71,8 +71,10 @@ export async function mapPod(deps: ServerDeps, request: MapRequest): Promise<Map
     const unmanaged = new Set(unmanagedRolesOf(snapshot.mappings));
     const entitled = entitledRoles(snapshot.mappings, caller.organizations);
     // Each pair's members in the order they will be tried; the first of each is recorded now.
-    const orders = chains.map((chain) => tryOrder(deps, chain.pair, pod.subject, unmanaged));
-    const first = orders.flatMap((o) => o.managed ? [o.roles[0]] : []);
+    const orders = await Promise.all(
+      chains.map((chain) => tryOrder(deps, chain.pair, pod.subject, unmanaged)),
+    );
+    const first = orders.flatMap((o) => o.managed ? o.roles.slice(0, 1) : []);
     const base = {
       user: caller.username,
       organizations: caller.organizations,
@@ -138,7 +140,13 @@ export async function mapPod(deps: ServerDeps, request: MapRequest): Promise<Map
 
 /** The members of a pair's pool in the order a start tries them, or the role the admin keeps. */
 type TryOrder =
-  | { readonly managed: true; readonly roles: readonly string[] }
+  | {
+    readonly managed: true;
+    /** The members to try, from the first that may take the subject. */
+    readonly roles: readonly string[];
+    /** Why the last member skipped before them could not take it. */
+    readonly refused?: RoleOutcome;
+  }
   | { readonly managed: false; readonly role: string };
 
 /**
@@ -146,13 +154,15 @@ type TryOrder =
  * subject first; members this replica last saw too full for one more subject last, not first (a
  * pool filled in order would otherwise cost a locked attempt on every full member before each
  * start; only the order changes: a member freed meanwhile is still tried, and a full one refuses).
+ * Members that cannot take the subject as IAM holds them now (other replicas filled them) are
+ * skipped before anything is recorded or locked.
  */
-function tryOrder(
+async function tryOrder(
   deps: ServerDeps,
   pair: RolePair,
   subject: string,
   unmanaged: ReadonlySet<string>,
-): TryOrder {
+): Promise<TryOrder> {
   const pool = poolOf(pair);
   // The admin keeps this role's trust policy: the profiles are written, the policy is not read.
   if (pool.some((role) => unmanaged.has(role))) return { managed: false, role: pool[0] };
@@ -163,20 +173,29 @@ function tryOrder(
     return c !== undefined && c.length + subject.length + 3 > c.quota;
   };
   const rest = pool.filter((r) => r !== known);
+  const roles = [
+    ...(known ? [known] : []),
+    ...rest.filter((r) => !looksFull(r)),
+    ...rest.filter(looksFull),
+  ];
+  let refused: RoleOutcome | undefined;
+  let k = 0;
+  for (; k < roles.length; k++) {
+    const error = await deps.editor.refusal(roles[k], subject);
+    if (error === undefined) break;
+    refused = { roleArn: roles[k], status: "failed", error };
+  }
   return {
     managed: true,
-    roles: [
-      ...(known ? [known] : []),
-      ...rest.filter((r) => !looksFull(r)),
-      ...rest.filter(looksFull),
-    ],
+    roles: roles.slice(k),
+    ...(refused ? { refused } : {}),
   };
 }
 
 /**
  * Adds a subject to the proxy role of a pair, or, when that role is full, to the next member of
  * its pool, in `order`. The first member's edit waits for `granted`; each later one is recorded
- * (`recording`) before its edit, which waits for that.
+ * (`recording`) before its edit, which waits for that, unless it cannot take the subject now.
  */
 async function mapPair(
   deps: ServerDeps,
@@ -194,25 +213,33 @@ async function mapPair(
     };
   }
   const pool = order.roles;
-  let outcome: RoleOutcome | undefined;
+  let outcome = order.refused;
   for (const [i, role] of pool.entries()) {
+    if (i > 0) {
+      const error = await deps.editor.refusal(role, subject);
+      if (error !== undefined) {
+        outcome = { roleArn: role, status: "failed", error };
+        continue;
+      }
+    }
     const after = i === 0 ? granted : recording(role);
     after.catch(() => {}); // the edit settles with its error
     outcome = await deps.editor.edit(role, { add: subject }, audit, { after });
     const full = outcome.status === "failed" && outcome.error?.code === "policy_quota_exceeded";
     if (!full) return { pair: { assetRoleArn: pair.assetRoleArn, proxyRoleArn: role }, outcome };
   }
-  if (pool.length === 1) {
+  const members = poolOf(pair);
+  if (members.length === 1) {
     deps.logger.warn("the proxy role is full", {
       asset_role: pair.assetRoleArn,
-      role: pool[0],
+      role: members[0],
       run: audit.run,
     });
   } else {
     deps.metrics.poolExhausted.inc();
     deps.logger.warn("every proxy role of a pool is full", {
       asset_role: pair.assetRoleArn,
-      pool,
+      pool: members,
       run: audit.run,
     });
     outcome = {
@@ -223,11 +250,13 @@ async function mapPair(
           `Cannot add subject ${JSON.stringify(subject)} for asset role ${
             JSON.stringify(pair.assetRoleArn)
           }: ` +
-          `all ${pool.length} proxy roles of its pool are full (last: ${outcome!.error!.message})`,
+          `all ${members.length} proxy roles of its pool are full (last: ${
+            outcome!.error!.message
+          })`,
       },
     };
   }
-  return { pair: { assetRoleArn: pair.assetRoleArn, proxyRoleArn: pool[0] }, outcome: outcome! };
+  return { pair: { assetRoleArn: pair.assetRoleArn, proxyRoleArn: members[0] }, outcome: outcome! };
 }
 
 // When every role failed, answer with the most telling failure: quota and denial before the rest.

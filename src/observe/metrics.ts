@@ -156,7 +156,7 @@ export function createServerMetrics() {
     ),
     poolFull: new Counter(
       "irsa_role_full_total",
-      "Subjects refused because every proxy role for them was at its quota.",
+      "Adds refused by a proxy role at its quota (a later member of its pool may take the subject).",
     ),
     poolExhausted: new Counter(
       "irsa_pool_full_total",

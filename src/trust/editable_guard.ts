@@ -64,5 +64,10 @@ export function guardEditor(
     arriving: () => editor.arriving(),
     capacity: () => editor.capacity().filter((r) => editable(r.roleArn) === undefined),
     holds: (roleArn, subject) => editable(roleArn) === undefined && editor.holds(roleArn, subject),
+    // Outside the set nothing is read: the edit refuses it, naming the rule.
+    refusal: (roleArn, subject) =>
+      editable(roleArn) === undefined
+        ? editor.refusal(roleArn, subject)
+        : Promise.resolve(undefined),
   };
 }

@@ -33,11 +33,17 @@ import { createLocalRoleLock, type LockedResult, type RoleLock } from "./role_lo
  */
 export type RoleStatus = "added" | "present" | "removed" | "absent" | "failed" | "unmanaged";
 
+/** Why an edit failed: an error code of src/lib/errors.ts and its message. */
+export interface OutcomeError {
+  readonly code: string;
+  readonly message: string;
+}
+
 /** The outcome of editing one role. */
 export interface RoleOutcome {
   readonly roleArn: string;
   readonly status: RoleStatus;
-  readonly error?: { readonly code: string; readonly message: string };
+  readonly error?: OutcomeError;
   /** Trust-policy length after the edit, its quota, and the subjects it holds. */
   readonly length?: number;
   readonly quota?: number;
@@ -105,6 +111,15 @@ export interface TrustEditor {
   capacity(): RoleCapacity[];
   /** Whether the cached policy of a role holds a subject (no IAM call; false when not cached). */
   holds(roleArn: string, subject: string): boolean;
+  /**
+   * Why adding `subject` cannot fit the role's policy as IAM holds it now, judged without the
+   * role's lock, or undefined when it may (the lock decides). Only for a role this replica has
+   * read before (otherwise undefined: the lock reads it anyway). The cached policy is believed when
+   * the lock's version is the one it was cached under; otherwise IAM's is read and cached. A
+   * refusal is never a grant: at worst (a Lease's version written back by someone who may update
+   * Leases) a start skips a member that had room. A failed read decides nothing.
+   */
+  refusal(roleArn: string, subject: string): Promise<OutcomeError | undefined>;
   /**
    * Announces a request that will edit soon (a start being authenticated and proven): a batch whose
    * window ends meanwhile waits for it, up to the longest window, so that a burst whose arrivals
@@ -283,46 +298,54 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
     return { value: results, version: newVersion, current: before.current || stale };
   }
 
-  /**
-   * Refuses, without the role's lock, the queued adds that cannot fit its policy as IAM holds it
-   * now, when only adds are queued and this replica has read the role before; answers whether
-   * nothing is left to do. A start in a pool then moves on to the next member without taking this
-   * one's Lease (two writes) only to be refused: the case of a member that other replicas filled
-   * since this one last saw it. The cached policy is believed when the lock's version is the one
-   * it was cached under; otherwise IAM's is read (and cached: the lock then finds it fresh). A
-   * refusal is never a grant: at worst (a Lease's version written back by someone who may update
-   * Leases) a start skips a member that had room. A failed read decides nothing.
-   */
-  async function refuseFull(roleArn: string): Promise<boolean> {
-    const queued = queues.get(roleArn) ?? [];
-    const cached = policies.peek(roleArn);
-    if (cached === undefined || queued.length === 0 || queued.some((p) => p.add === undefined)) {
-      return false;
-    }
-    let document: string;
+  /** The role's policy as IAM holds it now, without its lock (see `refusal`). */
+  async function policyNow(roleArn: string): Promise<string | undefined> {
+    if (policies.peek(roleArn) === undefined) return undefined;
     try {
       const version = await lock.currentVersion(roleArn);
       const hit = policies.fresh(roleArn);
-      document = hit !== undefined && version !== undefined && hit.version === version
+      return hit !== undefined && version !== undefined && hit.version === version
         ? hit.document
         : await policies.current(roleArn, undefined);
     } catch {
-      return false;
+      return undefined;
     }
+  }
+
+  /** The quota error of adding `subject` to `document`, counted, or undefined when it fits. */
+  function quotaRefusal(roleArn: string, document: string, subject: string) {
     const options = optionsFor(roleArn);
-    const name = parseRoleArn(roleArn).name;
-    const now = queues.get(roleArn) ?? [];
-    const refused = now.filter((p) => {
-      if (p.add === undefined) return false;
-      const [result] = planBatch(document, [{ add: p.add }], options, name).results;
-      if (result.status !== "failed" || result.error?.code !== "policy_quota_exceeded") {
-        return false;
-      }
-      deps.metrics.poolFull.inc();
-      settle(roleArn, p, { roleArn, status: "failed", error: result.error });
-      return true;
-    });
-    const left = now.filter((p) => !refused.includes(p));
+    const [result] = planBatch(document, [{ add: subject }], options, parseRoleArn(roleArn).name)
+      .results;
+    if (result.status !== "failed" || result.error?.code !== "policy_quota_exceeded") return;
+    deps.metrics.poolFull.inc();
+    return result.error;
+  }
+
+  async function refusal(roleArn: string, subject: string): Promise<OutcomeError | undefined> {
+    const document = await policyNow(roleArn);
+    return document === undefined ? undefined : quotaRefusal(roleArn, document, subject);
+  }
+
+  /**
+   * Refuses, without the role's lock, the queued adds that cannot fit (see `refusal`) when only
+   * adds are queued; answers whether nothing is left to do. A start in a pool then moves on to the
+   * next member without taking this one's Lease (two writes) only to be refused: the case of a
+   * member that other replicas filled since this one last saw it.
+   */
+  async function refuseFull(roleArn: string): Promise<boolean> {
+    const queued = queues.get(roleArn) ?? [];
+    if (queued.length === 0 || queued.some((p) => p.add === undefined)) return false;
+    const document = await policyNow(roleArn);
+    if (document === undefined) return false;
+    const refused = new Set<Pending>();
+    for (const p of queues.get(roleArn) ?? []) {
+      const error = p.add === undefined ? undefined : quotaRefusal(roleArn, document, p.add);
+      if (error === undefined) continue; // it may fit: the lock decides
+      refused.add(p);
+      settle(roleArn, p, { roleArn, status: "failed", error });
+    }
+    const left = (queues.get(roleArn) ?? []).filter((p) => !refused.has(p));
     if (left.length > 0) queues.set(roleArn, left);
     else queues.delete(roleArn);
     return left.length === 0;
@@ -470,5 +493,6 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
 
     capacity: () => policies.capacity(),
     holds: (roleArn, subject) => policies.peek(roleArn)?.subjects.has(subject) ?? false,
+    refusal,
   };
 }
