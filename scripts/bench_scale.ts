@@ -401,7 +401,9 @@ try {
   );
   console.log(`kubernetes writes per start: ${Math.round(perStart * 100) / 100}`);
   console.log(
-    `grant record bytes written per start: ${bulkBytes.map(round).join(", ")} (first and second half); etcd database peak ${result.etcd_db_peak_mib} MiB (${result.etcd_db_peak_in_use_mib} MiB in use)`,
+    `grant record bytes written per start: ${
+      bulkBytes.map(round).join(", ")
+    } (first and second half); etcd database peak ${result.etcd_db_peak_mib} MiB (${result.etcd_db_peak_in_use_mib} MiB in use)`,
   );
   console.log(
     `revocation after pod end p50/p99: ${result.revocation_p50_ms}/${result.revocation_p99_ms} ms`,
