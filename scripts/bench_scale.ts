@@ -240,6 +240,20 @@ try {
     return performance.now() - t;
   };
   const writes = () => counter.requests.filter((r) => r.method !== "GET").length;
+  const writesByKind = () => {
+    const kinds: Record<string, number> = {};
+    for (const r of counter.requests) {
+      if (r.method === "GET") continue;
+      const kind = r.path.includes("/leases/")
+        ? "lease"
+        : r.path.includes("/configmaps/irsa-grants")
+        ? "grant_shard"
+        : "other";
+      const key = `${kind}_${r.method.toLowerCase()}_${r.status}`;
+      kinds[key] = (kinds[key] ?? 0) + 1;
+    }
+    return kinds;
+  };
   /** Bytes the replicas wrote to the grant record's shards so far. */
   const recordBytes = () =>
     counter.requests.filter((r) => r.method === "PUT" && r.path.includes("/configmaps/irsa-grants"))
@@ -380,6 +394,8 @@ try {
     checkpoints,
     bulk_kubernetes_writes_per_start: bulkWrites.map((w) => Math.round(w * 100) / 100),
     bulk_grant_record_bytes_per_start: bulkBytes.map(round),
+    // Every write of the replicas by kind, over the whole run; a 409 is a write that lost a race.
+    kubernetes_writes: writesByKind(),
     etcd_db_peak_mib: Math.round(etcd.peak / 2 ** 20),
     etcd_db_peak_in_use_mib: Math.round(etcd.peakInUse / 2 ** 20),
     etcd_db_at_end_mib: Math.round(etcd.last / 2 ** 20),
@@ -395,16 +411,16 @@ try {
   await Deno.writeTextFile(OUT, JSON.stringify(result, null, 2) + "\n");
   if (lost > 0) failed = true;
   console.log(`wrote ${OUT}`);
-  console.log(`held: ${held} pods, ${lost} lost`);
-  console.log(
-    `start p50/p99 at 0 held: ${at0.start_p50_ms}/${at0.start_p99_ms} ms, at ${N} held: ${atN.start_p50_ms}/${atN.start_p99_ms} ms`,
-  );
-  console.log(`kubernetes writes per start: ${Math.round(perStart * 100) / 100}`);
   console.log(
     `grant record bytes written per start: ${
       bulkBytes.map(round).join(", ")
     } (first and second half); etcd database peak ${result.etcd_db_peak_mib} MiB (${result.etcd_db_peak_in_use_mib} MiB in use)`,
   );
+  console.log(`held: ${held} pods, ${lost} lost`);
+  console.log(
+    `start p50/p99 at 0 held: ${at0.start_p50_ms}/${at0.start_p99_ms} ms, at ${N} held: ${atN.start_p50_ms}/${atN.start_p99_ms} ms`,
+  );
+  console.log(`kubernetes writes per start: ${Math.round(perStart * 100) / 100}`);
   console.log(
     `revocation after pod end p50/p99: ${result.revocation_p50_ms}/${result.revocation_p99_ms} ms`,
   );

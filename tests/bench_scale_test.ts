@@ -37,6 +37,15 @@ Deno.test("deno task bench:scale works at a small size: every pod held, none los
     );
     assert.equal(writes.length, 3);
     assert.ok(writes[2] <= writes[0] + 1, `writes per start at 0, 100, 200 held: ${writes}`);
+    // A stop edits its grant's roles, not every role ever edited: flat too.
+    const stops = result.checkpoints.map((c: { kubernetes_writes_per_stop: number }) =>
+      c.kubernetes_writes_per_stop
+    );
+    assert.ok(stops[2] <= stops[0] + 1, `writes per stop at 0, 100, 200 held: ${stops}`);
+    assert.match(
+      stdout,
+      /^grant record bytes written per start: \d+, \d+ .*etcd database peak \d+ MiB/m,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
