@@ -6,13 +6,12 @@
  * applies everything it collected (as src/core/batch_plan.ts plans it) in one
  * UpdateAssumeRolePolicy; requests that arrive during the write go together in the next batch.
  * Each role's policy is cached (policy_cache.ts); a subject already present costs no IAM call as
- * long as the role's lock says no one has written since.
+ * long as the role's lock says no one has written since. Its interface is trust_editor_api.ts.
  */
 
-import type { RolePolicyStore } from "../aws/iam.ts";
 import { parseRoleArn } from "../core/arn.ts";
 import { planBatch } from "../core/batch_plan.ts";
-import { parseSubject, type SubjectFormat } from "../core/subject.ts";
+import { parseSubject } from "../core/subject.ts";
 import {
   editTrustPolicy,
   oidcProviderArn,
@@ -21,119 +20,26 @@ import {
   type TrustPolicyOptions,
 } from "../core/trust_policy.ts";
 import { AppError } from "../lib/errors.ts";
-import type { Logger } from "../lib/log.ts";
-import type { ServerMetrics } from "../observe/metrics.ts";
-import { createPolicyCache, type RoleCapacity } from "./policy_cache.ts";
+import { createPolicyCache } from "./policy_cache.ts";
 import type { EditResult, SubjectEdit } from "./handoff.ts";
-import { createLocalRoleLock, type LockedResult, type RoleLock } from "./role_lock.ts";
+import { createLocalRoleLock, type LockedResult } from "./role_lock.ts";
 
-/**
- * What became of one role in a request; "unmanaged": the pair says the admin manages the role's
- * trust policy (`update_iam_role_trust_policy: false`), so irsa neither read nor wrote it.
- */
-export type RoleStatus = "added" | "present" | "removed" | "absent" | "failed" | "unmanaged";
-
-/** Why an edit failed: an error code of src/lib/errors.ts and its message. */
-export interface OutcomeError {
-  readonly code: string;
-  readonly message: string;
-}
-
-/** The outcome of editing one role. */
-export interface RoleOutcome {
-  readonly roleArn: string;
-  readonly status: RoleStatus;
-  readonly error?: OutcomeError;
-  /** Trust-policy length after the edit, its quota, and the subjects it holds. */
-  readonly length?: number;
-  readonly quota?: number;
-  readonly subjects?: number;
-}
-
-/** Who asked, for the audit log line. */
-export interface AuditContext {
-  readonly user: string;
-  readonly run?: string;
-  readonly requestId?: string;
-}
-
-/** Dependencies of {@link createTrustEditor}. */
-export interface TrustEditorDeps {
-  readonly roles: RolePolicyStore;
-  /** The cluster's OIDC provider, host form. */
-  readonly oidcProvider: string;
-  readonly audience: string;
-  readonly format: SubjectFormat;
-  readonly quota: number;
-  readonly logger: Logger;
-  readonly metrics: ServerMetrics;
-  /** Defaults to an in-process lock: right for one replica only. */
-  readonly lock?: RoleLock;
-  /** A cached policy older than this is read again (out-of-band edits); default 5 minutes. */
-  readonly cacheMaxAgeMs?: number;
-  /**
-   * How long a batch collects after its first request before it writes (the read overlaps it), so
-   * that the first request of a burst is not written alone; default 0 (no wait).
-   */
-  readonly windowMs?: number;
-  /**
-   * How long past its window a batch may wait for requests that have arrived and will edit soon
-   * (see {@link TrustEditor.arriving}); default four windows.
-   */
-  readonly maxWindowMs?: number;
-  readonly now?: () => number;
-  /** Waits on the editor's clock; defaults to a timer. */
-  readonly sleep?: (ms: number) => Promise<void>;
-}
-
-/** Applies subject edits to proxy roles. */
-export interface TrustEditor {
-  /**
-   * Adds or removes one subject on a role; never throws, the failure is in the outcome. With
-   * `after`, the edit joins its batch at once but is written only once `after` resolves (the
-   * grant record is stored), and fails with its error if it rejects.
-   */
-  edit(
-    roleArn: string,
-    edit: { add?: string; remove?: string },
-    audit: AuditContext,
-    options?: EditOptions,
-  ): Promise<RoleOutcome>;
-  /** Removes subjects in one batch (the cleanup loop); `keep` is asked again under the lock. */
-  prune(
-    roleArn: string,
-    select: (subjects: readonly string[]) => Promise<string[]>,
-    audit: AuditContext,
-  ): Promise<string[]>;
-  /** The managed subjects of a role, from the cache when it is fresh. */
-  subjects(roleArn: string): Promise<string[]>;
-  /** The last known size of every role the editor has seen. */
-  capacity(): RoleCapacity[];
-  /** Whether the cached policy of a role holds a subject (no IAM call; false when not cached). */
-  holds(roleArn: string, subject: string): boolean;
-  /**
-   * Why adding `subject` cannot fit the role's policy as IAM holds it now, judged without the
-   * role's lock, or undefined when it may (the lock decides). Only for a role this replica has
-   * read before (otherwise undefined: the lock reads it anyway). The cached policy is believed when
-   * the lock's version is the one it was cached under; otherwise IAM's is read and cached. A
-   * refusal is never a grant: at worst (a Lease's version written back by someone who may update
-   * Leases) a start skips a member that had room. A failed read decides nothing.
-   */
-  refusal(roleArn: string, subject: string): Promise<OutcomeError | undefined>;
-  /**
-   * Announces a request that will edit soon (a start being authenticated and proven): a batch whose
-   * window ends meanwhile waits for it, up to the longest window, so that a burst whose arrivals
-   * spread past the window still costs one write. Call the returned function once the request's
-   * edits are queued, or it fails; calling it again does nothing.
-   */
-  arriving(): () => void;
-}
-
-/** Options of {@link TrustEditor.edit}. */
-export interface EditOptions {
-  /** What must be done before IAM is written for this edit. */
-  readonly after?: Promise<unknown>;
-}
+export type {
+  AuditContext,
+  EditOptions,
+  OutcomeError,
+  RoleOutcome,
+  RoleStatus,
+  TrustEditor,
+  TrustEditorDeps,
+} from "./trust_editor_api.ts";
+import type {
+  AuditContext,
+  OutcomeError,
+  RoleOutcome,
+  TrustEditor,
+  TrustEditorDeps,
+} from "./trust_editor_api.ts";
 
 interface Pending {
   readonly add?: string;
