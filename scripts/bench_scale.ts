@@ -379,8 +379,10 @@ try {
     }
   }
   log(`the replicas' warnings: ${JSON.stringify(warnings)}`);
-  const loadavg = (await Deno.readTextFile("/proc/loadavg").catch(() => "")).split(" ")
-    .slice(0, 3).join(" ");
+  // Through `cat`: Deno reads /proc files only with every permission.
+  const loadavg = new TextDecoder().decode(
+    (await new Deno.Command("cat", { args: ["/proc/loadavg"] }).output()).stdout,
+  ).split(" ").slice(0, 3).join(" ");
   const result = {
     date: new Date().toISOString().slice(0, 10),
     machine: `${navigator.hardwareConcurrency} cores`,

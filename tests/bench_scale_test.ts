@@ -32,6 +32,7 @@ Deno.test("deno task bench:scale works at a small size: every pod held, none los
     assert.match(lines[2], /^kubernetes writes per start: [\d.]+$/);
     assert.match(lines[3], /^revocation after pod end p50\/p99: \d+\/\d+ ms$/);
     const result = JSON.parse(await Deno.readTextFile(`${dir}/scale.json`));
+    assert.match(result.load_average_at_end, /^[\d.]+ [\d.]+ [\d.]+$/);
     const writes = result.checkpoints.map((c: { kubernetes_writes_per_start: number }) =>
       c.kubernetes_writes_per_start
     );
