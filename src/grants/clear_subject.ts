@@ -8,7 +8,7 @@
  * has no grant for (one the current service granted) is taken off everywhere.
  */
 
-import type { GrantRecord, RevocationReason } from "../core/grants.ts";
+import type { RevocationReason } from "../core/grants.ts";
 import { proxyRolesOf, unmanagedRolesOf } from "../core/mapping.ts";
 import type { AuditContext, RoleOutcome } from "../trust/trust_editor.ts";
 import type { ServerDeps } from "./deps.ts";
@@ -21,16 +21,12 @@ export async function clearSubject(
   subject: string,
   reason: RevocationReason,
   audit: AuditContext,
-  options: {
-    /** Every role, even when the subject's grant names fewer. */
-    readonly everywhere?: boolean;
-    /** The grant record when the caller has just read it. */
-    readonly read?: GrantRecord;
-  } = {},
+  /** Every role, even when the subject's grant names fewer. */
+  options: { readonly everywhere?: boolean } = {},
 ): Promise<RoleOutcome[]> {
   const snapshot = await readMappings(deps);
   const unmanaged = new Set(unmanagedRolesOf(snapshot.mappings));
-  const record = options.read ?? await deps.grants.readFor([subject]);
+  const record = await deps.grants.readFor([subject]);
   const all = [...new Set([...record.roles, ...proxyRolesOf(snapshot.mappings)])];
   const grant = record.grants[subject];
   const roles = (grant === undefined || options.everywhere ? all : [

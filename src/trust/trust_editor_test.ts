@@ -158,7 +158,8 @@ Deno.test("each write is one audit line: a batch names its requests, what it add
   assert.deepEqual(cleanup.removed, [run(1)]);
 });
 
-Deno.test("the cache never claims a subject another replica removed (versions on the role's Lease)", async () => {
+/** Two replicas' editors of one IAM, each with its Leases in a fresh field namespace. */
+async function twoReplicas() {
   const cluster = await sharedKubeApiServer();
   const field = await cluster.createNamespace("field");
   const kube = createKubeClient({
@@ -166,70 +167,63 @@ Deno.test("the cache never claims a subject another replica removed (versions on
     token: () => cluster.adminToken,
     caCert: cluster.caCert,
   });
-  try {
-    const iam = fakeIam(0);
-    const lock = (identity: string) =>
-      createLeaseRoleLock({ kube, namespace: field, identity, logger: silentLogger });
-    const a = editorWith(iam, lock("replica-a"));
-    const b = editorWith(iam, lock("replica-b"));
-    assert.equal((await a.editor.edit(ROLE, { add: run(1) }, AUDIT)).status, "added");
-    assert.equal((await a.editor.edit(ROLE, { add: run(1) }, AUDIT)).status, "present");
-    assert.equal(a.metrics.cacheHits.get(), 1, "replica A answers from its cache");
-    assert.equal((await b.editor.edit(ROLE, { remove: run(1) }, AUDIT)).status, "removed");
-    // A's cache still holds the subject, but the Lease's version moved: A must go to IAM and add it back.
-    const again = await a.editor.edit(ROLE, { add: run(1) }, AUDIT);
-    assert.equal(again.status, "added");
-    assert.equal(a.metrics.cacheHits.get(), 1);
-    assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [run(1)]);
-    const name = leaseName(ROLE);
-    const lease = await cluster.must(
-      "GET",
-      `/apis/coordination.k8s.io/v1/namespaces/${field}/leases/${name}`,
-    );
-    assert.equal(lease.spec.holderIdentity, undefined, "released after each edit");
-  } finally {
-    kube.close();
-  }
+  const iam = fakeIam(0);
+  const lock = (identity: string) =>
+    createLeaseRoleLock({ kube, namespace: field, identity, logger: silentLogger });
+  return {
+    cluster,
+    field,
+    iam,
+    a: editorWith(iam, lock("replica-a")),
+    b: editorWith(iam, lock("replica-b")),
+    [Symbol.dispose]: () => kube.close(),
+  };
+}
+
+Deno.test("the cache never claims a subject another replica removed (versions on the role's Lease)", async () => {
+  using replicas = await twoReplicas();
+  const { cluster, field, iam, a, b } = replicas;
+  assert.equal((await a.editor.edit(ROLE, { add: run(1) }, AUDIT)).status, "added");
+  assert.equal((await a.editor.edit(ROLE, { add: run(1) }, AUDIT)).status, "present");
+  assert.equal(a.metrics.cacheHits.get(), 1, "replica A answers from its cache");
+  assert.equal((await b.editor.edit(ROLE, { remove: run(1) }, AUDIT)).status, "removed");
+  // A's cache still holds the subject, but the Lease's version moved: A must go to IAM and add it back.
+  const again = await a.editor.edit(ROLE, { add: run(1) }, AUDIT);
+  assert.equal(again.status, "added");
+  assert.equal(a.metrics.cacheHits.get(), 1);
+  assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [run(1)]);
+  const name = leaseName(ROLE);
+  const lease = await cluster.must(
+    "GET",
+    `/apis/coordination.k8s.io/v1/namespaces/${field}/leases/${name}`,
+  );
+  assert.equal(lease.spec.holderIdentity, undefined, "released after each edit");
 });
 
 Deno.test("an add to a role another replica filled is refused from IAM's policy without taking the role's Lease", async () => {
-  const cluster = await sharedKubeApiServer();
-  const field = await cluster.createNamespace("field");
-  const kube = createKubeClient({
-    apiUrl: cluster.url,
-    token: () => cluster.adminToken,
-    caCert: cluster.caCert,
-  });
-  try {
-    const iam = fakeIam(0);
-    const lock = (identity: string) =>
-      createLeaseRoleLock({ kube, namespace: field, identity, logger: silentLogger });
-    const a = editorWith(iam, lock("replica-a"));
-    const b = editorWith(iam, lock("replica-b"));
-    assert.equal((await a.editor.edit(ROLE, { add: run(1) }, AUDIT)).status, "added");
-    // B fills the role: A's cache still shows it with room for dozens more.
-    const filled = await Promise.all(
-      Array.from({ length: 60 }, (_, i) => b.editor.edit(ROLE, { add: run(i + 2) }, AUDIT)),
+  using replicas = await twoReplicas();
+  const { cluster, field, iam, a, b } = replicas;
+  assert.equal((await a.editor.edit(ROLE, { add: run(1) }, AUDIT)).status, "added");
+  // B fills the role: A's cache still shows it with room for dozens more.
+  const filled = await Promise.all(
+    Array.from({ length: 60 }, (_, i) => b.editor.edit(ROLE, { add: run(i + 2) }, AUDIT)),
+  );
+  assert.ok(filled.some((o) => o.status === "failed"), "the role is full");
+  const lease = () =>
+    cluster.must(
+      "GET",
+      `/apis/coordination.k8s.io/v1/namespaces/${field}/leases/${leaseName(ROLE)}`,
     );
-    assert.ok(filled.some((o) => o.status === "failed"), "the role is full");
-    const lease = () =>
-      cluster.must(
-        "GET",
-        `/apis/coordination.k8s.io/v1/namespaces/${field}/leases/${leaseName(ROLE)}`,
-      );
-    const version = (await lease()).metadata.resourceVersion;
-    const writes = iam.count("UpdateAssumeRolePolicy");
-    const refused = await a.editor.edit(ROLE, { add: run(100) }, AUDIT);
-    assert.equal(refused.status, "failed");
-    assert.equal(refused.error?.code, "policy_quota_exceeded");
-    assert.equal((await lease()).metadata.resourceVersion, version, "the Lease was not taken");
-    assert.equal(iam.count("UpdateAssumeRolePolicy"), writes);
-    // A role with room is still edited under its Lease, as before.
-    assert.equal((await b.editor.edit(ROLE, { remove: run(2) }, AUDIT)).status, "removed");
-    assert.equal((await a.editor.edit(ROLE, { add: run(100) }, AUDIT)).status, "added");
-  } finally {
-    kube.close();
-  }
+  const version = (await lease()).metadata.resourceVersion;
+  const writes = iam.count("UpdateAssumeRolePolicy");
+  const refused = await a.editor.edit(ROLE, { add: run(100) }, AUDIT);
+  assert.equal(refused.status, "failed");
+  assert.equal(refused.error?.code, "policy_quota_exceeded");
+  assert.equal((await lease()).metadata.resourceVersion, version, "the Lease was not taken");
+  assert.equal(iam.count("UpdateAssumeRolePolicy"), writes);
+  // A role with room is still edited under its Lease, as before.
+  assert.equal((await b.editor.edit(ROLE, { remove: run(2) }, AUDIT)).status, "removed");
+  assert.equal((await a.editor.edit(ROLE, { add: run(100) }, AUDIT)).status, "added");
 });
 
 Deno.test("the cleanup removes only managed subjects of ended runs, and never a young one", async () => {
