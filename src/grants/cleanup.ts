@@ -16,11 +16,15 @@ import {
 import { proxyRolesOf, unmanagedRolesOf } from "../core/mapping.ts";
 import { isManagedSubject, parseSubject, type SubjectFormat } from "../core/subject.ts";
 import type { KubeClient } from "../kube/client.ts";
+import type { Turn } from "../kube/lease_turn.ts";
 import type { Logger } from "../lib/log.ts";
 import type { ServerMetrics } from "../observe/metrics.ts";
 import type { GrantStore } from "../store/grant_store.ts";
 import type { MappingStore } from "../store/mapping_store.ts";
 import type { TrustEditor } from "../trust/trust_editor.ts";
+
+/** The Lease, in the field namespace, of the replicas' turn to run the cleanup's passes. */
+export const CLEANUP_LEASE = "irsa-cleanup";
 
 /** Which service accounts still have a live pod; undefined means "use the sync leases". */
 export type LiveServiceAccounts = () => Promise<ReadonlySet<string> | undefined>;
@@ -59,6 +63,11 @@ export interface CleanupOptions {
   readonly logger: Logger;
   readonly metrics: ServerMetrics;
   readonly now?: () => number;
+  /**
+   * Replicas take turns: a timed pass runs only on the replica that has the turn (each pass
+   * visits every role, so one replica's pass serves all). None: every timed pass runs.
+   */
+  readonly turn?: Turn;
 }
 
 /** The cleanup loop. */
@@ -67,7 +76,7 @@ export interface Cleanup {
   touch(subject: string): void;
   /** One pass over every role ever edited or mapped; returns the subjects removed. */
   reconcile(): Promise<string[]>;
-  /** Runs `reconcile` every `intervalMs` until `stop()`. */
+  /** Runs `reconcile` every `intervalMs`, when this replica has the turn, until `stop()`. */
   start(intervalMs: number): void;
   stop(): Promise<void>;
 }
@@ -174,6 +183,7 @@ export function createCleanup(o: CleanupOptions): Cleanup {
       firstSeen.delete(s);
       lastSync.delete(s);
     }
+    o.metrics.cleanupLastPass.set({}, Math.floor(Date.now() / 1000));
     return removed;
   }
 
@@ -185,16 +195,21 @@ export function createCleanup(o: CleanupOptions): Cleanup {
     },
     reconcile,
     start(intervalMs) {
+      const timed = async () => {
+        if (stopping || (o.turn && !(await o.turn.take()))) return;
+        await reconcile();
+      };
       timer = setInterval(() => {
-        pass = pass.then(reconcile).catch((e) =>
-          o.logger.warn("cleanup pass failed", { error: e })
-        );
+        pass = pass.then(timed).catch((e) => o.logger.warn("cleanup pass failed", { error: e }));
       }, intervalMs);
     },
     async stop() {
       stopping = true;
       clearInterval(timer);
       await pass;
+      await o.turn?.release().catch((e) =>
+        o.logger.warn("cannot give the cleanup's turn up", { error: e })
+      );
     },
   };
 }

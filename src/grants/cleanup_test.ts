@@ -16,7 +16,9 @@ import { createKubeClient } from "../kube/client.ts";
 import { FakeIamRoles } from "../../tests/fakes/iam_roles.ts";
 import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
 import { AUDIT, FRESH, HOST, OPTS, ROLE, run } from "../../tests/fixtures/example_trust.ts";
-import { createCleanup, kubernetesLiveness } from "./cleanup.ts";
+import { createLeaseMutex } from "../kube/lease_mutex.ts";
+import { createLeaseTurn } from "../kube/lease_turn.ts";
+import { CLEANUP_LEASE, createCleanup, kubernetesLiveness } from "./cleanup.ts";
 
 /** Mappings with one organization whose proxy role is ROLE; writes are not needed here. */
 const store: MappingStore = {
@@ -219,4 +221,65 @@ Deno.test("the cleanup takes off subjects no mapping entitles, judging a pod tha
   assert.deepEqual(await cleanup.reconcile(), [run(1)]);
   assert.deepEqual(subjectsOf(iam.policies.get("acme-list-bucket-role")!, OPTS), [run(2), run(3)]);
   assert.equal(metrics.revokedSubjects.get({ reason: "mapping" }), 1);
+});
+
+Deno.test("one replica at a time runs the timed passes; when it stops, another takes the turn at once", async () => {
+  const cluster = await sharedKubeApiServer();
+  const field = await cluster.createNamespace("field");
+  const kube = createKubeClient({
+    apiUrl: cluster.url,
+    token: () => cluster.adminToken,
+    caCert: cluster.caCert,
+  });
+  const replica = (name: string) => {
+    const passes = { count: 0 };
+    const { editor, metrics } = editorWith(fakeIam(0));
+    const mutex = createLeaseMutex({
+      kube,
+      namespace: field,
+      identity: name,
+      leaseDurationSeconds: 5, // longer than the test: only a release hands the turn over
+      kind: "cleanup",
+      logger: silentLogger,
+    });
+    const cleanup = createCleanup({
+      grants: createMemoryGrantStore(),
+      editor,
+      store: { ...store, read: () => (passes.count++, store.read()) },
+      format: "wildcard",
+      computeNamespace: "domino-compute",
+      graceMs: 60_000,
+      syncLeaseMs: 900_000,
+      logger: silentLogger,
+      metrics,
+      turn: createLeaseTurn(mutex, CLEANUP_LEASE, silentLogger),
+    });
+    return { cleanup, passes, metrics };
+  };
+  const holder = async () =>
+    (await kube.getLease(field, CLEANUP_LEASE))?.holderIdentity ?? "nobody";
+  const settle = () => new Promise((r) => setTimeout(r, 400));
+  try {
+    const a = replica("replica-a");
+    const b = replica("replica-b");
+    a.cleanup.start(20);
+    await settle();
+    b.cleanup.start(20);
+    await settle();
+    assert.equal(await holder(), "replica-a");
+    assert.ok(a.passes.count >= 5, `replica A ran ${a.passes.count} passes`);
+    assert.equal(b.passes.count, 0, "replica B waits for its turn");
+    assert.ok(a.metrics.cleanupLastPass.get()! > Date.now() / 1000 - 5);
+    assert.equal(b.metrics.cleanupLastPass.get(), undefined);
+    await a.cleanup.stop();
+    const ranByA = a.passes.count;
+    await settle();
+    assert.equal(await holder(), "replica-b");
+    assert.ok(b.passes.count >= 5, `replica B ran ${b.passes.count} passes`);
+    assert.equal(a.passes.count, ranByA);
+    await b.cleanup.stop();
+    assert.equal(await holder(), "nobody", "given up on stop");
+  } finally {
+    kube.close();
+  }
 });

@@ -61,6 +61,8 @@ export interface LeaseMutex {
    * again (its latest copy while it is still ours).
    */
   hold<T>(lease: Lease, work: (refresh: () => Promise<Lease>) => Promise<Held<T>>): Promise<T>;
+  /** Gives `lease` up (a Lease taken with `tryAcquire` and not held with `hold`), keeping its annotations. */
+  release(lease: Lease): Promise<void>;
   /** Whether another process holds `l` now. */
   heldByOther(l: Lease): boolean;
   /** The Lease, or undefined when it does not exist. */
@@ -203,6 +205,7 @@ export function createLeaseMutex(options: LeaseMutexOptions): LeaseMutex {
         await release(held, finish);
       }
     },
+    release: (lease) => release(lease, (l) => ({ ...l.annotations })),
     heldByOther: (l) => heldByOther(l),
     get: (name) => kube.getLease(namespace, name),
     annotate: (l, annotations) => kube.replaceLease(namespace, { ...l, annotations }),

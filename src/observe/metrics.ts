@@ -166,6 +166,10 @@ export function createServerMetrics() {
       "irsa_cleanup_removed_subjects_total",
       "Subjects of ended runs removed by the cleanup loop.",
     ),
+    cleanupLastPass: new Gauge(
+      "irsa_cleanup_last_pass_timestamp_seconds",
+      "When this replica last finished a cleanup pass (Unix seconds). With Kubernetes one replica at a time runs the passes: the newest over the replicas says when the last one ran.",
+    ),
     podWatchLists: new Counter(
       "irsa_pod_watch_lists_total",
       "Lists of the run pods by the pod watch: its start, and every relist after a 410 or a failure.",

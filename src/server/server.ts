@@ -35,7 +35,9 @@ import { startGrantShards } from "./grant_shards.ts";
 import { shardName } from "../core/grant_shards.ts";
 import { type MappingStore, withSharedReads } from "../store/mapping_store.ts";
 import { createTrustEditor } from "../trust/trust_editor.ts";
-import { createCleanup, kubernetesLiveness } from "../grants/cleanup.ts";
+import { CLEANUP_LEASE, createCleanup, kubernetesLiveness } from "../grants/cleanup.ts";
+import { createLeaseMutex } from "../kube/lease_mutex.ts";
+import { createLeaseTurn } from "../kube/lease_turn.ts";
 import type { ServerDeps } from "../grants/deps.ts";
 import { startRunWatch } from "./run_watch.ts";
 import { createLeaseRoleLock, createLocalRoleLock } from "../trust/role_lock.ts";
@@ -139,6 +141,7 @@ export async function startServer(
       syncLeaseMs: config.runLeaseMs,
       logger,
       metrics,
+      turn: kube ? cleanupTurn(config, kube, logger) : undefined,
     });
     if (config.cleanupIntervalMs > 0) cleanup.start(config.cleanupIntervalMs);
     started.add(() => cleanup.stop());
@@ -198,6 +201,23 @@ export async function startServer(
     await started.undo();
     throw error;
   }
+}
+
+/**
+ * The replicas' turn to run the cleanup's passes, on the Lease `irsa-cleanup`. Its holder renews it
+ * every pass; should the holder die, it expires after one and a half intervals and another replica
+ * takes it at its next pass.
+ */
+function cleanupTurn(config: ServerConfig, kube: KubeClient, logger: Logger) {
+  const mutex = createLeaseMutex({
+    kube,
+    namespace: config.fieldNamespace,
+    identity: `irsa-${crypto.randomUUID()}`,
+    leaseDurationSeconds: Math.max(1, Math.ceil((config.cleanupIntervalMs * 1.5) / 1000)),
+    kind: "cleanup",
+    logger,
+  });
+  return createLeaseTurn(mutex, CLEANUP_LEASE, logger);
 }
 
 /**
