@@ -436,6 +436,9 @@ try {
     const t = performance.now();
     await s.stop();
     log(`replica ${i} stopped in ${round(performance.now() - t)} ms`);
+    for (const line of s.logs.filter((l) => l.includes('"slow to stop"'))) {
+      log(`replica ${i}: ${line}`);
+    }
   });
   await Promise.all(stopping);
   await counter.close();

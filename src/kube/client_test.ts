@@ -265,3 +265,43 @@ Deno.test("inClusterKubeConfig: the API from the service env, token and CA from 
     message: /KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be set/,
   });
 });
+
+Deno.test("kube client: a watch ends as its signal aborts, even when the abort never reaches the body's read", async () => {
+  // A response body that ignores the request's signal. In bench:scale, two of three replicas took
+  // minutes to stop, each ending just as its first watch's timeoutSeconds ran out: the abort had
+  // not ended the body's read in flight. Here only a cancel can end it.
+  const cancelled = Promise.withResolvers<void>();
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(
+        new TextEncoder().encode(
+          JSON.stringify({ type: "BOOKMARK", object: { metadata: { resourceVersion: "7" } } }) +
+            "\n",
+        ),
+      );
+    },
+    cancel: () => cancelled.resolve(),
+  });
+  const realFetch = globalThis.fetch;
+  globalThis.fetch = () => Promise.resolve(new Response(body));
+  try {
+    const kube = createKubeClient({ apiUrl: "http://127.0.0.1:1" });
+    const abort = new AbortController();
+    const events: string[] = [];
+    const watching = (async () => {
+      for await (const e of kube.watchPods("domino-compute", "a=b", "1", abort.signal)) {
+        events.push(e.type);
+        abort.abort();
+      }
+    })();
+    const outcome = await Promise.race([
+      watching.then(() => "ended", (e) => `threw ${(e as Error).name}`),
+      new Promise((r) => setTimeout(() => r("still reading after 2 s"), 2_000)),
+    ]);
+    assert.deepEqual(events, ["BOOKMARK"]);
+    assert.equal(outcome, "threw AbortError");
+    await cancelled.promise; // the body was let go: its connection is released
+  } finally {
+    globalThis.fetch = realFetch;
+  }
+});

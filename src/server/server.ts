@@ -64,12 +64,19 @@ const WEB_IDENTITY_TOKEN_FILE = "/var/run/secrets/eks.amazonaws.com/serviceaccou
  * server stops. A step that starts a client, a loop or a listener registers its undoing at once.
  */
 class Started {
-  readonly #undo: (() => void | Promise<void>)[] = [];
-  add(undo: () => void | Promise<void>): void {
-    this.#undo.push(undo);
+  readonly #undo: { what: string; undo: () => void | Promise<void> }[] = [];
+  constructor(readonly logger: Logger) {}
+  /** Registers the undoing of `what` (named in the log line of a step slower than a second). */
+  add(what: string, undo: () => void | Promise<void>): void {
+    this.#undo.push({ what, undo });
   }
   async undo(): Promise<void> {
-    for (const undo of this.#undo.splice(0).reverse()) await undo();
+    for (const { what, undo } of this.#undo.splice(0).reverse()) {
+      const t = performance.now();
+      await undo();
+      const ms = Math.round(performance.now() - t);
+      if (ms >= 1000) this.logger.info("slow to stop", { what, ms });
+    }
   }
 }
 
@@ -102,7 +109,7 @@ export async function startServer(
   const handoffKey = config.kubernetes && config.handoffKeyFile
     ? await importHandoffKey(await io.readTextFile(config.handoffKeyFile), config.handoffKeyFile)
     : undefined;
-  const started = new Started();
+  const started = new Started(logger);
   try {
     const { users, workloads } = startVerifiers(config, metrics, caCert, started);
     const cluster = config.kubernetes
@@ -118,7 +125,13 @@ export async function startServer(
         : createFileStore(config.mappingFile),
     );
     const grants: GrantStore = kube
-      ? await startGrantShards(config, kube, logger, metrics, (undo) => started.add(undo))
+      ? await startGrantShards(
+        config,
+        kube,
+        logger,
+        metrics,
+        (undo) => started.add("the grant record's loop", undo),
+      )
       : createFileGrantStore(grantFileBeside(config.mappingFile));
     const { editor, roles } = startEditor(
       config,
@@ -144,7 +157,7 @@ export async function startServer(
       turn: kube ? cleanupTurn(config, kube, logger) : undefined,
     });
     if (config.cleanupIntervalMs > 0) cleanup.start(config.cleanupIntervalMs);
-    started.add(() => cleanup.stop());
+    started.add("the cleanup", () => cleanup.stop());
 
     const deps: ServerDeps = {
       activity: cleanup,
@@ -194,7 +207,7 @@ export async function startServer(
     if (kube) {
       // A run's end, seen as it happens, revokes at once; the cleanup loop stays the safety net.
       const watch = startRunWatch(deps, kube, config.computeNamespace);
-      started.add(() => watch.stop());
+      started.add("the pod watch", () => watch.stop());
     }
     return await listen(config, app.fetch, tls, metrics, logger, started);
   } catch (error) {
@@ -242,7 +255,7 @@ function startVerifiers(
   let users: UserVerifier;
   if (config.verifier === "jwt") {
     const jwt = createJwtVerifier({ ...config.jwt, caCert, timeoutMs: HTTP_TIMEOUT_MS });
-    started.add(() => jwt.close());
+    started.add("the jwt verifier", () => jwt.close());
     users = {
       verify: (token) => jwt.verify(token),
       ready: () => jwt.ready(),
@@ -258,7 +271,7 @@ function startVerifiers(
     caCert,
     timeoutMs: HTTP_TIMEOUT_MS,
   });
-  started.add(() => cluster.close());
+  started.add("the workload verifier", () => cluster.close());
   // A user token (or API key) already verified is reused; a pod's token is verified every time.
   return { users: cacheCallers(users, { ttlMs: config.callerCacheMs }), workloads: cluster };
 }
@@ -278,7 +291,7 @@ async function startKubernetes(
     token: () => io.readTextFile(where.tokenFile).then((t) => t.trim()),
     timeoutMs: HTTP_TIMEOUT_MS,
   });
-  started.add(() => kube.close());
+  started.add("the Kubernetes client", () => kube.close());
   await checkPermissions(
     kube,
     requiredPermissions({
@@ -317,7 +330,7 @@ function startEditor(
     endpoint: config.iamEndpoint,
     timeoutMs: config.iamTimeoutMs,
   });
-  started.add(() => iam.destroy());
+  started.add("the IAM client", () => iam.destroy());
   const roles = createIamTrustPolicyStore(iam, {
     onCall: (operation, outcome) => metrics.iamCalls.inc({ operation, outcome }),
   });
@@ -377,7 +390,7 @@ async function listen(
 ): Promise<RunningServer> {
   const ac = new AbortController();
   const servers: Promise<void>[] = [];
-  started.add(async () => {
+  started.add("the listeners (requests in flight)", async () => {
     ac.abort();
     await Promise.all(servers);
   });
