@@ -263,9 +263,15 @@ try {
   /** The sample started, then stopped, one at a time: latencies and Kubernetes writes per start. */
   const measure = async (held: number) => {
     const w0 = writes();
+    const k0 = writesByKind();
     const starts = [];
     for (const run of sample) starts.push(await call("POST", run));
     const startWrites = (writes() - w0) / sample.length;
+    const k1 = writesByKind();
+    // The writes while the sample started, by kind: what a start costs beyond its three.
+    const startWritesByKind = Object.fromEntries(
+      Object.entries(k1).map(([k, n]) => [k, n - (k0[k] ?? 0)]).filter(([, n]) => n !== 0),
+    );
     const w1 = writes();
     const stops = [];
     for (const run of sample) stops.push(await call("DELETE", run));
@@ -278,6 +284,7 @@ try {
       stop_p99_ms: round(pct(stops, 99)),
       kubernetes_writes_per_start: Math.round(startWrites * 100) / 100,
       kubernetes_writes_per_stop: Math.round(stopWrites * 100) / 100,
+      kubernetes_writes_while_starting: startWritesByKind,
     };
     checkpoints.push(c);
     log(`at ${held} held: ${JSON.stringify(c)}`);

@@ -827,12 +827,13 @@ Deno.test("readyz reports ready once keys and mappings load", async () => {
   assert.deepEqual(await res.json(), { status: "Ready" });
 });
 
-Deno.test("a grant names the pool members the subject was put on or tried, each recorded before its edit, never the untried ones", async () => {
+Deno.test("a grant names the pool member the subject was put on, recorded before its edit; never a member found full first, nor an untried one", async () => {
   await using w = await world();
   const arn = (name: string) => `arn:aws:iam::111111111111:role/${name}`;
   const members = [ROLES[0], "acme-list-bucket-role-2", "acme-list-bucket-role-3"];
   for (const m of members.slice(1)) w.iam.policies.set(m, FRESH);
-  // The first member is full, and this replica has not seen it yet: it is tried first, refused.
+  // The first member is full, and this replica has not seen it yet: its policy is read before it
+  // is recorded or locked, and it is skipped (before, it was recorded, locked and refused).
   const fillers = Array.from(
     { length: 40 },
     (_, i) => `"*:domino-compute:run-${i.toString(16).padStart(24, "a")}"`,
@@ -866,7 +867,12 @@ Deno.test("a grant names the pool members the subject was put on or tried, each 
   // The second member was in the record before its policy was written.
   assert.ok(recordedAtWrite[members[1]].includes(arn(members[1])), JSON.stringify(recordedAtWrite));
   const record = JSON.parse(await Deno.readTextFile(w.grantsFile));
-  assert.deepEqual(record.grants[SUBJECT].roles, [arn(members[0]), arn(members[1])]);
+  assert.deepEqual(record.grants[SUBJECT].roles, [arn(members[1])]);
+  assert.deepEqual(
+    w.iam.calls.filter((c) => c.role === members[0]).map((c) => c.op),
+    ["GetRole"],
+    "the full member was read, never written",
+  );
   assert.ok(!record.roles.includes(arn(members[2])));
   // Neither the start nor the stop (its grant names every role it may hold) read the untried member.
   const stop = await w.call("DELETE", "/map_iam_roles_to_pod_sa", {

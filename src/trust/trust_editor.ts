@@ -204,9 +204,12 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
     return { value: results, version: newVersion, current: before.current || stale };
   }
 
-  /** The role's policy as IAM holds it now, without its lock (see `refusal`). */
-  async function policyNow(roleArn: string): Promise<string | undefined> {
-    if (policies.peek(roleArn) === undefined) return undefined;
+  /**
+   * The role's policy as IAM holds it now, without its lock (see `refusal`). A role this replica
+   * has not read yet is read only when `uncached` says so: a batch's own lock reads it anyway.
+   */
+  async function policyNow(roleArn: string, uncached: boolean): Promise<string | undefined> {
+    if (!uncached && policies.peek(roleArn) === undefined) return undefined;
     try {
       const version = await lock.currentVersion(roleArn);
       const hit = policies.fresh(roleArn);
@@ -236,7 +239,7 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
   }
 
   async function refusal(roleArn: string, subject: string): Promise<OutcomeError | undefined> {
-    const document = await policyNow(roleArn);
+    const document = await policyNow(roleArn, true);
     return document === undefined ? undefined : quotaRefusal(roleArn, document, subject);
   }
 
@@ -249,7 +252,7 @@ export function createTrustEditor(deps: TrustEditorDeps): TrustEditor {
   async function refuseFull(roleArn: string): Promise<boolean> {
     const queued = queues.get(roleArn) ?? [];
     if (queued.length === 0 || queued.some((p) => p.add === undefined)) return false;
-    const document = await policyNow(roleArn);
+    const document = await policyNow(roleArn, false);
     if (document === undefined) return false;
     const refused = new Set<Pending>();
     for (const p of queues.get(roleArn) ?? []) {

@@ -96,9 +96,10 @@ export interface TrustEditor {
   holds(roleArn: string, subject: string): boolean;
   /**
    * Why adding `subject` cannot fit the role's policy as IAM holds it now, judged without the
-   * role's lock, or undefined when it may (the lock decides). Only for a role this replica has
-   * read before (otherwise undefined: the lock reads it anyway). The cached policy is believed when
-   * the lock's version is the one it was cached under; otherwise IAM's is read and cached. A
+   * role's lock, or undefined when it may (the lock decides). The cached policy is believed when
+   * the lock's version is the one it was cached under; otherwise (a role this replica has not read
+   * yet included) IAM's is read and cached: one GetRole rather than a Lease taken and released,
+   * and a grant written, to find a member full that other replicas filled. A
    * refusal is never a grant: at worst (a Lease's version written back by someone who may update
    * Leases) a start skips a member that had room. A failed read decides nothing.
    */
