@@ -3,6 +3,7 @@
 import * as v from "valibot";
 import { AppError } from "../lib/errors.ts";
 import { describe, KubeApiError, statusError, type Target } from "./errors.ts";
+import { jsonLines } from "./json_lines.ts";
 import {
   AccessReviewWire,
   configMapBody,
@@ -345,39 +346,17 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
         const body = await response.json().catch(() => undefined);
         throw statusError(target, response.status, body);
       }
-      // One JSON object a line. The body is cancelled as the signal aborts, rather than trusting the
-      // fetch's abort to end a read in flight: stopping servers were seen waiting until the watch's
-      // `timeoutSeconds` ended it. A cancel ends a pending read at once.
-      const reader = response.body.getReader();
-      const cancel = () => void reader.cancel().catch(() => {});
-      signal.addEventListener("abort", cancel, { once: true });
-      const decoder = new TextDecoder();
-      let buffered = "";
-      try {
-        for (;;) {
-          if (signal.aborted) throw signal.reason;
-          const { done, value } = await reader.read();
-          if (signal.aborted) throw signal.reason;
-          if (done) return;
-          buffered += decoder.decode(value, { stream: true });
-          const lines = buffered.split("\n");
-          buffered = lines.pop()!;
-          for (const line of lines.filter((l) => l.trim() !== "")) {
-            const e = parse(PodEventWire, JSON.parse(line), target);
-            const rv = e.object.metadata?.resourceVersion;
-            if (e.type === "ERROR") {
-              yield { type: "ERROR", code: e.object.code, message: e.object.message };
-            } else if (e.type === "BOOKMARK") yield { type: "BOOKMARK", resourceVersion: rv };
-            else {yield {
-                type: e.type,
-                pod: toPod(parse(PodWire, e.object, target)),
-                resourceVersion: rv,
-              };}
-          }
-        }
-      } finally {
-        signal.removeEventListener("abort", cancel);
-        cancel();
+      for await (const line of jsonLines(response.body, signal)) {
+        const e = parse(PodEventWire, line, target);
+        const rv = e.object.metadata?.resourceVersion;
+        if (e.type === "ERROR") {
+          yield { type: "ERROR", code: e.object.code, message: e.object.message };
+        } else if (e.type === "BOOKMARK") yield { type: "BOOKMARK", resourceVersion: rv };
+        else {yield {
+            type: e.type,
+            pod: toPod(parse(PodWire, e.object, target)),
+            resourceVersion: rv,
+          };}
       }
     },
 
