@@ -7,18 +7,15 @@ import assert from "node:assert/strict";
 import { EMPTY_RECORD, withGrant } from "../core/grants.ts";
 import { subjectsOf } from "../core/trust_policy.ts";
 import { silentLogger } from "../lib/log.ts";
-import { createServerMetrics } from "../observe/metrics.ts";
 import { createMemoryGrantStore } from "../store/grant_store.ts";
 import type { MappingStore } from "../store/mapping_store.ts";
-import type { RoleLock } from "../trust/role_lock.ts";
-import { createTrustEditor } from "../trust/trust_editor.ts";
 import { createKubeClient } from "../kube/client.ts";
-import { FakeIamRoles } from "../../tests/fakes/iam_roles.ts";
 import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
 import { AUDIT, FRESH, HOST, OPTS, ROLE, run } from "../../tests/fixtures/example_trust.ts";
 import { createLeaseMutex } from "../kube/lease_mutex.ts";
 import { createLeaseTurn } from "../kube/lease_turn.ts";
 import { CLEANUP_LEASE, createCleanup, kubernetesLiveness } from "./cleanup.ts";
+import { editorWith, fakeIam } from "../../tests/fixtures/trust_editors.ts";
 
 /** Mappings with one organization whose proxy role is ROLE; writes are not needed here. */
 const store: MappingStore = {
@@ -34,29 +31,6 @@ const store: MappingStore = {
   remove: () => Promise.resolve(false),
   putAll: () => Promise.resolve(),
 };
-
-function fakeIam(latencyMs = 20) {
-  const iam = new FakeIamRoles();
-  iam.policies.set("acme-list-bucket-role", FRESH);
-  iam.latencyMs = latencyMs;
-  return iam;
-}
-
-function editorWith(iam: FakeIamRoles, lock?: RoleLock, now?: () => number) {
-  const metrics = createServerMetrics();
-  const editor = createTrustEditor({
-    roles: iam,
-    oidcProvider: HOST,
-    audience: "sts.amazonaws.com",
-    format: "wildcard",
-    quota: 2048,
-    logger: silentLogger,
-    metrics,
-    lock,
-    now,
-  });
-  return { editor, metrics };
-}
 
 Deno.test("the cleanup removes only managed subjects of ended runs, and never a young one", async () => {
   const cluster = await sharedKubeApiServer();

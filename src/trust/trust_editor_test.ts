@@ -3,42 +3,13 @@ import { AppError } from "../lib/errors.ts";
 import { editTrustPolicy, subjectsOf } from "../core/trust_policy.ts";
 import { createLogger, silentLogger } from "../lib/log.ts";
 import { createServerMetrics } from "../observe/metrics.ts";
-import { createLeaseRoleLock, type RoleLock } from "./role_lock.ts";
+import { createLeaseRoleLock } from "./role_lock.ts";
 import { leaseName } from "./handoff.ts";
 import { createTrustEditor } from "./trust_editor.ts";
 import { createKubeClient } from "../kube/client.ts";
-import { FakeIamRoles } from "../../tests/fakes/iam_roles.ts";
 import { sharedKubeApiServer } from "../../tests/fixtures/kube_apiserver.ts";
 import { AUDIT, FRESH, HOST, OPTS, ROLE, run } from "../../tests/fixtures/example_trust.ts";
-
-function editorWith(
-  iam: FakeIamRoles,
-  lock?: RoleLock,
-  now?: () => number,
-  windows: { windowMs?: number; maxWindowMs?: number } = {},
-) {
-  const metrics = createServerMetrics();
-  const editor = createTrustEditor({
-    roles: iam,
-    oidcProvider: HOST,
-    audience: "sts.amazonaws.com",
-    format: "wildcard",
-    quota: 2048,
-    logger: silentLogger,
-    metrics,
-    lock,
-    now,
-    ...windows,
-  });
-  return { editor, metrics };
-}
-
-function fakeIam(latencyMs = 20) {
-  const iam = new FakeIamRoles();
-  iam.policies.set("acme-list-bucket-role", FRESH);
-  iam.latencyMs = latencyMs;
-  return iam;
-}
+import { editorWith, fakeIam } from "../../tests/fixtures/trust_editors.ts";
 
 Deno.test("simultaneous starts on one role are coalesced: O(1) IAM calls, each request its own outcome", async () => {
   const iam = fakeIam();
